@@ -1,0 +1,536 @@
+// The widget view: builds the DOM, receives data from the kernel (or the standalone
+// stub), and wires panes, player, transcript and map requests together.
+import { typedArray, pcm16ToFloat32, ChunkAssembler } from "./codecs.js";
+import { TimeAxis } from "./timeaxis.js";
+import { massRegions, wordSpans } from "./regions.js";
+import { binOfTime, tokensAt, tokenUnder, rowAtY } from "./lookup.js";
+import { confidenceAlpha } from "./colors.js";
+import { MapStore, pixelMax } from "./mapstore.js";
+import { Player } from "./player.js";
+import { Waveform, Spectrogram, Overview, fitCanvas, drawLane, drawDiffLane } from "./panes.js";
+import { h, onTrait, setTraits, debounce, listen, fmtTime } from "./dom.js";
+
+const HEIGHTS = { wave: 90, spec: 110, lane: 34 };
+const THEME_VARS = {
+  bg: "--lx-bg", fg: "--lx-fg", wave: "--lx-wave", attr: "--lx-attr", attrLine: "--lx-attr-line",
+  accent: "--lx-accent", playing: "--lx-playing", wordA: "--lx-word-a", wordB: "--lx-word-b",
+  wordSelected: "--lx-word-selected", region: "--lx-region", grid: "--lx-grid",
+  captionBg: "--lx-caption-bg", attr2: "--lx-attr2",
+};
+
+export class View {
+  constructor(model, el, { standalone = false } = {}) {
+    this.t0 = performance.now();
+    this.model = model;
+    this.el = el;
+    this.standalone = standalone;
+    this.meta = model.get("_meta");
+    this.methods = Object.fromEntries(this.meta.methods.map((m) => [m.name, m]));
+    this.metrics = { switches: [], maps: [] };
+    this.cleanups = [];
+    this.current = null; // {key, primary, compare} currently drawn
+    this.playingToken = -1;
+    this.store = new MapStore((c) => model.send(c), this.methods);
+    this.tokenWord = new Int32Array(this.meta.tokens.length).fill(-1);
+    this.meta.words.forEach((w) => w.tokens.forEach((k) => (this.tokenWord[k] = w.index)));
+    this.spans = wordSpans(this.meta.words.map((w) => w.peak_s), this.meta.duration_s);
+
+    this._buildDom();
+    this.cleanups.push(this.store.onChange(() => this._status()));
+    const onMsg = (msg, buffers) => this._onMessage(msg, buffers);
+    model.on("msg:custom", onMsg);
+    this.cleanups.push(() => model.off("msg:custom", onMsg));
+    for (const name of ["variant", "compare_variant", "compare_mode", "tau", "depth"]) {
+      this.cleanups.push(onTrait(model, name, () => { this._syncControls(); this.update(); }));
+    }
+    this.cleanups.push(onTrait(model, "selected_token", (k) => this.select(k, { fromModel: true })));
+    this.cleanups.push(onTrait(model, "current_time", (t) => {
+      if (this.player && Math.abs(t - this.player.time) > 0.05) this.player.seek(t);
+    }));
+    this.writeTime = debounce((t) => setTraits(model, { current_time: t }), 250);
+    this.cleanups.push(() => this.writeTime.cancel());
+    this._status("loading audio…");
+    model.send({ type: "init" });
+  }
+
+  // ---- DOM ---------------------------------------------------------------------------
+  _buildDom() {
+    const m = this.meta;
+    const opt = (value, label) => h("option", { value, text: label });
+    const methodOpts = () => m.methods.map((x) => opt(x.name, x.cost === "slow" ? `${x.label} (slow)` : x.label));
+    this.ui = {
+      play: h("button", { class: "lx-play", title: "Play / pause (space)", text: "▶ play" }),
+      playWord: h("button", { class: "lx-play-word", title: "Play the selected token's word", text: "▶ word" }),
+      playRegion: h("button", { class: "lx-play-region", title: "Play the frames holding half of the selected token's attribution", text: "▶ evidence" }),
+      time: h("span", { class: "lx-time" }),
+      variant: h("select", { class: "lx-variant", title: "Attribution method" }, ...methodOpts()),
+      compare: h("select", { class: "lx-compare", title: "Compare with" }, opt("", "none"), ...methodOpts()),
+      mode: h("select", { class: "lx-compare-mode" }, opt("side", "side by side"), opt("diff", "difference")),
+      tau: h("input", { class: "lx-tau", type: "number", step: "0.1", min: "0.05", title: "Entropy temperature τ" }),
+      depth: h("select", { class: "lx-depth", title: "Rollout depth" }, ...m.depths.map((d) => opt(d, d.replace("_", " ")))),
+      zoomIn: h("button", { class: "lx-zoom-in", title: "Zoom in (ctrl + wheel)", text: "+" }),
+      zoomOut: h("button", { class: "lx-zoom-out", title: "Zoom out", text: "−" }),
+      fit: h("button", { class: "lx-fit", title: "Show all", text: "fit" }),
+      png: h("button", { class: "lx-png", title: "Save the view as PNG", text: "PNG" }),
+      status: h("span", { class: "lx-status", role: "status" }),
+      errorText: h("span", { class: "lx-error-text" }),
+      errorClose: h("button", { class: "lx-error-close", title: "Dismiss", text: "×" }),
+      wave: h("canvas", { class: "lx-wave" }),
+      spec: h("canvas", { class: "lx-spec" }),
+      lane: h("canvas", { class: "lx-lane" }),
+      lane2: h("canvas", { class: "lx-lane2" }),
+      overview: h("canvas", { class: "lx-overview", title: "Tokens x time: click a row to select its token" }),
+      playhead: h("div", { class: "lx-playhead" }),
+      hoverline: h("div", { class: "lx-hoverline" }),
+      scroll: h("input", { class: "lx-scroll", type: "range", min: "0", max: "1000", value: "0", title: "Scroll" }),
+      hover: h("div", { class: "lx-hover-info" }),
+      transcript: h("div", { class: "lx-transcript" }),
+    };
+    const u = this.ui;
+    this.error = h("div", { class: "lx-error", role: "alert", hidden: true }, u.errorText, u.errorClose);
+    this.panes = h("div", { class: "lx-panes" }, u.wave, u.spec, u.lane, u.lane2, u.overview, u.playhead, u.hoverline);
+    this.root = h("div", { class: "leafx-root", tabindex: "0", "data-lm-suppress-shortcuts": "true" },
+      h("div", { class: "lx-toolbar" },
+        h("span", { class: "lx-group" }, u.play, u.playWord, u.playRegion, u.time),
+        h("span", { class: "lx-group" }, h("label", {}, "method ", u.variant),
+          h("label", {}, "compare ", u.compare), u.mode),
+        h("span", { class: "lx-group lx-params" }, h("label", {}, "τ ", u.tau), h("label", {}, "depth ", u.depth)),
+        h("span", { class: "lx-group" }, u.zoomIn, u.zoomOut, u.fit, u.png),
+        u.status),
+      this.error, this.panes, u.scroll, u.hover, u.transcript,
+      h("div", { class: "lx-footer", text: `${m.model_name} · ${fmtTime(m.duration_s)} s · ${m.tokens.length} tokens` }));
+    this.root.__leafx = this;
+    this.el.append(this.root);
+    this._buildTranscript();
+    this._syncControls();
+    this._wireControls();
+  }
+
+  _buildTranscript() {
+    const m = this.meta;
+    this.tokenEls = new Array(m.tokens.length);
+    const frag = document.createDocumentFragment();
+    for (const w of m.words) {
+      const wordEl = h("span", { class: "lx-word", "data-word": w.index });
+      for (const k of w.tokens) {
+        const t = m.tokens[k];
+        const p = Math.exp(t.logprob);
+        const el = h("span", {
+          class: "lx-tok", "data-i": k, text: t.text,
+          title: `${JSON.stringify(t.text)}  p = ${p.toFixed(3)}  (log p ${t.logprob.toFixed(2)})`,
+        });
+        el.style.setProperty("--lx-conf", confidenceAlpha(t.logprob));
+        this.tokenEls[k] = el;
+        wordEl.append(el);
+      }
+      frag.append(wordEl, " ");
+    }
+    this.ui.transcript.append(frag);
+  }
+
+  _syncControls() {
+    const u = this.ui, model = this.model;
+    u.variant.value = model.get("variant");
+    u.compare.value = model.get("compare_variant") ?? "";
+    u.mode.value = model.get("compare_mode");
+    u.mode.hidden = !model.get("compare_variant");
+    if (document.activeElement !== u.tau) u.tau.value = model.get("tau");
+    u.depth.value = model.get("depth");
+    const takes = (k) => [model.get("variant"), model.get("compare_variant")]
+      .some((n) => n && k in (this.methods[n]?.params ?? {}));
+    u.tau.disabled = this.standalone || !takes("tau");
+    u.depth.disabled = this.standalone || !takes("depth");
+  }
+
+  _wireControls() {
+    const u = this.ui, model = this.model, on = (t, ev, fn, o) => this.cleanups.push(listen(t, ev, fn, o));
+    on(u.play, "click", () => this.player?.toggle());
+    on(u.playWord, "click", () => this.playWord());
+    on(u.playRegion, "click", () => this.playRegion());
+    on(u.variant, "change", () => setTraits(model, { variant: u.variant.value }));
+    on(u.compare, "change", () => setTraits(model, { compare_variant: u.compare.value || null }));
+    on(u.mode, "change", () => setTraits(model, { compare_mode: u.mode.value }));
+    const tau = debounce(() => {
+      const v = parseFloat(u.tau.value);
+      if (v > 0) setTraits(model, { tau: v });
+    }, 200);
+    on(u.tau, "input", tau);
+    this.cleanups.push(() => tau.cancel());
+    on(u.depth, "change", () => setTraits(model, { depth: u.depth.value }));
+    on(u.zoomIn, "click", () => this.axis?.zoom(0.5));
+    on(u.zoomOut, "click", () => this.axis?.zoom(2));
+    on(u.fit, "click", () => this.axis?.fit());
+    on(u.png, "click", () => this.exportPng());
+    on(u.errorClose, "click", () => { this.error.hidden = true; });
+    on(u.transcript, "click", (e) => {
+      const k = e.target.closest?.(".lx-tok")?.dataset.i;
+      if (k != null) this.select(+k);
+    });
+    on(u.hover, "click", (e) => {
+      const k = e.target.closest?.("[data-i]")?.dataset.i;
+      if (k != null) this.select(+k);
+    });
+    on(u.scroll, "input", () => {
+      const a = this.axis;
+      if (a) a.setView((u.scroll.value / 1000) * (a.duration - a.span), a.span);
+    });
+    on(this.panes, "mousemove", (e) => this._hover(e));
+    on(this.panes, "mouseleave", () => { u.hoverline.style.display = "none"; });
+    on(this.panes, "click", (e) => this._click(e));
+    on(this.panes, "wheel", (e) => this._wheel(e), { passive: false });
+    on(this.root, "keydown", (e) => this._key(e));
+  }
+
+  // ---- data from the kernel ----------------------------------------------------------
+  _onMessage(msg, buffers) {
+    try {
+      switch (msg.type) {
+        case "audio": return this._audioChunk(msg, buffers);
+        case "mel": return this._melChunk(msg, buffers);
+        case "overview": return this._overviewChunk(msg, buffers);
+        case "map": return this.store.receive(msg, buffers);
+        case "error":
+          if (msg.id && this.store.byId.has(msg.id)) return this.store.receive(msg, buffers);
+          return this.showError(msg.message);
+      }
+    } catch (err) {
+      this.showError(`widget: ${err.message}`);
+    }
+  }
+
+  _audioChunk(msg, buffers) {
+    if (this.audioDone) return;
+    this.audio ??= new ChunkAssembler(Int16Array, msg.total);
+    this._status(`loading audio ${Math.round((100 * (msg.offset + msg.n)) / msg.total)}%`);
+    if (this.audio.put(msg.offset, typedArray("int16", buffers[0]))) {
+      this.audioDone = true;
+      this._maybeReady();
+    }
+  }
+
+  _melChunk(msg, buffers) {
+    if (this.melDone) return;
+    this.mel ??= new ChunkAssembler(Uint8Array, msg.total_cols * msg.n_mels);
+    this.melInfo = msg;
+    if (this.mel.put(msg.offset_cols * msg.n_mels, typedArray("uint8", buffers[0]))) {
+      this.melDone = true;
+      this._maybeReady();
+    }
+  }
+
+  _overviewChunk(msg, buffers) {
+    if (!this.overview || this.overview.key !== msg.key) {
+      this.overview = new Overview(msg.n_tokens, msg.n_bins, this.meta.duration_s);
+      this.overview.key = msg.key;
+    }
+    this.overview.setRows(msg.row0, typedArray("uint8", buffers[0]));
+    if (this.axis) this.drawOverview();
+  }
+
+  _maybeReady() {
+    if (!this.audioDone || !this.melDone || this.ready) return;
+    this.ready = true;
+    const m = this.meta;
+    const samples = pcm16ToFloat32(this.audio.data);
+    this.audio = null;
+    this.player = new Player(samples, m.sample_rate);
+    this.waveform = new Waveform(samples, m.sample_rate);
+    const mi = this.melInfo;
+    this.spectrogram = new Spectrogram(this.mel.data, mi.total_cols, mi.n_mels, mi.col_s);
+    this.mel = null;
+    this.axis = new TimeAxis(m.duration_s, this.panes.clientWidth || 800);
+    this.cleanups.push(this.axis.onChange(() => this.drawAll()));
+    this.cleanups.push(this.player.onTime((t, playing) => this._onTime(t, playing)));
+    this.cleanups.push(() => this.player.destroy());
+    if (typeof ResizeObserver !== "undefined") {
+      const ro = new ResizeObserver(() => {
+        const w = this.panes.clientWidth;
+        if (w && Math.abs(w - this.axis.width) > 0.5) this.axis.setWidth(w);
+      });
+      ro.observe(this.panes);
+      this.cleanups.push(() => ro.disconnect());
+    }
+    this.drawAll();
+    this.metrics.openMs = performance.now() - this.t0;
+    this.root.dataset.ready = "1";
+    this._status();
+    this.model.send({ type: "overview", method: "base", params: {} });
+    this.select(this.model.get("selected_token"), { fromModel: true });
+  }
+
+  // ---- selection and maps ------------------------------------------------------------
+  params() { return { tau: this.model.get("tau"), depth: this.model.get("depth") }; }
+
+  select(k, { fromModel = false } = {}) {
+    const n = this.meta.tokens.length;
+    if (!n) return;
+    k = Math.min(Math.max(k | 0, 0), n - 1);
+    if (!fromModel && k !== this.model.get("selected_token")) setTraits(this.model, { selected_token: k });
+    if (this.selected !== k) {
+      this.tokenEls[this.selected]?.classList.remove("lx-selected");
+      this.tokenEls[k]?.classList.add("lx-selected");
+      this.selected = k;
+      this.tokenEls[k]?.scrollIntoView?.({ block: "nearest", inline: "nearest" });
+    }
+    this.update();
+  }
+
+  /** Shows the maps for the current selection, from the cache or once the kernel replies. */
+  update() {
+    if (!this.ready) return;
+    const t0 = performance.now();
+    const k = this.selected, params = this.params();
+    const names = [this.model.get("variant"), this.model.get("compare_variant")].filter(Boolean);
+    const key = `${k}:${names.join("/")}:${this.store.key(k, names[0], params)}:${this.model.get("compare_mode")}`;
+    this.wanted = key;
+    const hits = names.map((n) => this.store.get(k, n, params));
+    if (hits.every(Boolean)) {
+      this._show(key, k, names, hits);
+      const ms = performance.now() - t0;
+      this.metrics.switches.push(ms);
+      this.metrics.lastSwitchMs = ms;
+      return;
+    }
+    this.root.classList.add("lx-stale"); // keep the previous map, marked as stale
+    Promise.all(names.map((n) => this.store.request(k, n, params))).then((res) => {
+      for (const r of res) if (!r.cached) this.metrics.maps.push({ key, ms: r.ms });
+      if (this.wanted !== key) return;
+      this._show(key, k, names, res);
+      const ms = performance.now() - t0;
+      this.metrics.lastFetchMs = ms;
+      this.metrics.firstMapMs ??= ms;
+      this.root.dataset.mapSource = "kernel";
+    }, (err) => {
+      if (this.wanted === key) this.root.classList.remove("lx-stale");
+      this.showError(err.message);
+    });
+    this._prefetch(k, params);
+  }
+
+  _prefetch(k, params) {
+    const v = this.model.get("variant");
+    if (this.methods[v]?.cost !== "fast") return;
+    for (const j of [k + 1, k - 1]) {
+      if (j >= 0 && j < this.meta.tokens.length) this.store.request(j, v, params).catch(() => {});
+    }
+  }
+
+  _show(key, k, names, hits) {
+    this.current = { key, token: k, names, primary: hits[0], compare: hits[1] ?? null };
+    this.regions = massRegions(hits[0].map, { frac: 0.5, startFrame: hits[0].startFrame });
+    this.root.classList.remove("lx-stale");
+    this.root.dataset.mapKey = this.store.key(k, names[0], this.params());
+    this.drawAll();
+    this.error.hidden = true;
+  }
+
+  // ---- drawing -----------------------------------------------------------------------
+  theme() {
+    const cs = getComputedStyle(this.root);
+    const t = {};
+    for (const [k, v] of Object.entries(THEME_VARS)) t[k] = cs.getPropertyValue(v).trim() || "#888";
+    return t;
+  }
+
+  drawAll() {
+    if (!this.axis) return;
+    const a = this.axis, w = a.width, theme = (this._theme = this.theme());
+    const fs = this.meta.frame_s, cur = this.current;
+    const cols = cur ? pixelMax(cur.primary.map, cur.primary.startFrame, fs, a) : null;
+    const cols2 = cur?.compare ? pixelMax(cur.compare.map, cur.compare.startFrame, fs, a) : null;
+    this.waveform.draw(fitCanvas(this.ui.wave, w, HEIGHTS.wave), a, w, HEIGHTS.wave, {
+      theme, spans: this.spans, selectedSpan: cur ? this.tokenWord[cur.token] : -1,
+      mapCols: cols, regions: cur ? this.regions : [], frameS: fs,
+    });
+    this.spectrogram.draw(fitCanvas(this.ui.spec, w, HEIGHTS.spec), a, w, HEIGHTS.spec, { theme, mapCols: cols });
+    const label = (n) => `${this.methods[n]?.label ?? n}` + (cur ? ` · ${JSON.stringify(this.meta.tokens[cur.token].text)}` : "");
+    const diff = cols2 && this.model.get("compare_mode") === "diff";
+    drawLane(fitCanvas(this.ui.lane, w, HEIGHTS.lane), w, HEIGHTS.lane, diff ? null : cols,
+      { theme, label: cur ? label(cur.names[0]) : "", color: theme.attr2 });
+    this.ui.lane.style.display = diff ? "none" : "";
+    this.ui.lane2.style.display = cols2 ? "" : "none";
+    if (cols2) {
+      const ctx = fitCanvas(this.ui.lane2, w, HEIGHTS.lane);
+      if (diff) drawDiffLane(ctx, w, HEIGHTS.lane, cols, cols2, { theme, label: `${label(cur.names[0])} − ${this.methods[cur.names[1]]?.label}` });
+      else drawLane(ctx, w, HEIGHTS.lane, cols2, { theme, label: label(cur.names[1]), color: theme.attr2 });
+    }
+    this.drawOverview();
+    this._placePlayhead(this.player.time);
+    const s = this.ui.scroll;
+    s.disabled = a.span >= a.duration;
+    s.value = a.span >= a.duration ? 0 : Math.round((a.t0 / (a.duration - a.span)) * 1000);
+  }
+
+  overviewHeight() {
+    return Math.min(Math.max(this.meta.tokens.length * 5, 60), 180);
+  }
+
+  drawOverview() {
+    const w = this.axis.width, oh = this.overviewHeight();
+    const ctx = fitCanvas(this.ui.overview, w, oh);
+    if (this.overview) {
+      this.overview.draw(ctx, this.axis, w, oh, {
+        theme: this._theme ?? this.theme(), selected: this.selected ?? -1, playing: this.playingToken,
+      });
+    } else {
+      ctx.clearRect(0, 0, w, oh);
+    }
+  }
+
+  _placePlayhead(t) {
+    const x = this.axis.timeToX(t);
+    const ph = this.ui.playhead;
+    ph.style.display = x < 0 || x > this.axis.width ? "none" : "";
+    ph.style.transform = `translateX(${x}px)`;
+    this.root.dataset.playhead = t.toFixed(3);
+    this.ui.time.textContent = `${fmtTime(t)} / ${fmtTime(this.meta.duration_s)} s`;
+  }
+
+  // ---- playback ----------------------------------------------------------------------
+  _onTime(t, playing) {
+    this.ui.play.textContent = playing ? "❚❚ pause" : "▶ play";
+    if (playing) this.axis.follow(t);
+    this._placePlayhead(t);
+    this.writeTime(t);
+    let k = -1;
+    if (playing && this.overview) {
+      k = tokenUnder(this.overview.data, this.overview.nTokens, this.overview.nBins,
+        binOfTime(t, this.meta.duration_s, this.overview.nBins));
+    }
+    if (k !== this.playingToken) {
+      this.tokenEls[this.playingToken]?.classList.remove("lx-playing");
+      this.tokenEls[k]?.classList.add("lx-playing");
+      this.playingToken = k;
+      this.drawOverview();
+    }
+  }
+
+  playWord() {
+    const w = this.tokenWord[this.selected];
+    if (w >= 0 && this.player) this.player.play(this.spans[w].start, this.spans[w].end);
+  }
+
+  playRegion() {
+    if (!this.player || !this.regions?.length) return;
+    const fs = this.meta.frame_s;
+    const start = this.regions[0].start * fs, end = this.regions[this.regions.length - 1].end * fs;
+    this.player.play(start, end);
+  }
+
+  // ---- pointer and keys --------------------------------------------------------------
+  _paneTime(e) {
+    const r = this.panes.getBoundingClientRect();
+    return { x: e.clientX - r.left, y: e.clientY - r.top, t: this.axis.xToTime(e.clientX - r.left) };
+  }
+
+  tokensAtTime(t) {
+    const o = this.overview;
+    if (!o) return [];
+    return tokensAt(o.data, o.nTokens, o.nBins, binOfTime(t, this.meta.duration_s, o.nBins));
+  }
+
+  _hover(e) {
+    if (!this.axis) return;
+    const { x, t } = this._paneTime(e);
+    const hl = this.ui.hoverline;
+    hl.style.display = "";
+    hl.style.transform = `translateX(${x}px)`;
+    this._showTokensAt(t);
+  }
+
+  _showTokensAt(t) {
+    const found = this.tokensAtTime(t).slice(0, 8);
+    const hv = this.ui.hover;
+    hv.replaceChildren(h("span", { class: "lx-hover-t", text: `${fmtTime(t)} s: ` }));
+    if (!this.overview) hv.append("(token overview loading…)");
+    else if (!found.length) hv.append("no token rests here");
+    for (const f of found) {
+      hv.append(h("span", { class: "lx-hover-tok", "data-i": f.token,
+        text: `${this.meta.tokens[f.token].text} ${f.weight.toFixed(2)}` }), " ");
+    }
+  }
+
+  _click(e) {
+    if (!this.axis) return;
+    this.root.focus({ preventScroll: true });
+    const { y, t } = this._paneTime(e);
+    const ov = this.ui.overview;
+    if (e.target === ov) {
+      this.select(rowAtY(y - ov.offsetTop, ov.clientHeight, this.meta.tokens.length));
+      return;
+    }
+    this.player.seek(t);
+    this._showTokensAt(t);
+  }
+
+  _wheel(e) {
+    if (!this.axis) return;
+    if (e.ctrlKey || e.metaKey || e.altKey) {
+      e.preventDefault();
+      this.axis.zoom(Math.exp(e.deltaY * 0.002), this._paneTime(e).t);
+    } else if (e.shiftKey || Math.abs(e.deltaX) > Math.abs(e.deltaY)) {
+      e.preventDefault();
+      this.axis.scrollBy((e.deltaX || e.deltaY) * this.axis.scale);
+    }
+  }
+
+  _key(e) {
+    if (!this.player || e.target.matches?.("input, select")) return;
+    const stop = () => { e.preventDefault(); e.stopPropagation(); };
+    if (e.key === " ") { stop(); this.player.toggle(); }
+    else if (e.key === "ArrowRight" && e.shiftKey) { stop(); this.player.seek(this.player.time + 1); }
+    else if (e.key === "ArrowLeft" && e.shiftKey) { stop(); this.player.seek(this.player.time - 1); }
+    else if (e.key === "ArrowRight") { stop(); this.select(this.selected + 1); }
+    else if (e.key === "ArrowLeft") { stop(); this.select(this.selected - 1); }
+    else if (e.key === "Home") { stop(); this.player.seek(0); }
+  }
+
+  // ---- status, errors, export --------------------------------------------------------
+  _status(text) {
+    const s = this.ui.status;
+    if (text == null && this.store.busy) {
+      const names = [...new Set(this.store.pendingKeys().map((k) => k.split("|")[1]))];
+      text = `computing ${names.map((n) => this.methods[n]?.label ?? n).join(", ")}…`;
+    }
+    s.textContent = text ?? "";
+    s.classList.toggle("lx-busy", !!text);
+    this.root.classList.toggle("lx-is-busy", !!text);
+  }
+
+  showError(message) {
+    this.ui.errorText.textContent = message;
+    this.error.hidden = false;
+    this.metrics.lastError = message;
+  }
+
+  /** Stacks the canvases into one PNG and downloads it; returns the data URL. */
+  exportPng() {
+    const canvases = [this.ui.wave, this.ui.spec, this.ui.lane, this.ui.lane2, this.ui.overview]
+      .filter((c) => c.style.display !== "none" && c.width > 1);
+    const dpr = globalThis.devicePixelRatio || 1;
+    const title = 28 * dpr;
+    const out = document.createElement("canvas");
+    out.width = Math.max(...canvases.map((c) => c.width));
+    out.height = title + canvases.reduce((s, c) => s + c.height, 0);
+    const ctx = out.getContext("2d");
+    const theme = this._theme ?? this.theme();
+    ctx.fillStyle = theme.bg;
+    ctx.fillRect(0, 0, out.width, out.height);
+    ctx.fillStyle = theme.fg;
+    ctx.font = `${13 * dpr}px sans-serif`;
+    const tok = this.current ? this.meta.tokens[this.current.token].text : "";
+    ctx.fillText(`${this.meta.model_name} · token ${JSON.stringify(tok)} · ${this.current?.names.join(" vs ") ?? ""}`, 6 * dpr, 19 * dpr);
+    let y = title;
+    for (const c of canvases) { ctx.drawImage(c, 0, y); y += c.height; }
+    const url = out.toDataURL("image/png");
+    const a = h("a", { href: url, download: `leafx-token-${this.selected ?? 0}.png` });
+    a.click();
+    this.metrics.pngBytes = url.length;
+    return url;
+  }
+
+  destroy() {
+    for (const off of this.cleanups.splice(0)) off();
+    this.root.remove();
+  }
+}
