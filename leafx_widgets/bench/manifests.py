@@ -1,0 +1,219 @@
+"""Benchmark manifests: reading, and builders for the two development sets.
+
+A manifest is a JSON list of clips::
+
+    {"id": str, "file": path relative to the manifest, "text": reference transcript,
+     "words": [{"word": str, "start": s, "end": s}] or null}
+
+``"words"`` may also be given as ``"textgrid": path`` (relative to the manifest),
+read with praatio. Builders:
+
+* :func:`build_librivox` - real read speech from Debian's ``pocketsphinx-testdata``
+  (LibriVox, public domain), word spans from pocketsphinx forced alignment of the
+  shipped ``transcription`` (independent of Whisper).
+* :func:`build_espeak` - espeak-ng speech synthesised word by word; the trimmed words
+  are joined with known pauses, so every word span is exact. Several voices and
+  rates, clean and with white noise at 20 dB SNR.
+"""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+SAMPLE_RATE = 16000
+LIBRIVOX_DIR = Path("/usr/share/pocketsphinx/test/data/librivox")
+
+
+@dataclass
+class Clip:
+    id: str
+    path: Path               # absolute
+    text: str
+    words: list[dict] | None  # [{"word", "start", "end"}] in seconds from the clip start
+
+
+def load_manifest(path: str | Path) -> list[Clip]:
+    """Read a manifest; ``file`` and ``textgrid`` resolve relative to the manifest."""
+    path = Path(path)
+    entries = json.loads(path.read_text())
+    if not isinstance(entries, list):
+        raise ValueError(f"{path}: a manifest is a JSON list of clips")
+    clips = []
+    for i, e in enumerate(entries):
+        for key in ("id", "file", "text"):
+            if key not in e:
+                raise ValueError(f"{path}: clip {i} has no {key!r}")
+        words = e.get("words")
+        if words is None and e.get("textgrid"):
+            from .textgrid import read_textgrid_words
+            words = read_textgrid_words(path.parent / e["textgrid"])
+        clips.append(Clip(str(e["id"]), (path.parent / e["file"]).resolve(), e["text"], words))
+    return clips
+
+
+def write_manifest(path: str | Path, clips: list[Clip]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    entries = [{"id": c.id, "file": _relpath(c.path, path.parent), "text": c.text, "words": c.words}
+               for c in clips]
+    path.write_text(json.dumps(entries, indent=1))
+    return path
+
+
+def _relpath(target: Path, start: Path) -> str:
+    import os
+    return os.path.relpath(Path(target).resolve(), Path(start).resolve())
+
+
+# ---------------------------------------------------------------- LibriVox (real speech)
+
+def read_librivox_transcription(folder: Path = LIBRIVOX_DIR) -> dict[str, str]:
+    """``{file id: text}`` from the sphinx ``transcription`` file (``<s> ... </s> (id)``)."""
+    out = {}
+    for line in (folder / "transcription").read_text().splitlines():
+        m = re.match(r"\s*(.*?)\s*\(([^()]+)\)\s*$", line)
+        if not m:
+            continue
+        words = [w for w in m.group(1).split() if w not in ("<s>", "</s>")]
+        out[m.group(2)] = " ".join(words)
+    return out
+
+
+def force_align(pcm16: np.ndarray, text: str, *, sample_rate: int = SAMPLE_RATE) -> list[dict]:
+    """Word spans of ``text`` in 16-bit mono ``pcm16`` by pocketsphinx forced alignment."""
+    from pocketsphinx import Decoder
+
+    if sample_rate != 16000:
+        raise ValueError("pocketsphinx's bundled en-us model expects 16 kHz audio")
+    decoder = Decoder(samprate=sample_rate, bestpath=False, loglevel="FATAL")
+    frate = float(decoder.config["frate"])
+    decoder.set_align_text(text)
+    decoder.start_utt()
+    decoder.process_raw(np.ascontiguousarray(pcm16, dtype=np.int16).tobytes(), full_utt=True)
+    decoder.end_utt()
+    words = []
+    for seg in decoder.seg():
+        word = re.sub(r"\(\d+\)$", "", seg.word)
+        if word.startswith("<") or word.startswith("[") or word.startswith("+"):
+            continue
+        words.append({"word": word, "start": round(seg.start_frame / frate, 3),
+                      "end": round((seg.end_frame + 1) / frate, 3)})
+    expected = text.split()
+    if [w["word"] for w in words] != expected:
+        raise RuntimeError(f"forced alignment lost words: {[w['word'] for w in words]} vs {expected}")
+    return words
+
+
+def build_librivox(out_dir: str | Path, *, folder: Path = LIBRIVOX_DIR) -> Path:
+    """Write ``librivox.json`` (5 clips, 62 words) referring to the Debian wav files."""
+    import soundfile as sf
+
+    out_dir = Path(out_dir)
+    texts = read_librivox_transcription(folder)
+    clips = []
+    for file_id, text in sorted(texts.items()):
+        wav = folder / f"{file_id}.wav"
+        pcm, sr = sf.read(wav, dtype="int16")
+        clips.append(Clip(file_id, wav, text, force_align(pcm, text, sample_rate=sr)))
+    return write_manifest(out_dir / "librivox.json", clips)
+
+
+# ---------------------------------------------------------------- espeak-ng (exact spans)
+
+ESPEAK_SENTENCES = (
+    "the quick brown fox jumps over the lazy dog near the river bank",
+    "please call stella and ask her to bring these things with her from the store",
+    "seven green bottles were standing on the kitchen table this morning",
+    "we measured the weather every hour during the long summer holiday",
+)
+# (voice, words per minute, noise) - several voices and rates, clean and 20 dB SNR.
+ESPEAK_SETTINGS = (
+    ("en-us", 165, None),
+    ("en-gb", 140, 20.0),
+    ("en-us+f3", 185, 20.0),
+    ("en-gb-x-rp", 150, None),
+)
+
+
+def espeak_word(word: str, voice: str, rate: int) -> np.ndarray:
+    """One word synthesised by espeak-ng, resampled to 16 kHz, exact-zero edges trimmed."""
+    import librosa
+    import soundfile as sf
+
+    with tempfile.NamedTemporaryFile(suffix=".wav") as tmp:
+        subprocess.run(["espeak-ng", "-v", voice, "-s", str(rate), "-w", tmp.name, word],
+                       check=True, capture_output=True)
+        x, sr = sf.read(tmp.name, dtype="float32")
+    nz = np.flatnonzero(x)
+    if len(nz) == 0:
+        raise RuntimeError(f"espeak-ng produced silence for {word!r}")
+    x = x[nz[0]:nz[-1] + 1]
+    y = librosa.resample(x, orig_sr=sr, target_sr=SAMPLE_RATE)
+    # resampling rings a little past the edges; keep the exact-length word.
+    return y.astype(np.float32)
+
+
+def synthesise_sentence(text: str, voice: str, rate: int, *, seed: int = 0,
+                        pause_s: tuple[float, float] = (0.06, 0.16), lead_s: float = 0.3,
+                        snr_db: float | None = None) -> tuple[np.ndarray, list[dict]]:
+    """Word-by-word synthesis joined with random pauses; returns (audio, exact word spans)."""
+    rng = np.random.default_rng(seed)
+    pieces = [np.zeros(int(lead_s * SAMPLE_RATE), np.float32)]
+    words, t = [], len(pieces[0])
+    for word in text.split():
+        y = espeak_word(word, voice, rate)
+        words.append({"word": word, "start": round(t / SAMPLE_RATE, 4),
+                      "end": round((t + len(y)) / SAMPLE_RATE, 4)})
+        pieces.append(y)
+        t += len(y)
+        gap = np.zeros(int(rng.uniform(*pause_s) * SAMPLE_RATE), np.float32)
+        pieces.append(gap)
+        t += len(gap)
+    pieces.append(np.zeros(int(lead_s * SAMPLE_RATE), np.float32))
+    audio = np.concatenate(pieces)
+    audio = 0.5 * audio / max(float(np.abs(audio).max()), 1e-9)
+    if snr_db is not None:
+        audio = add_noise(audio, snr_db, seed=seed + 1, reference=audio[np.abs(audio) > 0])
+    return audio.astype(np.float32), words
+
+
+def add_noise(audio: np.ndarray, snr_db: float, *, seed: int = 0,
+              reference: np.ndarray | None = None) -> np.ndarray:
+    """White Gaussian noise at ``snr_db`` relative to the power of ``reference`` (default: audio)."""
+    ref = audio if reference is None or len(reference) == 0 else reference
+    power = float(np.mean(np.square(ref, dtype=np.float64)))
+    noise = np.random.default_rng(seed).standard_normal(len(audio)) * np.sqrt(power / 10 ** (snr_db / 10))
+    return (audio + noise).astype(np.float32)
+
+
+def build_espeak(out_dir: str | Path, *, sentences=ESPEAK_SENTENCES, settings=ESPEAK_SETTINGS) -> Path:
+    """Write ``espeak.json`` and its wav files (one clip per sentence/setting pair)."""
+    import soundfile as sf
+
+    out_dir = Path(out_dir)
+    (out_dir / "espeak").mkdir(parents=True, exist_ok=True)
+    clips = []
+    for i, (text, (voice, rate, snr)) in enumerate(zip(sentences, settings)):
+        audio, words = synthesise_sentence(text, voice, rate, seed=i, snr_db=snr)
+        clip_id = f"espeak-{i:02d}-{voice.replace('+', '_')}-{rate}wpm-{'clean' if snr is None else f'snr{snr:g}'}"
+        wav = out_dir / "espeak" / f"{clip_id}.wav"
+        sf.write(wav, audio, SAMPLE_RATE, subtype="FLOAT")
+        clips.append(Clip(clip_id, wav, text, words))
+    return write_manifest(out_dir / "espeak.json", clips)
+
+
+def build_dev_manifests(out_dir: str | Path) -> list[Path]:
+    """Both development manifests under ``out_dir``."""
+    return [build_librivox(out_dir), build_espeak(out_dir)]
+
+
+if __name__ == "__main__":  # python -m leafx_widgets.bench.manifests OUT_DIR
+    import sys
+    for p in build_dev_manifests(sys.argv[1] if len(sys.argv) > 1 else "bench_data"):
+        print(p)

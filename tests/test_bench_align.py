@@ -1,0 +1,72 @@
+"""Word alignment, WER, TextGrid and manifest reading."""
+import json
+
+import pytest
+
+from leafx_widgets.bench.align import align_words, fold, fold_words, wer
+from leafx_widgets.bench.manifests import load_manifest, read_librivox_transcription, LIBRIVOX_DIR
+
+
+def test_fold():
+    assert fold("Mr.") == "mister"
+    assert fold("Hello,") == "hello"
+    assert fold("don't") == "don't"
+    assert fold_words("well-known  Café!") == ["well", "known", "cafe"]
+
+
+def test_alignment_ops_and_wer():
+    a = align_words(["a", "b", "x", "d", "e"], ["a", "b", "c", "d"])
+    assert [o.op for o in a.ops] == ["match", "match", "sub", "match", "ins"]
+    assert a.matches() == {0: 0, 1: 1, 3: 3}
+    assert a.wer == pytest.approx(2 / 4)
+    assert wer("the cat", "the cat sat") == pytest.approx(1 / 3)
+    assert wer("", "one two") == 1.0
+    assert align_words([], []).wer == 0.0
+
+
+def test_textgrid_roundtrip_and_manifest(tmp_path):
+    pytest.importorskip("praatio")
+    from leafx_widgets.bench.textgrid import read_textgrid_words, write_textgrid_words
+
+    words = [{"word": "hi", "start": 0.1, "end": 0.4}, {"word": "there", "start": 0.5, "end": 0.9}]
+    write_textgrid_words(tmp_path / "a.TextGrid", words, 1.0)
+    assert read_textgrid_words(tmp_path / "a.TextGrid") == words
+    (tmp_path / "a.wav").write_bytes(b"")
+    (tmp_path / "m.json").write_text(json.dumps([
+        {"id": "a", "file": "a.wav", "text": "hi there", "textgrid": "a.TextGrid"},
+        {"id": "b", "file": "a.wav", "text": "hi", "words": None}]))
+    clips = load_manifest(tmp_path / "m.json")
+    assert clips[0].words == words and clips[1].words is None
+    assert clips[0].path == (tmp_path / "a.wav").resolve()
+
+
+@pytest.mark.skipif(not LIBRIVOX_DIR.exists(), reason="needs Debian pocketsphinx-testdata")
+def test_librivox_forced_alignment():
+    pytest.importorskip("pocketsphinx")
+    import soundfile as sf
+    from leafx_widgets.bench.manifests import force_align
+
+    texts = read_librivox_transcription()
+    assert len(texts) == 5
+    key = "sense_and_sensibility_01_austen_64kb-0880"
+    pcm, sr = sf.read(LIBRIVOX_DIR / f"{key}.wav", dtype="int16")
+    words = force_align(pcm, texts[key])
+    assert [w["word"] for w in words] == texts[key].split()
+    assert all(0 <= w["start"] < w["end"] <= len(pcm) / sr for w in words)
+    assert words[-1]["word"] == "man" and words[-1]["start"] > 2.0
+
+
+def test_espeak_exact_spans():
+    import shutil
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("needs espeak-ng")
+    import numpy as np
+    from leafx_widgets.bench.manifests import synthesise_sentence, SAMPLE_RATE
+
+    audio, words = synthesise_sentence("one two", "en-us", 160, seed=0)
+    assert [w["word"] for w in words] == ["one", "two"]
+    for w in words:  # speech exactly inside the spans, zeros in the pauses
+        a, b = round(w["start"] * SAMPLE_RATE), round(w["end"] * SAMPLE_RATE)
+        assert abs(audio[a]) > 0 and abs(audio[b - 1]) > 0
+    gap = audio[round(words[0]["end"] * SAMPLE_RATE) + 1: round(words[1]["start"] * SAMPLE_RATE) - 1]
+    assert gap.size > 0 and np.all(gap == 0)
