@@ -1,0 +1,166 @@
+"""LEAF-X for every token of one decoding window: model passes in, maps out.
+
+``leafx.py`` holds the maths; this module only runs the adapter's passes and
+feeds the maths, reducing attention layer by layer so memory stays at
+O(layers x positions x frames), never O(layers x heads x positions x frames)
+for all tokens at once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from . import leafx
+
+FRAMES = ("valid", "all")
+
+
+@dataclass(frozen=True)
+class LeafxConfig:
+    """The paper's knobs (Sec. 4.1 and Tables 3, 6, 7)."""
+
+    tau: float = 1.0  # entropy temperature (Eq. 3)
+    eps: float = 1e-8  # stabiliser (Eqs. 4, 6, 9)
+    depth: str | int = "full"  # rollout depth: which layers enter (Table 7)
+    entropy: bool = True  # False = ablation "w/o entropy weighting" (plain head mean)
+    rollout: bool = True  # False = ablation "w/o rollout" (last selected layer only)
+    grad: bool = False  # gradient modulation (Eq. 7)
+    causal: bool = False  # causal layer reweighting (Eqs. 8-10)
+    # entropy over the real audio only ("valid", default) or over the whole 30 s window
+    # with its padding ("all"); maps are always renormalised over the real audio
+    frames: str = "valid"
+    grad_memory_mb: float = 512.0  # bound on the gradient tensors held at once (sets the target chunk)
+
+    def __post_init__(self):
+        if not self.tau > 0:
+            raise ValueError(f"tau must be > 0, got {self.tau}")
+        if self.frames not in FRAMES:
+            raise ValueError(f"frames must be one of {FRAMES}, got {self.frames!r}")
+        if not self.eps > 0:
+            raise ValueError(f"eps must be > 0, got {self.eps}")
+
+
+@dataclass
+class WindowMaps:
+    """LEAF-X output for the N text tokens of one window over its n_valid real frames."""
+
+    maps: torch.Tensor  # (N, n_valid) final maps, rows sum to 1
+    layer_maps: torch.Tensor  # (N, L', n_valid) r^(l) after each selected layer
+    layers: list[int]  # the decoder layers that entered (rollout depth)
+    layer_weights: torch.Tensor | None = None  # (N, L') lambda of Eq. 9 (+causal only)
+    delta_nll: torch.Tensor | None = None  # (N, L') Delta of Eq. 8 (+causal only)
+    uniform_fallback: torch.Tensor | None = None  # (N,) bool: no layer mattered, lambda uniform
+    notes: list[str] = field(default_factory=list)
+
+
+def _query_rows(n_prompt: int, n_ids: int) -> list[int]:
+    # text token i is predicted by the query one position before it
+    return [n_prompt - 1 + i for i in range(n_ids)]
+
+
+def _reduce_heads(attn: torch.Tensor, n_valid: int, cfg: LeafxConfig) -> torch.Tensor:
+    """(..., H, P, S) attention -> (..., P, S') entropy-weighted over heads (Eqs. 2-4)."""
+    attn = attn.float()
+    if cfg.frames == "valid":
+        attn = leafx.crop_frames(attn, n_valid, cfg.eps)
+    return leafx.entropy_weighted_attention(attn.transpose(-3, -2), cfg.tau, cfg.eps, cfg.entropy)
+
+
+def _propagate(self_attn: torch.Tensor, cross: torch.Tensor, cfg: LeafxConfig) -> torch.Tensor:
+    """(..., L', P, P), (..., L', P, S') -> (..., L', P, S') map after each layer."""
+    if cfg.rollout:
+        return leafx.rollout(self_attn, cross, cfg.eps)
+    return leafx.normalise(cross, eps=cfg.eps)  # w/o rollout: each layer's own map, the last one is used
+
+
+def leafx_window(adapter, encoded: torch.Tensor, prompt: list[int], ids: list[int], n_valid: int,
+                 cfg: LeafxConfig = LeafxConfig()) -> WindowMaps:
+    """LEAF-X maps for all text tokens ``ids`` of one window (encoder output cached by the caller)."""
+    layers = leafx.select_layers(adapter.n_layers, cfg.depth)
+    rows = _query_rows(len(prompt), len(ids))
+    if not ids:
+        empty = torch.zeros(0, n_valid)
+        return WindowMaps(maps=empty, layer_maps=torch.zeros(0, len(layers), n_valid), layers=layers)
+    if cfg.grad:
+        layer_maps = _grad_layer_maps(adapter, encoded, prompt, ids, n_valid, layers, rows, cfg)
+    else:
+        layer_maps = _base_layer_maps(adapter, encoded, prompt, ids, n_valid, layers, rows, cfg)
+    result = WindowMaps(maps=layer_maps[:, -1], layer_maps=layer_maps, layers=layers)
+    if cfg.causal:
+        delta = causal_deltas(adapter, encoded, prompt, ids, layers)
+        weights, fallback = leafx.causal_layer_weights(delta, cfg.eps)
+        result.maps = leafx.combine_layers(layer_maps, weights, cfg.eps)
+        result.layer_weights, result.delta_nll, result.uniform_fallback = weights, delta, fallback
+        if bool(fallback.any()):
+            result.notes.append(f"{int(fallback.sum())} token(s): no layer's bypass raised the NLL; uniform layer weights")
+    return result
+
+
+def _finish(per_layer: torch.Tensor, rows: list[int], n_valid: int, eps: float) -> torch.Tensor:
+    """(..., L', P, S') -> (..., L', N, n_valid) rows of the predicting queries, real frames only."""
+    return leafx.crop_frames(per_layer[..., rows, :], n_valid, eps)
+
+
+@torch.no_grad()
+def _base_layer_maps(adapter, encoded, prompt, ids, n_valid, layers, rows, cfg) -> torch.Tensor:
+    wanted = set(layers)
+    tp = adapter.teacher_forced(
+        encoded, prompt, ids,
+        reduce_cross=lambda l, a: _reduce_heads(a[0], n_valid, cfg) if l in wanted else None,
+        reduce_self=lambda l, a: a[0].float().mean(dim=0) if l in wanted else None,
+    )
+    cross = torch.stack([tp.cross[l] for l in layers])  # (L', P, S')
+    selfs = torch.stack([tp.self_attn[l] for l in layers])  # (L', P, P)
+    per_layer = _finish(_propagate(selfs, cross, cfg), rows, n_valid, cfg.eps)  # (L', N, n_valid)
+    return per_layer.transpose(0, 1).contiguous()
+
+
+def _grad_layer_maps(adapter, encoded, prompt, ids, n_valid, layers, rows, cfg) -> torch.Tensor:
+    """+grad: one teacher-forced forward, then batched backward passes (a chunk of targets at a time)."""
+    wanted = set(layers)
+    with torch.enable_grad():
+        tp = adapter.teacher_forced(
+            encoded.detach(), prompt, ids,
+            reduce_cross=lambda l, a: a if l in wanted else None,  # raw (1, H, P, S), kept in the graph
+            reduce_self=lambda l, a: a[0].detach().float().mean(dim=0) if l in wanted else None,
+        )
+        attn = [tp.cross[l] for l in layers]
+        selfs = torch.stack([tp.self_attn[l] for l in layers])  # (L', P, P)
+        n = len(ids)
+        _, heads, positions, frames = attn[0].shape
+        per_target_bytes = 4 * len(layers) * heads * positions * frames * 3  # grads + modulated + cropped
+        chunk = max(1, min(n, int(cfg.grad_memory_mb * 2**20 // per_target_bytes)))
+        out = []
+        for start in range(0, n, chunk):
+            targets = list(range(start, min(n, start + chunk)))
+            pick = torch.zeros(len(targets), n, dtype=tp.logprobs.dtype, device=tp.logprobs.device)
+            pick[range(len(targets)), targets] = 1.0
+            grads = torch.autograd.grad(tp.logprobs, attn, grad_outputs=pick, retain_graph=True,
+                                        is_grads_batched=True)
+            with torch.no_grad():
+                cross = torch.stack([
+                    _reduce_heads(leafx.gradient_modulate(a[0].detach().float(), g[:, 0].float(), cfg.eps), n_valid, cfg)
+                    for a, g in zip(attn, grads)
+                ], dim=1)  # (C, L', P, S')
+                del grads
+                per_layer = _propagate(selfs, cross, cfg)  # (C, L', P, S')
+                for c, t in enumerate(targets):  # each target keeps its own query row: (L', n_valid)
+                    out.append(leafx.crop_frames(per_layer[c, :, rows[t], :], n_valid, cfg.eps))
+    return torch.stack(out)  # (N, L', n_valid)
+
+
+@torch.no_grad()
+def causal_deltas(adapter, encoded, prompt, ids, layers) -> torch.Tensor:
+    """Eq. 8 for every token at once: one bypassed pass per layer.  -> (N, L')"""
+    full = adapter.teacher_forced(encoded, prompt, ids, reduce_cross=_drop, reduce_self=_drop).logprobs
+    deltas = []
+    for layer in layers:
+        bypassed = adapter.teacher_forced(encoded, prompt, ids, bypass_layer=layer,
+                                          reduce_cross=_drop, reduce_self=_drop).logprobs
+        deltas.append(full - bypassed)  # NLL(bypassed) - NLL(full)
+    return torch.stack(deltas, dim=-1).float()
+
+
+def _drop(layer, attn):
+    return None

@@ -1,0 +1,302 @@
+"""``explain()`` decodes once; an ``Explanation`` computes maps on request and caches them."""
+from __future__ import annotations
+
+import json
+import math
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .audio import DEFAULT_MAX_DURATION_S, Audio, load_audio
+from .methods import VARIANTS, get_method
+
+SCHEMA = "leafx-explanation/1"
+WINDOW_SILENCE_PEAK = 1e-4  # a window this quiet is skipped instead of decoded (Whisper would hallucinate)
+
+
+@dataclass
+class Token:
+    index: int  # position among all text tokens of the explanation
+    id: int  # vocabulary id
+    text: str
+    word: int  # index of the word it belongs to
+    logprob: float  # log p under greedy decoding
+    window: int  # decoding window (30 s each) it came from
+    start_frame: int  # first frame of its window in the whole audio; its map covers
+    n_frames: int  # frames [start_frame, start_frame + n_frames)
+
+
+@dataclass
+class Word:
+    index: int
+    text: str
+    tokens: list[int]
+    peak_s: float | None = None  # time of the base map's peak over the word's tokens
+
+
+@dataclass
+class Window:
+    """One decoding window with everything the methods need, encoder output cached."""
+
+    index: int
+    adapter: object
+    offset_frames: int
+    offset_samples: int
+    n_valid: int  # frames of real audio in this window
+    features: torch.Tensor | None  # (1, n_mels, 3000) log-Mel input
+    encoded: torch.Tensor | None  # (1, S, d) encoder output
+    prompt: list[int]
+    ids: list[int]
+    logprobs: list[float]
+    tokens: list[int] = field(default_factory=list)  # global token indices, in order
+
+
+def explain(model, audio, *, sample_rate: int | None = None,
+            max_duration_s: float | None = DEFAULT_MAX_DURATION_S) -> "Explanation":
+    """Decode ``audio`` once with ``model`` and return a lazy ``Explanation``.
+
+    ``model``: an adapter from ``load_model`` or a model name. ``audio``: a path or
+    an array (then ``sample_rate`` is required). Audio over 30 s is decoded in 30 s
+    windows, each explained on its own with its time offset.
+    """
+    if isinstance(model, (str, Path)):
+        from .models import load_model
+
+        model = load_model(model)
+    clip = load_audio(audio, sample_rate, target_rate=model.sample_rate, max_duration_s=max_duration_s)
+    windows, tokens = [], []
+    for w, start in enumerate(range(0, len(clip.samples), model.window_samples)):
+        chunk = clip.samples[start : start + model.window_samples]
+        window = Window(index=w, adapter=model, offset_frames=w * model.n_window_frames, offset_samples=start,
+                        n_valid=model.valid_frames(len(chunk)), features=None, encoded=None,
+                        prompt=[], ids=[], logprobs=[])
+        if np.abs(chunk).max() >= WINDOW_SILENCE_PEAK:
+            window.features = model.features(chunk)
+            with torch.no_grad():
+                window.encoded = model.encode(window.features)
+            decoded = model.decode(window.encoded)
+            window.prompt, window.ids, window.logprobs = decoded.prompt, decoded.ids, decoded.logprobs
+        for i, (tid, lp) in enumerate(zip(window.ids, window.logprobs)):
+            window.tokens.append(len(tokens))
+            tokens.append(Token(index=len(tokens), id=int(tid), text=model.token_text(tid), word=-1,
+                                logprob=float(lp), window=w, start_frame=window.offset_frames,
+                                n_frames=window.n_valid))
+        windows.append(window)
+    words = group_words(tokens, model.token_bytes)
+    text = " ".join(t for t in (model.text(w.ids) for w in windows) if t)
+    return Explanation(model_name=model.name, audio=clip, frame_s=model.frame_s,
+                       n_frames=model.valid_frames(len(clip.samples)) if len(windows) == 1
+                       else sum(w.n_valid for w in windows),
+                       text=text, tokens=tokens, words=words, windows=windows)
+
+
+def group_words(tokens: list[Token], token_bytes) -> list[Word]:
+    """A word starts at a token that begins with a space; punctuation-only tokens join the word before."""
+    words: list[Word] = []
+    pieces: list[list[bytes]] = []
+    for tok in tokens:
+        raw = token_bytes(tok.id)
+        starts_word = raw[:1] == b" " or not words or tok.start_frame != tokens[words[-1].tokens[0]].start_frame
+        if starts_word and raw.strip() and not _is_punctuation(raw) or not words:
+            words.append(Word(index=len(words), text="", tokens=[]))
+            pieces.append([])
+        words[-1].tokens.append(tok.index)
+        pieces[-1].append(raw)
+        tok.word = words[-1].index
+    for word, raw in zip(words, pieces):
+        word.text = b"".join(raw).decode("utf-8", errors="replace").strip()
+    return words
+
+
+def _is_punctuation(raw: bytes) -> bool:
+    text = raw.decode("utf-8", errors="ignore").strip()
+    return bool(text) and all(not c.isalnum() for c in text)
+
+
+class Explanation:
+    """Tokens and words of one decoded clip, with per-(method, params) maps computed lazily."""
+
+    def __init__(self, *, model_name: str, audio: Audio | None, frame_s: float, n_frames: int, text: str,
+                 tokens: list[Token], words: list[Word], windows: list[Window] | None = None,
+                 duration_s: float | None = None, audio_path: str | None = None, sample_rate: int | None = None):
+        self.model_name = model_name
+        self._audio = audio
+        self.frame_s = frame_s
+        self.n_frames = n_frames
+        self.text = text
+        self.tokens = tokens
+        self._words = words
+        self.windows = windows or []
+        self.duration_s = audio.duration_s if audio is not None else duration_s
+        self.audio_path = audio.path if audio is not None else audio_path
+        self.sample_rate = audio.sample_rate if audio is not None else sample_rate
+        self._cache: dict[tuple, np.ndarray] = {}  # (method, params, window or token) -> maps
+        self._lock = threading.RLock()  # the widget computes in a worker thread
+        self.notes: list[str] = []
+
+    # -- audio and features -------------------------------------------------------------
+    @property
+    def audio(self) -> np.ndarray | None:
+        """The mono samples at ``sample_rate`` (None for an explanation read from JSON without audio)."""
+        return None if self._audio is None else self._audio.samples
+
+    @property
+    def model(self):
+        return self.windows[0].adapter if self.windows else None
+
+    def log_mel(self) -> np.ndarray:
+        """The model's log-Mel input over the real audio: (n_mels, 2 * n_frames), windows joined."""
+        if not self.windows:
+            raise ValueError("this Explanation has no model features (read from JSON); explain the audio again")
+        parts = []
+        mel_per_frame = 2 * self.windows[0].features.shape[-1] // (2 * self.model.n_window_frames) \
+            if any(w.features is not None for w in self.windows) else 2
+        for w in self.windows:
+            if w.features is None:  # a silent window: the feature floor
+                n_mels = next(x.features.shape[1] for x in self.windows if x.features is not None)
+                parts.append(np.full((n_mels, mel_per_frame * w.n_valid), np.nan, dtype=np.float32))
+            else:
+                parts.append(w.features[0, :, : mel_per_frame * w.n_valid].float().cpu().numpy())
+        mel = np.concatenate(parts, axis=1)
+        return np.nan_to_num(mel, nan=float(np.nanmin(mel))).astype(np.float32)
+
+    # -- maps -----------------------------------------------------------------------------
+    def _check_token(self, token) -> Token:
+        if isinstance(token, bool) or not isinstance(token, (int, np.integer)):
+            raise TypeError(f"token must be an int index, got {type(token).__name__}")
+        if not 0 <= token < len(self.tokens):
+            raise IndexError(f"token index {token} is out of range: this explanation has {len(self.tokens)} tokens "
+                             f"(0..{len(self.tokens) - 1})")
+        return self.tokens[token]
+
+    def map(self, token: int, method: str = "base", **params) -> np.ndarray:
+        """Attribution of ``token`` over its window's real frames (float32, >= 0, sums to 1).
+
+        Frame i covers [(token.start_frame + i) * frame_s, ... + frame_s) seconds. Computed on first request
+        (a LEAF-X method computes the whole window at once, as cheap as one token) and cached.
+        """
+        tok = self._check_token(token)
+        key = _params_key(params)
+        cached = self._cache.get((method, key, "token", tok.index))
+        if cached is not None:
+            return cached
+        window_maps = self._cache.get((method, key, "window", tok.window))
+        if window_maps is not None:
+            return window_maps[self.windows[tok.window].tokens.index(tok.index)] if self.windows else window_maps
+        if not self.windows:
+            raise ValueError(f"no {method!r} map stored for token {token}, and this Explanation was read from JSON "
+                             f"without a model; stored: {sorted({k[0] for k in self._cache})}")
+        spec = get_method(method)
+        resolved = spec.resolve(params)
+        window = self.windows[tok.window]
+        with self._lock:
+            if spec.batched:
+                maps = _as_maps(spec.compute(window, list(range(len(window.ids))), **resolved), method)
+                self._cache[(method, key, "window", tok.window)] = maps
+                return maps[window.tokens.index(tok.index)]
+            single = _as_maps(spec.compute(window, [window.tokens.index(tok.index)], **resolved), method)[0]
+            self._cache[(method, key, "token", tok.index)] = single
+            return single
+
+    def map_global(self, token: int, method: str = "base", **params) -> np.ndarray:
+        """The same map over all ``n_frames`` of the audio: zeros outside the token's window."""
+        tok = self._check_token(token)
+        out = np.zeros(self.n_frames, dtype=np.float32)
+        local = self.map(token, method, **params)
+        out[tok.start_frame : tok.start_frame + len(local)] = local
+        return out
+
+    def maps(self, method: str = "base", **params) -> np.ndarray:
+        """All tokens' maps over the whole audio: (n_tokens, n_frames)."""
+        return np.stack([self.map_global(t.index, method, **params) for t in self.tokens]) \
+            if self.tokens else np.zeros((0, self.n_frames), np.float32)
+
+    def frame_times(self, token: int) -> np.ndarray:
+        """Start time in seconds of each frame of ``map(token)``."""
+        tok = self._check_token(token)
+        return (tok.start_frame + np.arange(tok.n_frames)) * self.frame_s
+
+    # -- words ------------------------------------------------------------------------------
+    @property
+    def words(self) -> list[Word]:
+        """Words, with the time of their peak base attribution (computed on first access)."""
+        if self._words and self._words[0].peak_s is None and (self.windows or self._cache):
+            for word in self._words:
+                mass = sum(self.map_global(t) for t in word.tokens)
+                word.peak_s = round((int(np.argmax(mass)) + 0.5) * self.frame_s, 4)
+        return self._words
+
+    # -- serialisation ----------------------------------------------------------------------
+    def to_json(self, variants=VARIANTS, **params) -> dict:
+        """The ``leafx-explanation/1`` schema; maps of ``variants`` computed now if needed."""
+        variants = tuple(variants)
+        for v in variants:
+            get_method(v) if self.windows else None
+        tokens = []
+        for tok in self.tokens:
+            maps = {v: [round(float(x), 7) for x in self.map(tok.index, v, **params)] for v in variants}
+            tokens.append({"index": tok.index, "id": tok.id, "text": tok.text, "word": tok.word,
+                           "logprob": tok.logprob, "start_frame": tok.start_frame, "window": tok.window,
+                           "n_frames": tok.n_frames, "maps": maps})
+        words = [{"index": w.index, "text": w.text, "tokens": list(w.tokens), "peak_s": w.peak_s}
+                 for w in self.words]
+        return {"schema": SCHEMA, "model": self.model_name,
+                "audio": {"path": self.audio_path, "duration_s": self.duration_s, "sample_rate": self.sample_rate},
+                "frame_s": self.frame_s, "n_frames": self.n_frames, "text": self.text,
+                "params": {k: v for k, v in params.items()}, "tokens": tokens, "words": words}
+
+    def save_json(self, path, variants=VARIANTS, **params) -> Path:
+        path = Path(path)
+        path.write_text(json.dumps(self.to_json(variants, **params)))
+        return path
+
+    @classmethod
+    def from_json(cls, data) -> "Explanation":
+        """Rebuild from ``to_json`` output (a dict, a JSON string or a path). Maps stored there are served;
+        nothing new can be computed without the model."""
+        if isinstance(data, (str, Path)) and not str(data).lstrip().startswith("{"):
+            data = json.loads(Path(data).read_text())
+        elif isinstance(data, str):
+            data = json.loads(data)
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+            raise ValueError(f"not a {SCHEMA} document (schema={data.get('schema') if isinstance(data, dict) else None!r})")
+        tokens = [Token(index=t["index"], id=t["id"], text=t["text"], word=t["word"], logprob=t["logprob"],
+                        window=t.get("window", t["start_frame"] // max(1, t.get("n_frames", 1))),
+                        start_frame=t["start_frame"],
+                        n_frames=t.get("n_frames", len(next(iter(t["maps"].values()), [])) or data["n_frames"]))
+                  for t in data["tokens"]]
+        words = [Word(index=w["index"], text=w["text"], tokens=list(w["tokens"]), peak_s=w["peak_s"])
+                 for w in data["words"]]
+        audio = None
+        path = data["audio"].get("path")
+        if path and Path(path).is_file():
+            try:
+                audio = load_audio(path)
+            except (OSError, ValueError):
+                audio = None
+        ex = cls(model_name=data["model"], audio=audio, frame_s=data["frame_s"], n_frames=data["n_frames"],
+                 text=data["text"], tokens=tokens, words=words, duration_s=data["audio"]["duration_s"],
+                 audio_path=path, sample_rate=data["audio"]["sample_rate"])
+        key = _params_key(data.get("params", {}))
+        for t in data["tokens"]:
+            for variant, values in t["maps"].items():
+                ex._cache[(variant, key, "token", t["index"])] = np.asarray(values, dtype=np.float32)
+        return ex
+
+    def __repr__(self):
+        return (f"Explanation(model={self.model_name!r}, duration={self.duration_s:.2f}s, "
+                f"tokens={len(self.tokens)}, text={self.text[:60]!r})")
+
+
+def _params_key(params: dict) -> tuple:
+    return tuple(sorted((k, v if isinstance(v, (int, float, str, bool)) else repr(v)) for k, v in params.items()))
+
+
+def _as_maps(maps, method: str) -> np.ndarray:
+    maps = np.asarray(maps, dtype=np.float32)
+    if maps.ndim != 2 or not np.isfinite(maps).all() or (maps < 0).any():
+        raise RuntimeError(f"method {method!r} returned maps that are not finite non-negative (n, frames) arrays")
+    return maps

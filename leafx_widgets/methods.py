@@ -1,0 +1,94 @@
+"""The one registry of attribution methods: the widget, the CLI and the benchmark all read ``METHODS``.
+
+A method maps (window, token positions) -> one distribution over the window's
+real frames per token. LEAF-X variants and ablations are registered here;
+baselines register themselves from ``leafx_widgets.baselines``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .attribution import LeafxConfig, leafx_window
+
+Compute = Callable[..., np.ndarray]  # (window, positions: list[int], **params) -> (len(positions), n_valid)
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str  # registry key, used in the CLI, JSON and widget
+    label: str  # for legends and buttons
+    compute: Compute
+    family: str = "leafx"  # leafx | attention | gradient | perturbation | reference
+    cost: str = "fast"  # fast: interactive; slow: seconds per token or more
+    batched: bool = True  # True: one call computes every token of a window as cheaply as one
+    params: dict = field(default_factory=dict)  # tunable parameters and their defaults
+    description: str = ""
+
+    def resolve(self, params: dict) -> dict:
+        """Defaults overlaid with ``params``; unknown names are an error."""
+        unknown = set(params) - set(self.params)
+        if unknown:
+            known = ", ".join(sorted(self.params)) or "none"
+            raise ValueError(f"method {self.name!r} has no parameter(s) {sorted(unknown)}; it takes: {known}")
+        return {**self.params, **params}
+
+
+METHODS: dict[str, Method] = {}
+
+
+def register(method: Method, *, replace: bool = False) -> Method:
+    if method.name in METHODS and not replace:
+        raise ValueError(f"a method named {method.name!r} is already registered")
+    METHODS[method.name] = method
+    return method
+
+
+def get_method(name: str) -> Method:
+    _load_baselines()
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; available: {', '.join(METHODS)}")
+    return METHODS[name]
+
+
+def _load_baselines():
+    """Baselines live in their own package and register on import (kept lazy: they pull in captum)."""
+    try:
+        import leafx_widgets.baselines  # noqa: F401
+    except ImportError as err:
+        if "leafx_widgets.baselines" not in str(err):
+            raise
+
+
+LEAFX_PARAMS = {"tau": 1.0, "depth": "full", "frames": "valid", "eps": 1e-8}
+
+
+def _leafx(**switches) -> Compute:
+    def compute(window, positions, **params) -> np.ndarray:
+        cfg = LeafxConfig(**switches, **params)
+        maps = leafx_window(window.adapter, window.encoded, window.prompt, window.ids, window.n_valid, cfg).maps
+        return maps[positions].cpu().numpy().astype(np.float32)
+
+    return compute
+
+
+for _name, _label, _switches, _desc in [
+    ("base", "LEAF-X base", {}, "entropy-weighted heads + multi-layer rollout (Eqs. 2-6)"),
+    ("grad", "LEAF-X +grad", {"grad": True}, "base on gradient-modulated attention (adds Eq. 7)"),
+    ("causal", "LEAF-X +causal", {"grad": True, "causal": True},
+     "+grad with causal layer reweighting (Eqs. 8-10), the paper's Full"),
+    ("leafx_no_entropy", "LEAF-X w/o entropy", {"grad": True, "causal": True, "entropy": False},
+     "Table 3 ablation: plain head mean instead of entropy weights"),
+    ("leafx_no_rollout", "LEAF-X w/o rollout", {"grad": True, "causal": True, "rollout": False},
+     "Table 3 ablation: per-layer maps without rollout"),
+    ("leafx_no_grad", "LEAF-X w/o grad", {"causal": True},
+     "Table 3 ablation: causal reweighting on plain attention"),
+    ("leafx_no_causal", "LEAF-X w/o causal", {"grad": True}, "Table 3 ablation: same as +grad"),
+]:
+    register(Method(_name, _label, _leafx(**_switches), family="leafx",
+                    cost="fast" if not _switches else "slow",
+                    params=dict(LEAFX_PARAMS), description=_desc))
+
+VARIANTS = ("base", "grad", "causal")

@@ -1,0 +1,215 @@
+"""Whisper (transformers' ``WhisperForConditionalGeneration``) behind the ``SpeechAdapter`` seam.
+
+Everything Whisper-specific lives here: 16 kHz audio, 30 s windows of 1500
+encoder frames of 20 ms, the special tokens, suppressed tokens and alignment heads.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from functools import lru_cache
+
+import numpy as np
+import torch
+from tokenizers import Tokenizer
+
+from .base import Decoded, Reduce, TeacherPass
+
+SAMPLE_RATE = 16000
+HOP_LENGTH = 160  # log-Mel hop: 10 ms
+CONV_STRIDE = 2  # the encoder's second convolution halves the frame rate
+WINDOW_S = 30
+# openai-whisper's rule: multilingual checkpoints have this many or more vocabulary entries
+MULTILINGUAL_MIN_VOCAB = 51865
+
+
+@lru_cache(maxsize=1)
+def _byte_decoder() -> dict[str, int]:
+    """GPT-2's byte-to-unicode table, inverted: BPE token characters -> raw bytes."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return {chr(c): b for b, c in zip(bs, cs)}
+
+
+class WhisperAdapter:
+    """Decode, capture cross-attention and bypass layers on a transformers Whisper model."""
+
+    sample_rate = SAMPLE_RATE
+    frame_s = HOP_LENGTH * CONV_STRIDE / SAMPLE_RATE  # 0.02 s
+    window_samples = WINDOW_S * SAMPLE_RATE
+
+    def __init__(self, model, tokenizer: Tokenizer, *, name: str, alignment_heads=(), suppress=(),
+                 suppress_begin=(), language: str | None = "en", max_new_tokens: int | None = None):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.name = name
+        cfg = model.config
+        self.n_layers = cfg.decoder_layers
+        self.n_heads = cfg.decoder_attention_heads
+        self.n_mels = cfg.num_mel_bins
+        self.n_window_frames = cfg.max_source_positions
+        self.alignment_heads = [tuple(int(x) for x in h) for h in alignment_heads]
+        self.multilingual = cfg.vocab_size >= MULTILINGUAL_MIN_VOCAB
+        self.language = language
+        tok = tokenizer.token_to_id
+        self.sot, self.eot = tok("<|startoftranscript|>"), tok("<|endoftext|>")
+        self.no_timestamps, self.transcribe = tok("<|notimestamps|>"), tok("<|transcribe|>")
+        if None in (self.sot, self.eot, self.no_timestamps):
+            raise ValueError(f"{name}: the tokenizer lacks Whisper's special tokens")
+        # every special token after <|endoftext|> (languages, tasks, timestamps) is never text
+        self.suppress = sorted(set(int(i) for i in suppress) | set(range(self.eot + 1, cfg.vocab_size)))
+        self.suppress_begin = sorted(set(int(i) for i in suppress_begin) | {self.eot})
+        self.max_new_tokens = max_new_tokens or cfg.max_target_positions // 2
+        from transformers import WhisperFeatureExtractor
+
+        self._extractor = WhisperFeatureExtractor(feature_size=self.n_mels, sampling_rate=SAMPLE_RATE,
+                                                  hop_length=HOP_LENGTH, chunk_length=WINDOW_S)
+
+    # -- device and dtype -------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    def __repr__(self):
+        return f"WhisperAdapter({self.name!r}, layers={self.n_layers}, heads={self.n_heads}, device={self.device}, dtype={self.dtype})"
+
+    # -- audio -> frames --------------------------------------------------------------
+    def features(self, audio: np.ndarray) -> torch.Tensor:
+        """Log-Mel features of one window of at most 30 s: (1, n_mels, 3000), padded with silence."""
+        if len(audio) > self.window_samples:
+            raise ValueError(f"a window holds at most {WINDOW_S} s; got {len(audio) / SAMPLE_RATE:.1f} s")
+        feats = self._extractor(audio.astype(np.float32), sampling_rate=SAMPLE_RATE, return_tensors="np").input_features
+        return torch.from_numpy(feats).to(self.device, self.dtype)
+
+    def valid_frames(self, n_samples: int) -> int:
+        """Encoder frames that hold real audio (the rest of the window is padding)."""
+        return min(self.n_window_frames, math.ceil(n_samples / (HOP_LENGTH * CONV_STRIDE)))
+
+    def mask_frames(self, features: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        """Replace the log-Mel of the given encoder frames with the clip's silence level.
+
+        ``frames``: (..., S) boolean, True = mask. Silence is the feature floor that
+        Whisper's log-Mel clamps digital silence to (the padding value of the window).
+        """
+        floor = features.amin(dim=(-2, -1), keepdim=True)
+        mel_mask = frames.repeat_interleave(CONV_STRIDE, dim=-1).unsqueeze(-2)  # (..., 1, 2S)
+        return torch.where(mel_mask, floor, features)
+
+    # -- model passes -----------------------------------------------------------------
+    def encode(self, features: torch.Tensor) -> torch.Tensor:
+        return self.model.model.encoder(features.to(self.device, self.dtype)).last_hidden_state
+
+    def prompt(self, encoded: torch.Tensor) -> list[int]:
+        if not self.multilingual:
+            return [self.sot, self.no_timestamps]
+        lang = self.language or self.detect_language(encoded)
+        lang_id = self.tokenizer.token_to_id(f"<|{lang}|>")
+        if lang_id is None:
+            raise ValueError(f"unknown language {lang!r} for {self.name}")
+        return [self.sot, lang_id, self.transcribe, self.no_timestamps]
+
+    @torch.no_grad()
+    def detect_language(self, encoded: torch.Tensor) -> str:
+        logits = self._logits(torch.tensor([[self.sot]], device=self.device), encoded)[0, -1]
+        lang_ids = [i for i in range(self.sot + 1, self.transcribe) if self.tokenizer.id_to_token(i)]
+        best = lang_ids[int(logits[lang_ids].argmax())]
+        return self.tokenizer.id_to_token(best).strip("<|>")
+
+    def _logits(self, input_ids, encoded, cache=None):
+        out = self.model.model.decoder(input_ids=input_ids, encoder_hidden_states=encoded,
+                                       cache=cache, use_cache=cache is not None)
+        return self.model.proj_out(out.last_hidden_state).float(), out.past_key_values
+
+    @torch.no_grad()
+    def decode(self, encoded: torch.Tensor) -> Decoded:
+        """Greedy decoding without timestamps, with Whisper's token suppression."""
+        from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+
+        prompt = self.prompt(encoded)
+        cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
+        step_input = torch.tensor([prompt], device=self.device)
+        ids, logprobs = [], []
+        suppress = torch.tensor(self.suppress, device=self.device)
+        suppress_begin = torch.tensor(self.suppress_begin, device=self.device)
+        for step in range(self.max_new_tokens):
+            logits, cache = self._logits(step_input, encoded, cache)
+            logits = logits[0, -1]
+            logits[suppress] = -math.inf
+            if step == 0:
+                logits[suppress_begin] = -math.inf
+            logp = torch.log_softmax(logits, dim=-1)
+            token = int(logp.argmax())
+            if token == self.eot:
+                break
+            ids.append(token)
+            logprobs.append(float(logp[token]))
+            step_input = torch.tensor([[token]], device=self.device)
+        return Decoded(prompt=prompt, ids=ids, logprobs=logprobs)
+
+    @contextlib.contextmanager
+    def _hooks(self, bypass_layer, reduce_cross, reduce_self, cross_out, self_out):
+        handles = []
+        layers = self.model.model.decoder.layers
+        for l, layer in enumerate(layers):
+            def on_cross(module, args, output, l=l):
+                attn_out, weights = output  # weights: (1, H, P, S), the tensor the graph uses
+                cross_out.append(weights[0] if reduce_cross is None else reduce_cross(l, weights))
+                if l == bypass_layer:  # the block adds nothing to the residual stream
+                    return torch.zeros_like(attn_out), weights
+
+            def on_self(module, args, output, l=l):
+                weights = output[1]
+                self_out.append(weights[0] if reduce_self is None else reduce_self(l, weights))
+
+            handles.append(layer.encoder_attn.register_forward_hook(on_cross))
+            handles.append(layer.self_attn.register_forward_hook(on_self))
+        try:
+            yield
+        finally:
+            for h in handles:
+                h.remove()
+
+    def teacher_forced(self, encoded: torch.Tensor, prompt: list[int], ids: list[int], *,
+                       bypass_layer: int | None = None, reduce_cross: Reduce | None = None,
+                       reduce_self: Reduce | None = None) -> TeacherPass:
+        """One decoder pass over ``prompt + ids``; gradients flow if grad mode is on."""
+        if bypass_layer is not None and not 0 <= bypass_layer < self.n_layers:
+            raise ValueError(f"bypass_layer must be in [0, {self.n_layers}), got {bypass_layer}")
+        tokens = torch.tensor([list(prompt) + list(ids)], device=self.device)
+        cross, selfs = [], []
+        with self._hooks(bypass_layer, reduce_cross, reduce_self, cross, selfs):
+            logits, _ = self._logits(tokens, encoded)
+        logp = torch.log_softmax(logits[0, len(prompt) - 1 : -1], dim=-1)
+        target = torch.tensor(ids, device=self.device)
+        return TeacherPass(logprobs=logp.gather(-1, target[:, None])[:, 0], cross=cross, self_attn=selfs)
+
+    def score(self, features: torch.Tensor, prompt: list[int], ids: list[int]) -> torch.Tensor:
+        """log p(ids[i] | prefix, audio) for a batch of feature tensors: (B, n_mels, 3000) -> (B, n_ids)."""
+        encoded = self.encode(features)
+        tokens = torch.tensor([list(prompt) + list(ids)], device=self.device).expand(len(features), -1)
+        logits, _ = self._logits(tokens, encoded)
+        logp = torch.log_softmax(logits[:, len(prompt) - 1 : -1], dim=-1)
+        target = torch.tensor(ids, device=self.device)[None, :, None].expand(len(features), -1, 1)
+        return logp.gather(-1, target)[..., 0]
+
+    # -- text -------------------------------------------------------------------------
+    def token_bytes(self, token_id: int) -> bytes:
+        piece = self.tokenizer.id_to_token(int(token_id)) or ""
+        table = _byte_decoder()
+        return bytes(table[c] for c in piece if c in table)
+
+    def token_text(self, token_id: int) -> str:
+        return self.token_bytes(token_id).decode("utf-8", errors="replace")
+
+    def text(self, ids: list[int]) -> str:
+        return b"".join(self.token_bytes(i) for i in ids).decode("utf-8", errors="replace").strip()
