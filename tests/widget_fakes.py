@@ -1,0 +1,109 @@
+"""A stand-in Explanation with the engine's API, for widget tests that must not depend
+on model weights or speed (the real engine is exercised end to end in tests/e2e)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+SR = 16000
+FRAME_S = 0.02
+
+
+@dataclass
+class Token:
+    index: int
+    id: int
+    text: str
+    word: int
+    logprob: float
+    start_frame: int
+    n_frames: int
+
+
+@dataclass
+class Word:
+    index: int
+    text: str
+    tokens: list
+    peak_s: float
+
+
+@dataclass
+class Method:
+    name: str
+    label: str
+    cost: str
+    params: dict = field(default_factory=dict)
+
+
+LEAFX = {"tau": 1.0, "depth": "full"}
+METHODS = {
+    "base": Method("base", "LEAF-X", "fast", dict(LEAFX)),
+    "grad": Method("grad", "LEAF-X +grad", "slow", dict(LEAFX)),
+    "causal": Method("causal", "LEAF-X +causal", "slow", dict(LEAFX)),
+    "raa_last": Method("raa_last", "raw attention (last layer)", "fast", {}),
+    "broken": Method("broken", "always fails", "fast", {}),
+}
+
+
+class FakeExplanation:
+    """Words at known times; each token's map is a bump at its word's peak."""
+
+    def __init__(self, words=("hello", "<b>world</b>", "&", "again"), duration_s=3.0,
+                 slow_s=0.2, window_s=30.0, seed=0):
+        rng = np.random.default_rng(seed)
+        self.model_name = "fake-tiny"
+        self.sample_rate = SR
+        self.frame_s = FRAME_S
+        self.audio_path = None
+        n = int(duration_s * SR)
+        t = np.arange(n) / SR
+        self.audio = (0.3 * np.sin(2 * np.pi * 220 * t) * (rng.random(n) * 0.5 + 0.5)).astype(np.float32)
+        self.duration_s = n / SR
+        self.n_frames = int(round(self.duration_s / FRAME_S))
+        self.slow_s = slow_s
+        self.calls = []
+        win = int(window_s / FRAME_S)
+        self.tokens, self.words = [], []
+        for w, text in enumerate(words):
+            peak = (w + 0.5) * self.duration_s / len(words)
+            pieces = [text[: len(text) // 2], text[len(text) // 2:]] if len(text) > 4 else [text]
+            ids = []
+            for j, piece in enumerate(pieces):
+                k = len(self.tokens)
+                start = (int(peak / FRAME_S) // win) * win
+                self.tokens.append(Token(k, 1000 + k, (" " if j == 0 else "") + piece, w,
+                                         -0.05 - 0.8 * (k % 3), start, min(win, self.n_frames - start)))
+                ids.append(k)
+            self.words.append(Word(w, text, ids, peak))
+        self.text = " ".join(words)
+
+    def map(self, token_index, method="base", **params):
+        if not isinstance(token_index, int) or not 0 <= token_index < len(self.tokens):
+            raise IndexError(f"token index {token_index} out of range")
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}")
+        if method == "broken":
+            raise ValueError("this method always fails")
+        self.calls.append((token_index, method, tuple(sorted(params.items()))))
+        if METHODS[method].cost == "slow":
+            time.sleep(self.slow_s)
+        tok = self.tokens[token_index]
+        frames = tok.start_frame + np.arange(tok.n_frames)
+        centre = self.words[tok.word].peak_s / FRAME_S + (3 if method == "grad" else 0)
+        width = 5.0 * float(params.get("tau", 1.0)) * (2 if method == "causal" else 1)
+        m = np.exp(-0.5 * ((frames - centre) / width) ** 2).astype(np.float32) + 1e-6
+        return m / m.sum()
+
+    def map_global(self, token_index, method="base", **params):
+        out = np.zeros(self.n_frames, dtype=np.float32)
+        tok = self.tokens[token_index]
+        out[tok.start_frame:tok.start_frame + tok.n_frames] = self.map(token_index, method, **params)
+        return out
+
+    def log_mel(self):
+        rng = np.random.default_rng(1)
+        return (rng.random((80, 2 * self.n_frames)) * 2 - 1).astype(np.float32)
