@@ -6,6 +6,7 @@ encoder frames of 20 ms, the special tokens, suppressed tokens and alignment hea
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 from functools import lru_cache
 
@@ -37,6 +38,18 @@ def _byte_decoder() -> dict[str, int]:
     return {chr(c): b for b, c in zip(bs, cs)}
 
 
+def _encoder_uses_sdpa(model) -> None:
+    """Run the encoder's self-attention with fused SDPA (about 2x faster on CPU).
+
+    Only the decoder's attention is ever captured, so only it needs the eager
+    implementation that returns attention probabilities.
+    """
+    encoder_config = copy.deepcopy(model.config)
+    encoder_config._attn_implementation = "sdpa"
+    for layer in model.model.encoder.layers:
+        layer.self_attn.config = encoder_config
+
+
 class WhisperAdapter:
     """Decode, capture cross-attention and bypass layers on a transformers Whisper model."""
 
@@ -47,6 +60,7 @@ class WhisperAdapter:
     def __init__(self, model, tokenizer: Tokenizer, *, name: str, alignment_heads=(), suppress=(),
                  suppress_begin=(), language: str | None = "en", max_new_tokens: int | None = None):
         self.model = model.eval()
+        _encoder_uses_sdpa(model)
         self.tokenizer = tokenizer
         self.name = name
         cfg = model.config
