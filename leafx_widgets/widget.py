@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 STATIC = pathlib.Path(__file__).parent / "static"
 DEPTHS = ("full", "last_half", "middle_half", "one")
+WIDGET_PARAMS = ("tau", "depth")  # the method parameters the widget's controls set
 AUDIO_CHUNK_SAMPLES = 1 << 20  # 2 MB of int16 per message, well under the ~10 MB limit
 MEL_CHUNK_BYTES = 1 << 21
 OVERVIEW_MAX_BINS = 2000
@@ -52,9 +53,12 @@ PRIORITY_MAP, PRIORITY_OVERVIEW = 0, 1
 
 
 def _registry() -> Mapping[str, Any]:
-    from .methods import METHODS
+    from . import methods
 
-    return METHODS
+    loader = getattr(methods, "_load_baselines", None)
+    if loader is not None:  # baselines register themselves on import
+        loader()
+    return methods.METHODS
 
 
 def describe_methods(methods: Mapping[str, Any]) -> list[dict]:
@@ -66,7 +70,7 @@ def describe_methods(methods: Mapping[str, Any]) -> list[dict]:
             "name": name,
             "label": str(getattr(m, "label", None) or name),
             "cost": str(getattr(m, "cost", "fast")),
-            "params": {k: v for k, v in params.items() if isinstance(v, (int, float, str, bool))},
+            "params": {k: v for k, v in params.items() if k in WIDGET_PARAMS},
         })
     return out
 
@@ -227,7 +231,7 @@ class LeafXWidget(anywidget.AnyWidget):
             ],
             "words": [
                 {"index": int(w.index), "text": str(w.text), "tokens": [int(k) for k in w.tokens],
-                 "peak_s": float(w.peak_s)}
+                 "peak_s": None if w.peak_s is None else float(w.peak_s)}
                 for w in ex.words
             ],
             "methods": describe_methods(self.methods),
@@ -253,7 +257,8 @@ class LeafXWidget(anywidget.AnyWidget):
         """The parameters ``method`` declares, taken from ``params`` or the traits."""
         if method not in self.methods:
             raise ValueError(f"unknown method {method!r}; choose from {sorted(self.methods)}")
-        declared = dict(getattr(self.methods[method], "params", None) or {})
+        declared = {k: v for k, v in (getattr(self.methods[method], "params", None) or {}).items()
+                    if k in WIDGET_PARAMS}
         given = dict(params) if params is not None else {"tau": self.tau, "depth": self.depth}
         out = {}
         for name, default in declared.items():
