@@ -14,6 +14,7 @@ import torch
 from . import leafx
 
 FRAMES = ("valid", "all")
+MIXING = ("rollout", "direct")
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,10 @@ class LeafxConfig:
     # entropy over the real audio only ("valid", default) or over the whole 30 s window
     # with its padding ("all"); maps are always renormalised over the real audio
     frames: str = "valid"
+    # the "-vn" fix (see leafx.value_weighted / direct_path): weight attention by the size of what
+    # each head writes, and aggregate each query's own layers instead of the self-attention rollout
+    value_norm: bool = False
+    mixing: str = "rollout"  # "rollout" (Eq. 5 as written) or "direct"
     grad_memory_mb: float = 512.0  # bound on the gradient tensors held at once (sets the target chunk)
 
     def __post_init__(self):
@@ -37,6 +42,8 @@ class LeafxConfig:
             raise ValueError(f"tau must be > 0, got {self.tau}")
         if self.frames not in FRAMES:
             raise ValueError(f"frames must be one of {FRAMES}, got {self.frames!r}")
+        if self.mixing not in MIXING:
+            raise ValueError(f"mixing must be one of {MIXING}, got {self.mixing!r}")
         if not self.eps > 0:
             raise ValueError(f"eps must be > 0, got {self.eps}")
 
@@ -59,16 +66,22 @@ def _query_rows(n_prompt: int, n_ids: int) -> list[int]:
     return [n_prompt - 1 + i for i in range(n_ids)]
 
 
-def _reduce_heads(attn: torch.Tensor, n_valid: int, cfg: LeafxConfig) -> torch.Tensor:
-    """(..., H, P, S) attention -> (..., P, S') entropy-weighted over heads (Eqs. 2-4)."""
+def _reduce_heads(attn: torch.Tensor, n_valid: int, cfg: LeafxConfig, value_norm=None) -> torch.Tensor:
+    """(..., H, P, S) attention -> (..., P, S') entropy-weighted over heads (Eqs. 2-4).
+
+    ``value_norm`` (H, S) of this layer, for the "-vn" variants."""
     attn = attn.float()
     if cfg.frames == "valid":
         attn = leafx.crop_frames(attn, n_valid, cfg.eps)
+    if value_norm is not None:
+        attn = leafx.value_weighted(attn, value_norm[:, : attn.shape[-1]].float())
     return leafx.entropy_weighted_attention(attn.transpose(-3, -2), cfg.tau, cfg.eps, cfg.entropy)
 
 
 def _propagate(self_attn: torch.Tensor, cross: torch.Tensor, cfg: LeafxConfig) -> torch.Tensor:
     """(..., L', P, P), (..., L', P, S') -> (..., L', P, S') map after each layer."""
+    if cfg.rollout and cfg.mixing == "direct":
+        return leafx.direct_path(cross, cfg.eps)
     if cfg.rollout:
         return leafx.rollout(self_attn, cross, cfg.eps)
     return leafx.normalise(cross, eps=cfg.eps)  # w/o rollout: each layer's own map, the last one is used
@@ -79,13 +92,14 @@ def leafx_window(adapter, encoded: torch.Tensor, prompt: list[int], ids: list[in
     """LEAF-X maps for all text tokens ``ids`` of one window (encoder output cached by the caller)."""
     layers = leafx.select_layers(adapter.n_layers, cfg.depth)
     rows = _query_rows(len(prompt), len(ids))
+    vnorm = adapter.value_norms(encoded) if cfg.value_norm else None  # (L, H, S) or None
     if not ids:
         empty = torch.zeros(0, n_valid)
         return WindowMaps(maps=empty, layer_maps=torch.zeros(0, len(layers), n_valid), layers=layers)
     if cfg.grad:
-        layer_maps = _grad_layer_maps(adapter, encoded, prompt, ids, n_valid, layers, rows, cfg)
+        layer_maps = _grad_layer_maps(adapter, encoded, prompt, ids, n_valid, layers, rows, cfg, vnorm)
     else:
-        layer_maps = _base_layer_maps(adapter, encoded, prompt, ids, n_valid, layers, rows, cfg)
+        layer_maps = _base_layer_maps(adapter, encoded, prompt, ids, n_valid, layers, rows, cfg, vnorm)
     result = WindowMaps(maps=layer_maps[:, -1], layer_maps=layer_maps, layers=layers)
     if cfg.causal:
         delta = causal_deltas(adapter, encoded, prompt, ids, layers)
@@ -102,12 +116,16 @@ def _finish(per_layer: torch.Tensor, rows: list[int], n_valid: int, eps: float) 
     return leafx.crop_frames(per_layer[..., rows, :], n_valid, eps)
 
 
+def _vn(vnorm, layer):
+    return None if vnorm is None else vnorm[layer]
+
+
 @torch.no_grad()
-def _base_layer_maps(adapter, encoded, prompt, ids, n_valid, layers, rows, cfg) -> torch.Tensor:
+def _base_layer_maps(adapter, encoded, prompt, ids, n_valid, layers, rows, cfg, vnorm) -> torch.Tensor:
     wanted = set(layers)
     tp = adapter.teacher_forced(
         encoded, prompt, ids,
-        reduce_cross=lambda l, a: _reduce_heads(a[0], n_valid, cfg) if l in wanted else None,
+        reduce_cross=lambda l, a: _reduce_heads(a[0], n_valid, cfg, _vn(vnorm, l)) if l in wanted else None,
         reduce_self=lambda l, a: a[0].float().mean(dim=0) if l in wanted else None,
     )
     cross = torch.stack([tp.cross[l] for l in layers])  # (L', P, S')
@@ -116,7 +134,7 @@ def _base_layer_maps(adapter, encoded, prompt, ids, n_valid, layers, rows, cfg) 
     return per_layer.transpose(0, 1).contiguous()
 
 
-def _grad_layer_maps(adapter, encoded, prompt, ids, n_valid, layers, rows, cfg) -> torch.Tensor:
+def _grad_layer_maps(adapter, encoded, prompt, ids, n_valid, layers, rows, cfg, vnorm) -> torch.Tensor:
     """+grad: one teacher-forced forward, then batched backward passes (a chunk of targets at a time)."""
     wanted = set(layers)
     with torch.enable_grad():
@@ -140,8 +158,9 @@ def _grad_layer_maps(adapter, encoded, prompt, ids, n_valid, layers, rows, cfg) 
                                         is_grads_batched=True)
             with torch.no_grad():
                 cross = torch.stack([
-                    _reduce_heads(leafx.gradient_modulate(a[0].detach().float(), g[:, 0].float(), cfg.eps), n_valid, cfg)
-                    for a, g in zip(attn, grads)
+                    _reduce_heads(leafx.gradient_modulate(a[0].detach().float(), g[:, 0].float(), cfg.eps), n_valid,
+                                  cfg, _vn(vnorm, l))
+                    for l, a, g in zip(layers, attn, grads)
                 ], dim=1)  # (C, L', P, S')
                 del grads
                 per_layer = _propagate(selfs, cross, cfg)  # (C, L', P, S')

@@ -42,10 +42,13 @@ def entropy_weighted_attention(attn: torch.Tensor, tau: float = 1.0, eps: float 
     """Eq. 4: Abar = sum_h w_h A_h / (sum_h w_h + eps).  (..., H, S) -> (..., S)
 
     ``use_entropy=False`` is the ablation "w/o entropy weighting": a plain head mean.
+    If ``attn`` rows are not distributions (``value_weighted`` output), entropies are
+    taken of the normalised rows and the weighted sum keeps the magnitudes.
     """
     active = attn.sum(dim=-1) > 0
     if use_entropy:
-        weights = entropy_weights(head_entropy(attn, eps), tau, active)
+        # entropy of each head's distribution; ``attn`` itself may carry magnitudes (value_weighted)
+        weights = entropy_weights(head_entropy(normalise(attn, eps=eps), eps), tau, active)
     else:
         weights = active.to(attn.dtype)
     return (weights.unsqueeze(-1) * attn).sum(dim=-2) / (weights.sum(dim=-1, keepdim=True) + eps)
@@ -78,6 +81,27 @@ def rollout(self_attn: torch.Tensor, cross_attn: torch.Tensor, eps: float = 1e-8
         r_ta = r_ta + normalise(r_tt, eps=eps) @ cross_attn[..., layer, :, :]
         maps.append(normalise(r_ta, eps=eps))
     return torch.stack(maps, dim=-3)
+
+
+def value_weighted(attn: torch.Tensor, value_norm: torch.Tensor) -> torch.Tensor:
+    """Norm-based attention (Kobayashi et al. 2020): A_hs * ||v_s W_o^h||.  (..., H, P, S) x (H, S)
+
+    What a head writes into the residual stream from frame s is A_hs v_s W_o^h, so
+    its size, not A alone, is the evidence. Attention sinks (a head parked on one
+    frame, often the audio/padding border) have small value vectors and fade out.
+    """
+    return attn * value_norm.unsqueeze(-2)
+
+
+def direct_path(cross_attn: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Layer aggregation without decoder self-attention mixing.  (..., L, P, S) -> (..., L, P, S)
+
+    r^(l) = normalise(sum_{l' <= l} Abar^(l')): each query keeps its own evidence,
+    layers weighted by how much they write (with value-weighted inputs). Used by the
+    "-vn" variants because Whisper's decoder self-attention parks on the first
+    prompt token, so the rollout of Eq. 5 hands every token that token's map.
+    """
+    return normalise(torch.cumsum(cross_attn, dim=-3), eps=eps)
 
 
 def select_layers(n_layers: int, depth: str | int = "full") -> list[int]:

@@ -86,9 +86,17 @@ for _name, _label, _switches, _desc in [
     ("leafx_no_grad", "LEAF-X w/o grad", {"causal": True},
      "Table 3 ablation: causal reweighting on plain attention"),
     ("leafx_no_causal", "LEAF-X w/o causal", {"grad": True}, "Table 3 ablation: same as +grad"),
+    # the fix for Whisper (README "Why the paper's recipe points at the wrong place"): value-norm
+    # weighted attention + each query's own layers instead of the self-attention rollout
+    ("base-vn", "LEAF-X-VN base", {"value_norm": True, "mixing": "direct"},
+     "base with value-norm weighted attention and direct-path layer aggregation"),
+    ("grad-vn", "LEAF-X-VN +grad", {"value_norm": True, "mixing": "direct", "grad": True},
+     "+grad with value-norm weighting and direct-path aggregation"),
+    ("causal-vn", "LEAF-X-VN +causal", {"value_norm": True, "mixing": "direct", "grad": True, "causal": True},
+     "+causal with value-norm weighting and direct-path aggregation"),
 ]:
     register(Method(_name, _label, _leafx(**_switches), family="leafx",
-                    cost="fast" if not _switches else "slow",
+                    cost="slow" if {"grad", "causal"} & set(_switches) else "fast",
                     params=dict(LEAFX_PARAMS), description=_desc))
 
 VARIANTS = ("base", "grad", "causal")

@@ -207,6 +207,20 @@ class WhisperAdapter:
         target = torch.tensor(ids, device=self.device)
         return TeacherPass(logprobs=logp.gather(-1, target[:, None])[:, 0], cross=cross, self_attn=selfs)
 
+    @torch.no_grad()
+    def value_norms(self, encoded: torch.Tensor) -> torch.Tensor:
+        """||v_s W_o^h|| for every decoder layer, head and frame: (L, H, S).
+
+        The size of what head h of layer l's cross-attention writes from frame s.
+        """
+        norms = []
+        for layer in self.model.model.decoder.layers:
+            attn = layer.encoder_attn
+            values = attn.v_proj(encoded[0]).view(-1, self.n_heads, attn.head_dim)  # (S, H, dh)
+            out_w = attn.out_proj.weight.view(-1, self.n_heads, attn.head_dim)  # (d, H, dh)
+            norms.append(torch.einsum("shk,dhk->hsd", values, out_w).norm(dim=-1))  # (H, S)
+        return torch.stack(norms).float()
+
     def score(self, features: torch.Tensor, prompt: list[int], ids: list[int]) -> torch.Tensor:
         """log p(ids[i] | prefix, audio) for a batch of feature tensors: (B, n_mels, 3000) -> (B, n_ids)."""
         encoded = self.encode(features)

@@ -1,0 +1,86 @@
+"""Shared plumbing for the baselines: query rows, cropping, and a cached masked-input scorer.
+
+Masking convention (every perturbation baseline and the benchmark's D-AOPC,
+insertion and INF): the two log-Mel frames of each masked encoder frame are
+replaced by the log-Mel of digital silence, i.e. the floor Whisper's log-Mel
+clamps silence to, which is also the value of the window's padding
+(``adapter.mask_frames``).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+MEL_PER_FRAME = 2  # log-Mel frames per encoder frame (Whisper: hop 10 ms, conv stride 2)
+
+
+def query_rows(window, positions: list[int]) -> list[int]:
+    """Decoder query positions that predict ``window.ids[p]`` for each p."""
+    return [len(window.prompt) - 1 + p for p in positions]
+
+
+def crop_normalise(maps: np.ndarray, n_valid: int) -> np.ndarray:
+    """Keep the real frames, clip negatives, rows sum to 1 (uniform when nothing is positive)."""
+    maps = np.clip(np.nan_to_num(np.asarray(maps, dtype=np.float64)[..., :n_valid]), 0.0, None)
+    total = maps.sum(axis=-1, keepdims=True)
+    uniform = np.full_like(maps, 1.0 / max(n_valid, 1))
+    return np.where(total > 0, maps / np.where(total > 0, total, 1.0), uniform).astype(np.float32)
+
+
+def mel_to_frames(attr: torch.Tensor, n_valid: int) -> np.ndarray:
+    """(1, n_mels, 2S) input attribution -> (n_valid,) per encoder frame (sum over mels and mel pairs)."""
+    per_mel = attr.detach().float().sum(dim=-2)[0]  # (2S,)
+    return per_mel.reshape(-1, MEL_PER_FRAME).sum(-1)[:n_valid].cpu().numpy()
+
+
+def frame_groups(n_valid: int, n_frames: int, segment: int, device=None) -> torch.Tensor:
+    """Feature mask over the log-Mel input (1, 1, 2 * n_frames): segments of ``segment`` encoder
+    frames over the real audio, numbered 0..k-1; all padding is the one extra group k."""
+    frame_ids = torch.arange(n_frames, device=device) // segment
+    n_groups = int((n_valid + segment - 1) // segment)
+    frame_ids[n_valid:] = n_groups
+    return frame_ids.repeat_interleave(MEL_PER_FRAME)[None, None, :]
+
+
+class MaskedScorer:
+    """log p of the window's tokens at ``positions`` for perturbed log-Mel inputs, cached by which
+    encoder frames differ from the clean input (all perturbations here set frames to the silence
+    floor, so that set determines the input). Shared by every target token of the window, so
+    perturbation baselines pay their forward passes once per window, not once per token."""
+
+    def __init__(self, window, positions: list[int], *, batch_size: int = 8):
+        self.window = window
+        self.adapter = window.adapter
+        self.positions = list(positions)
+        self.ids = list(window.ids[: max(self.positions) + 1]) if self.positions else []
+        self.clean = window.features
+        self.floor = self.clean.amin()
+        self.batch_size = batch_size
+        self.cache: dict[bytes, torch.Tensor] = {}
+        self.n_evaluated = 0  # model passes actually run (for runtime accounting)
+
+    def _key(self, feats: torch.Tensor) -> bytes:
+        changed = (feats != self.clean[0]).any(dim=0)  # (2S,)
+        return changed.reshape(-1, MEL_PER_FRAME).any(-1).cpu().numpy().tobytes()
+
+    @torch.no_grad()
+    def __call__(self, feats: torch.Tensor) -> torch.Tensor:
+        """(B, n_mels, 2S) perturbed inputs -> (B, len(positions)) log-probs."""
+        keys = [self._key(f) for f in feats]
+        todo = [i for i, k in enumerate(keys) if k not in self.cache]
+        seen = {}
+        todo = [i for i in todo if not (keys[i] in seen or seen.setdefault(keys[i], i) != i)]
+        for start in range(0, len(todo), self.batch_size):
+            rows = todo[start:start + self.batch_size]
+            logp = self.adapter.score(feats[rows].to(self.clean.dtype), self.window.prompt, self.ids)
+            self.n_evaluated += len(rows)
+            for i, lp in zip(rows, logp):
+                self.cache[keys[i]] = lp[self.positions].float().cpu()
+        return torch.stack([self.cache[k] for k in keys])
+
+    def masked(self, frame_masks: np.ndarray) -> torch.Tensor:
+        """(B, n_valid) bool, True = mask -> (B, len(positions)) log-probs."""
+        masks = torch.zeros(len(frame_masks), self.adapter.n_window_frames, dtype=torch.bool)
+        masks[:, : frame_masks.shape[1]] = torch.as_tensor(np.asarray(frame_masks, dtype=bool))
+        feats = self.adapter.mask_frames(self.clean.expand(len(masks), -1, -1), masks.to(self.clean.device))
+        return self(feats)
