@@ -1,0 +1,46 @@
+"""Shared fixtures: the bundled tiny.en model and real LibriVox speech (Debian pocketsphinx-testdata)."""
+from __future__ import annotations
+
+import glob
+import warnings
+
+import numpy as np
+import pytest
+
+LIBRIVOX = sorted(glob.glob("/usr/share/pocketsphinx/test/data/librivox/*.wav"))
+
+
+@pytest.fixture(scope="session")
+def model():
+    import leafx_widgets as lw
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    return lw.load_model("tiny.en")
+
+
+@pytest.fixture(scope="session")
+def sample_explanation(model):
+    import leafx_widgets as lw
+
+    return lw.explain(model, lw.sample_path())
+
+
+@pytest.fixture(scope="session")
+def librivox_paths():
+    if not LIBRIVOX:
+        pytest.fail("Debian package pocketsphinx-testdata is not installed (see .ci/run)")
+    return LIBRIVOX
+
+
+@pytest.fixture(scope="session")
+def long_audio(librivox_paths):
+    """Over 60 s of real speech: the five LibriVox clips, three times, 0.5 s of silence between."""
+    import soundfile
+
+    pieces = []
+    for _ in range(3):
+        for path in librivox_paths:
+            samples, rate = soundfile.read(path, dtype="float32")
+            assert rate == 16000
+            pieces += [samples, np.zeros(8000, np.float32)]
+    return np.concatenate(pieces)
