@@ -39,7 +39,7 @@ def load_audio(source, sample_rate: int | None = None, *, target_rate: int = TAR
     if isinstance(source, Audio):
         samples, rate, path = source.samples, source.sample_rate, source.path
     elif isinstance(source, (str, Path)):
-        samples, rate = _read_file(Path(source))
+        samples, rate = _read_file(Path(source), max_duration_s)
         path = str(source)
         if sample_rate is not None and sample_rate != rate:
             raise AudioError(f"{path} is recorded at {rate} Hz; do not pass sample_rate={sample_rate} for a file")
@@ -50,7 +50,7 @@ def load_audio(source, sample_rate: int | None = None, *, target_rate: int = TAR
     return _check(samples, rate, path, target_rate, max_duration_s)
 
 
-def _read_file(path: Path) -> tuple[np.ndarray, int]:
+def _read_file(path: Path, max_duration_s: float | None) -> tuple[np.ndarray, int]:
     if not path.exists():
         raise FileNotFoundError(f"audio file not found: {path}")
     if path.is_dir():
@@ -59,6 +59,13 @@ def _read_file(path: Path) -> tuple[np.ndarray, int]:
         raise AudioError(f"audio file {path} is empty (0 bytes)")
     import soundfile
 
+    try:
+        info = soundfile.info(str(path))
+    except Exception:
+        info = None
+    if info is not None and max_duration_s is not None and info.duration > max_duration_s:
+        raise AudioError(f"{path} lasts {info.duration / 3600:.1f} h, over the limit of {max_duration_s / 3600:.1f} h; "
+                         "cut it, or pass max_duration_s=None if you mean it")
     try:
         samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
         return samples, int(rate)
@@ -98,21 +105,22 @@ def _check(samples: np.ndarray, rate: int, path, target_rate, max_duration_s) ->
     if not isinstance(rate, (int, np.integer)) or not 1000 <= rate <= 384000:
         raise AudioError(f"sample rate {rate!r} of {name} is not a plausible audio rate (1000..384000 Hz)")
     samples = np.asarray(samples, dtype=np.float32)
-    if samples.ndim == 2:
-        if samples.shape[1] > MAX_CHANNELS:
-            raise AudioError(f"{name} has {samples.shape[1]} channels; at most {MAX_CHANNELS} are mixed to mono")
-        samples = samples.mean(axis=1)
     if samples.size == 0:
         raise AudioError(f"{name} holds no samples")
-    if not np.isfinite(samples).all():
-        bad = int((~np.isfinite(samples)).sum())
-        raise AudioError(f"{name} contains {bad} NaN or infinite samples")
+    # duration first: refuse hours of audio before touching every sample
     duration = len(samples) / rate
     if duration < MIN_DURATION_S:
         raise AudioError(f"{name} lasts {duration * 1000:.0f} ms; at least {MIN_DURATION_S * 1000:.0f} ms are needed")
     if max_duration_s is not None and duration > max_duration_s:
         raise AudioError(f"{name} lasts {duration / 3600:.1f} h, over the limit of {max_duration_s / 3600:.1f} h; "
                          "cut it, or pass max_duration_s=None if you mean it")
+    if samples.ndim == 2:
+        if samples.shape[1] > MAX_CHANNELS:
+            raise AudioError(f"{name} has {samples.shape[1]} channels; at most {MAX_CHANNELS} are mixed to mono")
+        samples = samples.mean(axis=1)
+    if not np.isfinite(samples).all():
+        bad = int((~np.isfinite(samples)).sum())
+        raise AudioError(f"{name} contains {bad} NaN or infinite samples")
     peak = float(np.abs(samples).max())
     if peak > 1.5:
         raise AudioError(f"{name} peaks at {peak:.1f}; float samples must lie in [-1, 1] "
