@@ -1,0 +1,54 @@
+"""Baseline attribution methods and the LEAF-X-SF variant; each registers itself in the one
+method registry (``leafx_widgets.methods.METHODS``) on import.
+
+Every ``compute(window, positions, **params)`` returns (len(positions), window.n_valid) maps
+over the window's real frames, non-negative, rows summing to 1.
+"""
+from __future__ import annotations
+
+from ..methods import METHODS, Method, register
+from .attention import plain_rollout, raa_last, raa_mean, saco, ta, whisper_dtw
+from .gradient import integrated_gradients
+from .leafx_sf import SF_PARAMS, leafx_sf
+from .perturbation import kernelshap, lime, occlusion, spes
+
+BASELINES = [
+    Method("leafx_sf", "LEAF-X-SF (sink-free)", leafx_sf, family="leafx", cost="fast",
+           params=dict(SF_PARAMS),
+           description="fixed LEAF-X: last-layer entropy-weighted heads, no self-attention rollout, "
+                       "frames divided by their mean attention over the window's tokens, sharpened"),
+    Method("leafx_sf_g1", "LEAF-X-SF, gamma=1", leafx_sf, family="leafx", cost="fast",
+           params={**SF_PARAMS, "gamma": 1.0}, description="LEAF-X-SF without sharpening"),
+    Method("raa_last", "RAA (last layer)", raa_last, family="attention",
+           description="head-mean cross-attention of the last decoder layer"),
+    Method("raa_mean", "RAA (all layers)", raa_mean, family="attention",
+           description="head- and layer-mean cross-attention"),
+    Method("rollout", "Attention rollout", plain_rollout, family="attention",
+           description="head-mean attention rollout through the decoder (no entropy, no gradient)"),
+    Method("saco", "SaCo", saco, family="gradient",
+           description="gradient-weighted cross-attention rolled out with 0.5 I + 0.5 A self-attention"),
+    Method("ta", "TA (Chefer 2021)", ta, family="gradient",
+           description="Chefer et al. 2021 encoder-decoder relevance rules, decoder side"),
+    Method("whisper_dtw", "Whisper DTW timing", whisper_dtw, family="reference", params={"medfilt_width": 7},
+           description="openai-whisper alignment heads + median filter + DTW; uniform over the token's frames"),
+    Method("ig", "Integrated Gradients", integrated_gradients, family="gradient", cost="slow", batched=False,
+           params={"n_steps": 8, "method": "riemann_trapezoid"},
+           description="captum IG over the log-Mel from the silence floor"),
+    Method("occlusion", "Occlusion / SpecMask", occlusion, family="perturbation", cost="slow",
+           params={"window_frames": 10, "stride_frames": 10},
+           description="captum Occlusion: silence 200 ms time patches"),
+    Method("lime", "LIME", lime, family="perturbation", cost="slow",
+           params={"n_samples": 32, "segment_frames": 5, "seed": 0},
+           description="captum Lime over 100 ms segments, ridge surrogate"),
+    Method("kernelshap", "KernelSHAP", kernelshap, family="perturbation", cost="slow",
+           params={"n_samples": 32, "segment_frames": 5, "seed": 0},
+           description="captum KernelShap over 100 ms segments"),
+    Method("spes", "SPES", spes, family="perturbation", cost="slow",
+           params={"n_samples": 32, "patch_frames": 5, "patch_mels": 16, "p_mask": 0.5, "seed": 0,
+                   "batch_size": 8},
+           description="time-frequency patch perturbation (RISE estimate), spectrogram part of SPES"),
+]
+
+for _method in BASELINES:
+    if _method.name not in METHODS:
+        register(_method)

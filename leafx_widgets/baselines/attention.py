@@ -1,0 +1,203 @@
+"""Attention-based baselines: RAA, plain rollout, SaCo, TA (Chefer et al. 2021), Whisper's DTW timing.
+
+All take the window's cached encoder output and run teacher-forced decoder passes
+only (no encoder pass), so they cost milliseconds per token on tiny.en.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..attribution import LeafxConfig, leafx_window
+from ._common import crop_normalise, query_rows
+
+
+@torch.no_grad()
+def _attention(window) -> tuple[torch.Tensor, torch.Tensor]:
+    """Raw attention of one teacher-forced pass: cross (L, H, P, S), self (L, H, P, P)."""
+    tp = window.adapter.teacher_forced(window.encoded, window.prompt, window.ids)
+    return torch.stack(tp.cross).float(), torch.stack(tp.self_attn).float()
+
+
+def raa(window, positions, *, layers: str = "last") -> np.ndarray:
+    """Raw attention alignment: head-mean cross-attention of the predicting query,
+    last layer (``layers="last"``) or mean over all layers (``"mean"``)."""
+    cross, _ = _attention(window)
+    rows = query_rows(window, positions)
+    picked = cross[-1:] if layers == "last" else cross
+    if layers not in ("last", "mean"):
+        raise ValueError(f"layers must be 'last' or 'mean', got {layers!r}")
+    return crop_normalise(picked[:, :, rows].mean(dim=(0, 1)).numpy(), window.n_valid)
+
+
+def raa_last(window, positions, **params):
+    return raa(window, positions, layers="last")
+
+
+def raa_mean(window, positions, **params):
+    return raa(window, positions, layers="mean")
+
+
+def plain_rollout(window, positions, **params) -> np.ndarray:
+    """Attention rollout (Abnar & Zuidema 2020) through the decoder: head-mean attention,
+    no entropy weighting, no gradients; the same residual rollout rule as LEAF-X (Eqs. 5-6)."""
+    cfg = LeafxConfig(entropy=False)
+    maps = leafx_window(window.adapter, window.encoded, window.prompt, window.ids, window.n_valid, cfg).maps
+    return maps[positions].cpu().numpy().astype(np.float32)
+
+
+def _attention_with_grads(window, positions):
+    """Cross and self attention of one teacher-forced pass and d log p(y_t) / d attention for
+    each target t (one batched backward).  -> cross (L,H,P,S), self (L,H,P,P),
+    gcross (T,L,H,P,S), gself (T,L,H,P,P)."""
+    adapter = window.adapter
+    with torch.enable_grad():
+        tp = adapter.teacher_forced(window.encoded.detach(), window.prompt, window.ids,
+                                    reduce_cross=lambda l, a: a, reduce_self=lambda l, a: a)
+        attn = list(tp.cross) + list(tp.self_attn)
+        pick = torch.zeros(len(positions), len(window.ids), dtype=tp.logprobs.dtype)
+        pick[range(len(positions)), positions] = 1.0
+        grads = torch.autograd.grad(tp.logprobs, attn, grad_outputs=pick, retain_graph=False,
+                                    is_grads_batched=True)
+    n = adapter.n_layers
+    cross = torch.stack([a[0].detach().float() for a in attn[:n]])
+    selfs = torch.stack([a[0].detach().float() for a in attn[n:]])
+    gcross = torch.stack([g[:, 0].float() for g in grads[:n]], dim=1)
+    gself = torch.stack([g[:, 0].float() for g in grads[n:]], dim=1)
+    return cross, selfs, gcross, gself
+
+
+def _rownorm(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    return x / (x.sum(-1, keepdim=True) + eps)
+
+
+def saco(window, positions, **params) -> np.ndarray:
+    """Salience-guided, gradient-weighted attention rollout.
+
+    Per layer the cross-attention is weighted by the positive gradient of the target's
+    log-prob, mean over heads: Ā_x = E_h[relu(dlogp/dA ⊙ A)]; the decoder self-attention
+    (head mean) carries it through the layers with the residual rule 0.5 I + 0.5 A
+    (Abnar & Zuidema); the map is the target query's row.
+    """
+    cross, selfs, gcross, _ = _attention_with_grads(window, positions)
+    rows = query_rows(window, positions)
+    n_pos = selfs.shape[-1]
+    eye = torch.eye(n_pos)
+    out = []
+    for t, row in enumerate(rows):
+        r_tt = eye.clone()
+        r_ta = torch.zeros(n_pos, cross.shape[-1])
+        for l in range(cross.shape[0]):
+            a_self = 0.5 * eye + 0.5 * selfs[l].mean(0)
+            a_x = torch.relu(gcross[t, l] * cross[l]).mean(0)  # (P, S)
+            r_tt = a_self @ r_tt
+            r_ta = a_self @ r_ta + r_tt @ a_x
+        out.append(r_ta[row].numpy())
+    return crop_normalise(np.stack(out), window.n_valid)
+
+
+def ta(window, positions, **params) -> np.ndarray:
+    """Transformer attribution for encoder-decoder models (Chefer et al. 2021, "Generic
+    attention-model explainability", decoder-side rules).
+
+    Ā = E_h[relu(∇A ⊙ A)] for self- and cross-attention (gradient of the target's log-prob).
+    R_tt starts at I and R_ts at 0; per decoder layer
+        R_tt += Ā_self R_tt,  R_ts += Ā_self R_ts,  R_ts += R̂_tt Ā_cross R_ss
+    with R̂_tt = rownorm(R_tt - I) + I (Chefer's normalisation) and R_ss = I: relevance is not
+    propagated through the encoder's own self-attention, a stated simplification that keeps TA
+    free of encoder backward passes. Rows are decoder queries; the map is the target's row.
+    """
+    cross, selfs, gcross, gself = _attention_with_grads(window, positions)
+    rows = query_rows(window, positions)
+    n_pos = selfs.shape[-1]
+    eye = torch.eye(n_pos)
+    out = []
+    for t, row in enumerate(rows):
+        r_tt = eye.clone()
+        r_ts = torch.zeros(n_pos, cross.shape[-1])
+        for l in range(cross.shape[0]):
+            a_self = torch.relu(gself[t, l] * selfs[l]).mean(0)
+            a_x = torch.relu(gcross[t, l] * cross[l]).mean(0)
+            r_tt = r_tt + a_self @ r_tt
+            r_ts = r_ts + a_self @ r_ts
+            r_hat = _rownorm(r_tt - eye) + eye  # Chefer's normalisation of the self-relevance
+            r_ts = r_ts + r_hat @ a_x
+        out.append(r_ts[row].numpy())
+    return crop_normalise(np.stack(out), window.n_valid)
+
+
+# --------------------------------------------------------------------------- Whisper DTW timing
+
+def median_filter(x: np.ndarray, width: int) -> np.ndarray:
+    """Median over the last axis with reflect padding (openai-whisper's ``median_filter``)."""
+    if width <= 1:
+        return x
+    pad = width // 2
+    padded = np.pad(x, [(0, 0)] * (x.ndim - 1) + [(pad, pad)], mode="reflect")
+    windows = np.lib.stride_tricks.sliding_window_view(padded, width, axis=-1)
+    return np.median(windows, axis=-1)
+
+
+def dtw(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Minimum-cost monotonic path through ``cost`` (N, M), openai-whisper's ``dtw_cpu``.
+    Returns (text_indices, time_indices) along the path."""
+    n, m = cost.shape
+    acc = np.full((n + 1, m + 1), np.inf)
+    trace = -np.ones((n + 1, m + 1), dtype=np.int8)
+    acc[0, 0] = 0
+    for j in range(1, m + 1):
+        for i in range(1, n + 1):
+            c0, c1, c2 = acc[i - 1, j - 1], acc[i - 1, j], acc[i, j - 1]
+            if c0 < c1 and c0 < c2:
+                c, t = c0, 0
+            elif c1 < c0 and c1 < c2:
+                c, t = c1, 1
+            else:
+                c, t = c2, 2
+            acc[i, j] = cost[i - 1, j - 1] + c
+            trace[i, j] = t
+    trace[0, :] = 2
+    trace[:, 0] = 1
+    i, j = n, m
+    text, time = [], []
+    while i > 0 or j > 0:
+        text.append(i - 1)
+        time.append(j - 1)
+        t = trace[i, j]
+        if t == 0:
+            i, j = i - 1, j - 1
+        elif t == 1:
+            i -= 1
+        else:
+            j -= 1
+    return np.array(text[::-1]), np.array(time[::-1])
+
+
+def whisper_dtw(window, positions, *, medfilt_width: int = 7, **params) -> np.ndarray:
+    """Whisper's own word timing (openai-whisper ``timing.find_alignment``) as a map.
+
+    The alignment heads' cross-attention over the real frames (softmax restricted to them),
+    z-scored over the token axis, median-filtered over time, averaged over heads; DTW on its
+    negative gives each token a run of frames. The map is uniform over the token's frames.
+    """
+    adapter = window.adapter
+    cross, _ = _attention(window)
+    heads = adapter.alignment_heads or [(l, h) for l in range(adapter.n_layers // 2, adapter.n_layers)
+                                       for h in range(adapter.n_heads)]
+    nv = window.n_valid
+    w = torch.stack([cross[l, h, :, :nv] for l, h in heads])  # (K, P, nv)
+    w = w / w.sum(-1, keepdim=True)
+    std, mean = torch.std_mean(w, dim=-2, keepdim=True, unbiased=False)
+    w = ((w - mean) / (std + 1e-10)).numpy()
+    w = median_filter(w, medfilt_width)
+    matrix = w.mean(0)
+    first = len(window.prompt) - 1
+    matrix = matrix[first:first + len(window.ids) + 1]  # queries predicting each text token, then <|eot|>
+    text_idx, time_idx = dtw(-matrix.astype(np.float64))
+    maps = np.zeros((len(positions), nv))
+    for k, p in enumerate(positions):
+        frames = time_idx[text_idx == p]
+        if frames.size == 0:  # cannot happen on a full DTW path; keep a defined output anyway
+            frames = np.array([int(np.argmax(matrix[p]))])
+        maps[k, frames] = 1.0
+    return crop_normalise(maps, nv)

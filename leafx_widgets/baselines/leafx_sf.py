@@ -1,0 +1,94 @@
+"""LEAF-X-SF ("sink-free"): the fixed variant of LEAF-X proposed by the benchmark.
+
+Why the paper recipe loses on Whisper tiny.en (dev sets, first token of each word,
+pointing game +-20 ms; see the README's benchmark section for the full tables):
+
+1. Decoder self-attention rollout (Eqs. 5-6) mixes in the cross-attention of *other*
+   decoder positions: the residual rule gives the token's own query a weight of
+   only (1/2)^L after L layers, the rest goes to the prompt (<|startoftranscript|>
+   is a self-attention sink) and to earlier tokens, whose cross-attention points at
+   earlier words. Rollout alone takes the pointing game from ~0.9 to ~0.05.
+2. The lowest-entropy cross-attention heads are *sinks*, not aligners: in layers 0-1
+   several heads park on one fixed frame (near the start of the audio) or in the
+   padding for every token, whatever is being said. Eq. 3 gives them the largest
+   weights; renormalising each head over the real frames first ("valid") makes it
+   worse, because a head that looks at the padding becomes a sharp, spurious
+   distribution over the few audio frames it still touches.
+3. Deep layers hold the token-specific alignment: the last layer alone, entropy
+   weighted (Eq. 3 within that layer), already points right for ~0.9 of the words.
+
+The recipe (all of it pure tensor maths on one teacher-forced pass):
+
+    for each selected layer l (default: the last one):
+        H[q,h]   = entropy of A[l,h,q,:] over all window frames (Eq. 2, padding included)
+        w[q,h]   = softmax_h(-H[q,h] / tau)                          (Eq. 3)
+        Abar[q,s]= sum_h w[q,h] A[l,h,q,s] for the real frames s       (Eq. 4, no per-head renorm)
+        sink[s]  = mean over the window's text queries q' of Abar[q',s]
+        D_l[q,s] = normalise_s( Abar[q,s] / (sink[s] + delta) )       (de-sink)
+    r_t = normalise( (mean_l D_l[query(t), :]) ** gamma )
+
+- no decoder self-attention rollout (the query that predicts token t only);
+- "de-sink": divide by the frame's average attention over all text tokens of the
+  window, which removes frames every token attends to (as openai-whisper's timing.py
+  z-scores alignment-head attention over the token axis);
+- gamma (default 1.5) sharpens the map; it leaves the ranking of frames (pointing game,
+  IoU, D-AOPC, insertion) unchanged and only moves mass-in-span, SPR and INF. The bench
+  also reports gamma = 1 (``leafx_sf_g1``).
+Defaults (tau=1, delta=1e-4, gamma=1.5, last layer) were chosen on the two development
+manifests only.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ._common import crop_normalise, query_rows
+
+SF_PARAMS = {"tau": 1.0, "delta": 1e-4, "gamma": 1.5, "layers": "last"}
+
+
+def _layers(n_layers: int, layers) -> list[int]:
+    if layers == "last":
+        return [n_layers - 1]
+    if layers == "last_half":
+        return list(range(n_layers - max(1, n_layers // 2), n_layers))
+    if layers == "all":
+        return list(range(n_layers))
+    if isinstance(layers, (list, tuple)) and all(isinstance(x, int) and 0 <= x < n_layers for x in layers):
+        return list(layers)
+    raise ValueError(f"layers must be 'last', 'last_half', 'all' or a list of layer indices, got {layers!r}")
+
+
+def sink_free_maps(cross: torch.Tensor, text_rows: list[int], n_valid: int, *, tau: float = 1.0,
+                   delta: float = 1e-4, gamma: float = 1.5, eps: float = 1e-12) -> torch.Tensor:
+    """Pure maths of LEAF-X-SF.
+
+    cross: (L', H, P, S) cross-attention probabilities of the selected layers over all S frames.
+    text_rows: the query rows that predict the window's text tokens (sink estimate).
+    returns (P, n_valid) maps for every query row, rows sum to 1.
+    """
+    if not tau > 0 or not delta > 0 or not gamma > 0:
+        raise ValueError(f"tau, delta and gamma must be > 0 (got {tau}, {delta}, {gamma})")
+    entropy = -(cross * torch.log(cross + 1e-8)).sum(-1)  # (L', H, P)
+    w = torch.softmax(-entropy / tau, dim=1)  # over heads
+    abar = (w.unsqueeze(-1) * cross[..., :n_valid]).sum(1)  # (L', P, n_valid)
+    sink = abar[:, text_rows].mean(1, keepdim=True)  # (L', 1, n_valid)
+    d = abar / (sink + delta)
+    d = d / (d.sum(-1, keepdim=True) + eps)
+    r = d.mean(0) ** gamma
+    return r / (r.sum(-1, keepdim=True) + eps)
+
+
+@torch.no_grad()
+def leafx_sf(window, positions, *, tau: float = 1.0, delta: float = 1e-4, gamma: float = 1.5,
+             layers="last") -> np.ndarray:
+    adapter = window.adapter
+    chosen = _layers(adapter.n_layers, layers)
+    wanted = set(chosen)
+    tp = adapter.teacher_forced(window.encoded, window.prompt, window.ids,
+                                reduce_cross=lambda l, a: a[0].float() if l in wanted else None,
+                                reduce_self=lambda l, a: None)
+    cross = torch.stack([tp.cross[l] for l in chosen])
+    text_rows = query_rows(window, list(range(len(window.ids))))
+    maps = sink_free_maps(cross, text_rows, window.n_valid, tau=tau, delta=delta, gamma=gamma)
+    return crop_normalise(maps[query_rows(window, positions)].numpy(), window.n_valid)

@@ -1,0 +1,112 @@
+"""Perturbation baselines over the log-Mel input with frame-wise feature masks (captum):
+Occlusion/SpecMask, LIME, KernelSHAP; and SPES (time-frequency patch perturbation).
+
+Masked frames take the log-Mel of digital silence (see ``_common``). Every target
+token of a window shares the same perturbed inputs: captum is called once per
+token with the same seed, and ``MaskedScorer`` answers repeated inputs from its
+cache, so the model cost is per window (the sample count), not per token.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ._common import MEL_PER_FRAME, MaskedScorer, crop_normalise, frame_groups, mel_to_frames
+
+
+def _per_target(window, positions, attribute) -> np.ndarray:
+    """Run ``attribute(forward, target_column)`` for each target with one shared scorer."""
+    scorer = MaskedScorer(window, positions)
+    maps = []
+    for j in range(len(positions)):
+        attr = attribute(scorer, j)
+        maps.append(mel_to_frames(attr, window.n_valid))
+    return np.stack(maps)
+
+
+def occlusion(window, positions, *, window_frames: int = 10, stride_frames: int = 10) -> np.ndarray:
+    """Occlusion / SpecMask: slide a silence patch of ``window_frames`` encoder frames (all mel
+    bins) over time with ``stride_frames``; attribution = drop in log p, averaged over the
+    patches covering a frame (captum ``Occlusion``)."""
+    from captum.attr import Occlusion
+
+    feats = window.features
+    n_mels = feats.shape[1]
+    floor = float(feats.amin())
+
+    def attribute(scorer, j):
+        return Occlusion(scorer).attribute(
+            feats, sliding_window_shapes=(n_mels, MEL_PER_FRAME * window_frames),
+            strides=(n_mels, MEL_PER_FRAME * stride_frames), baselines=floor, target=j,
+            perturbations_per_eval=16)
+
+    return crop_normalise(_per_target(window, positions, attribute), window.n_valid)
+
+
+def _surrogate(kind: str, window, positions, *, n_samples: int, segment_frames: int, seed: int) -> np.ndarray:
+    from captum.attr import KernelShap, Lime
+
+    feats = window.features
+    floor = float(feats.amin())
+    mask = frame_groups(window.n_valid, window.adapter.n_window_frames, segment_frames, feats.device)
+
+    def attribute(scorer, j):
+        torch.manual_seed(seed)  # the same samples for every target: the scorer's cache shares them
+        if kind == "lime":
+            from captum._utils.models.linear_model import SkLearnRidge
+            explainer = Lime(scorer, interpretable_model=SkLearnRidge(alpha=1.0))
+        else:
+            explainer = KernelShap(scorer)
+        return explainer.attribute(feats, baselines=floor, target=j, feature_mask=mask,
+                                   n_samples=n_samples, perturbations_per_eval=16)
+
+    return crop_normalise(_per_target(window, positions, attribute), window.n_valid)
+
+
+def lime(window, positions, *, n_samples: int = 32, segment_frames: int = 5, seed: int = 0) -> np.ndarray:
+    """LIME (captum ``Lime``, ridge surrogate) over segments of ``segment_frames`` encoder frames."""
+    return _surrogate("lime", window, positions, n_samples=n_samples, segment_frames=segment_frames, seed=seed)
+
+
+def kernelshap(window, positions, *, n_samples: int = 32, segment_frames: int = 5, seed: int = 0) -> np.ndarray:
+    """KernelSHAP (captum ``KernelShap``) over segments of ``segment_frames`` encoder frames."""
+    return _surrogate("shap", window, positions, n_samples=n_samples, segment_frames=segment_frames, seed=seed)
+
+
+@torch.no_grad()
+def spes(window, positions, *, n_samples: int = 32, patch_frames: int = 5, patch_mels: int = 16,
+         p_mask: float = 0.5, seed: int = 0, batch_size: int = 8) -> np.ndarray:
+    """SPES, spectrogram part (Fucci et al. 2025): random masks over time-frequency patches
+    (``patch_frames`` encoder frames x ``patch_mels`` mel bins, each silenced with probability
+    ``p_mask``); the saliency of a patch is the RISE estimate
+    E[p(y_t | x masked) | patch kept] - E[p(y_t | x masked)], teacher-forced on the true prefix.
+    The frame map sums the positive patch saliency over frequency. SPES's separate explanation
+    over the previously generated tokens is not part of a frame map and is not computed here.
+    """
+    adapter = window.adapter
+    feats = window.features
+    n_mels, n_mel_frames = feats.shape[1], feats.shape[2]
+    nv = window.n_valid
+    n_t = (nv + patch_frames - 1) // patch_frames
+    n_f = (n_mels + patch_mels - 1) // patch_mels
+    rng = np.random.default_rng(seed)
+    keep = rng.random((n_samples, n_f, n_t)) >= p_mask  # True = kept
+    floor = feats.amin()
+    ids = list(window.ids[: max(positions) + 1])
+    probs = []
+    for start in range(0, n_samples, batch_size):
+        k = torch.from_numpy(keep[start:start + batch_size])
+        # expand patches to (B, n_mels, n_mel_frames); frames past the real audio stay as they are
+        kk = k.repeat_interleave(patch_mels, 1)[:, :n_mels].repeat_interleave(patch_frames * MEL_PER_FRAME, 2)
+        full = torch.ones(len(k), n_mels, n_mel_frames, dtype=torch.bool)
+        width = min(kk.shape[2], MEL_PER_FRAME * nv)
+        full[:, :, :width] = kk[:, :, :width]
+        x = torch.where(full, feats.expand(len(k), -1, -1), floor)
+        probs.append(adapter.score(x, window.prompt, ids)[:, positions].float().exp())
+    probs = torch.cat(probs).numpy()  # (n_samples, T)
+    kept = keep.reshape(n_samples, -1).astype(np.float64)  # (n_samples, n_f * n_t)
+    mean_kept = kept.mean(0) + 1e-9
+    sal = (probs.T @ kept) / n_samples / mean_kept - probs.mean(0)[:, None]  # (T, n_f * n_t)
+    sal = np.clip(sal, 0, None).reshape(len(positions), n_f, n_t).sum(1)  # (T, n_t)
+    frames = np.repeat(sal, patch_frames, axis=1)[:, :nv]
+    return crop_normalise(frames, nv)
