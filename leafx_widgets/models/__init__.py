@@ -59,7 +59,7 @@ def _load_ct2(folder: Path, name, device, dtype, language) -> WhisperAdapter:
 
 
 def _load_hf(source: str, name, device, dtype, language, *, local: bool) -> WhisperAdapter:
-    from transformers import GenerationConfig, WhisperForConditionalGeneration
+    from transformers import WhisperForConditionalGeneration
 
     try:
         model = WhisperForConditionalGeneration.from_pretrained(
@@ -75,14 +75,25 @@ def _load_hf(source: str, name, device, dtype, language, *, local: bool) -> Whis
         where = "this folder" if local else "the Hugging Face hub (is the network reachable and the id right?)"
         raise ValueError(f"could not load Whisper model {name!r} from {where}: {err}. "
                          f"The bundled model is {DEFAULT_MODEL!r}.") from None
-    try:
-        gen = GenerationConfig.from_pretrained(source, local_files_only=local)
-    except OSError:
-        gen = model.generation_config
+    gen = _generation_settings(source, local)
     return WhisperAdapter(model.to(device), tokenizer, name=name,
-                          alignment_heads=getattr(gen, "alignment_heads", None) or [],
-                          suppress=getattr(gen, "suppress_tokens", None) or [],
-                          suppress_begin=getattr(gen, "begin_suppress_tokens", None) or [], language=language)
+                          alignment_heads=gen.get("alignment_heads") or [],
+                          suppress=gen.get("suppress_tokens") or [],
+                          suppress_begin=gen.get("begin_suppress_tokens") or [], language=language)
+
+
+def _generation_settings(source: str, local: bool) -> dict:
+    """generation_config.json as plain JSON (transformers' GenerationConfig drops Whisper's extra keys)."""
+    try:
+        if local:
+            path = Path(source) / "generation_config.json"
+        else:
+            from huggingface_hub import hf_hub_download
+
+            path = Path(hf_hub_download(source, "generation_config.json"))
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def save_pretrained(adapter: WhisperAdapter, folder: str | Path) -> Path:

@@ -48,6 +48,8 @@ class _Reader:
         return raw.rstrip(b"\0").decode("utf-8")
 
     def array(self, dtype, count: int) -> np.ndarray:
+        if self.pos + count * np.dtype(dtype).itemsize > len(self.data):
+            raise ValueError("model.bin ends early: the file is truncated or not a CTranslate2 model")
         arr = np.frombuffer(self.data, dtype=dtype, count=count, offset=self.pos)
         self.pos += arr.nbytes
         return arr

@@ -1,0 +1,145 @@
+"""Loading Whisper: the bundled CTranslate2 tiny.en, other CTranslate2 dtypes, transformers folders."""
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+import leafx_widgets as lw
+from leafx_widgets.models import bundled_model_path, save_pretrained
+from leafx_widgets.models.ctranslate2 import read_model_bin
+
+DASHWOOD = "And Mr. John Dashwood had then leisure to consider how much there might be prudently in his power to do for them."
+# LibriVox reference transcripts (pocketsphinx-testdata), as Whisper tiny.en writes them
+LIBRIVOX_TEXT = {
+    "0870": DASHWOOD,
+    "0890": "Unless to be rather cold-hearted and rather selfish is to be ill-disposed.",
+    "0920": "Had he married a more amiable woman, he might have been made still more respectable than he was.",
+    "0930": "He might even have been made amiable himself.",
+}
+
+
+def transcribe(model, path):
+    audio = lw.load_audio(path).samples
+    encoded = model.encode(model.features(audio))
+    return model.text(model.decode(encoded).ids)
+
+
+def test_bundled_model_dimensions(model):
+    assert model.n_layers == 4 and model.n_heads == 6 and model.n_window_frames == 1500
+    assert model.frame_s == pytest.approx(0.02) and model.sample_rate == 16000
+    assert not model.multilingual and model.alignment_heads[0] == (1, 0)
+    assert model.model.config._attn_implementation == "eager"
+
+
+def test_real_speech_decodes_exactly(model, librivox_paths):
+    for path in librivox_paths:
+        key = path.rsplit("-", 1)[-1][:4]
+        if key in LIBRIVOX_TEXT:
+            assert transcribe(model, path) == LIBRIVOX_TEXT[key]
+
+
+def test_teacher_forcing_reproduces_greedy_choices(model):
+    audio = lw.load_audio(lw.sample_path()).samples
+    encoded = model.encode(model.features(audio))
+    decoded = model.decode(encoded)
+    with torch.no_grad():
+        tp = model.teacher_forced(encoded, decoded.prompt, decoded.ids)
+    assert tp.logprobs.shape == (len(decoded.ids),)
+    positions = len(decoded.prompt) + len(decoded.ids)
+    assert len(tp.cross) == model.n_layers and tp.cross[0].shape == (model.n_heads, positions, 1500)
+    assert torch.allclose(tp.cross[2].sum(-1), torch.ones(model.n_heads, positions), atol=1e-4)
+    # decoding renormalises after suppressing special tokens, so its log-probs are slightly higher
+    assert np.all(np.asarray(decoded.logprobs) >= tp.logprobs.numpy() - 1e-4)
+    with torch.no_grad():
+        bypassed = model.teacher_forced(encoded, decoded.prompt, decoded.ids, bypass_layer=3)
+    assert bypassed.logprobs.sum() < tp.logprobs.sum() - 1.0  # without its audio attention the model is lost
+    with pytest.raises(ValueError, match="bypass_layer"):
+        model.teacher_forced(encoded, decoded.prompt, decoded.ids, bypass_layer=4)
+
+
+def _write_model_bin(path, variables, aliases, dtype_code):
+    """Serialise variables in CTranslate2's binary format (version 6), as the converter does."""
+    def string(s):
+        raw = s.encode() + b"\0"
+        return struct.pack("<H", len(raw)) + raw
+
+    out = [struct.pack("<I", 6), string("WhisperSpec"), struct.pack("<I", 3)]
+    body = []
+    for name, arr in variables.items():
+        arr = np.asarray(arr)
+        code = {np.dtype(np.float32): 0, np.dtype(np.int8): 1, np.dtype(np.int16): 2, np.dtype(np.int32): 3, np.dtype(np.float16): 4}[arr.dtype]
+        if dtype_code == 1 and arr.ndim == 2 and name.endswith("/weight") and "embeddings" not in name:
+            scale = 127.0 / np.maximum(np.abs(arr).max(axis=1), 1e-8)
+            body.append((name, np.round(arr * scale[:, None]).astype(np.int8), 1))
+            body.append((name + "_scale", scale.astype(np.float32), 0))
+            continue
+        if arr.dtype.kind == "f":
+            arr = arr.astype(np.float32 if dtype_code in (0, 1) else np.float16)
+            code = 0 if arr.dtype == np.float32 else 4
+        body.append((name, arr, code))
+    out.append(struct.pack("<I", len(body)))
+    for name, arr, code in body:
+        out += [string(name), struct.pack("<B", arr.ndim), struct.pack(f"<{arr.ndim}I", *arr.shape),
+                struct.pack("<B", code), struct.pack("<I", arr.nbytes), arr.tobytes()]
+    out.append(struct.pack("<I", len(aliases)))
+    for alias, target in aliases.items():
+        out += [string(alias), string(target)]
+    path.write_bytes(b"".join(out))
+
+
+@pytest.mark.parametrize("dtype_code, label", [(0, "float32"), (1, "int8")])
+def test_other_ctranslate2_exports_load(tmp_path, dtype_code, label):
+    src = bundled_model_path()
+    ct2 = read_model_bin(src / "model.bin")
+    folder = tmp_path / label
+    folder.mkdir()
+    _write_model_bin(folder / "model.bin", ct2.variables, ct2.aliases, dtype_code)
+    for name in ("config.json", "tokenizer.json"):
+        (folder / name).write_bytes((src / name).read_bytes())
+    reread = read_model_bin(folder / "model.bin")
+    w = "decoder/layer_0/ffn/linear_0/weight"
+    tol = 1e-6 if label == "float32" else 0.02 * np.abs(ct2.variables[w]).max()
+    assert np.abs(reread.variables[w].astype(np.float32) - ct2.variables[w].astype(np.float32)).max() <= tol
+    model = lw.load_model(folder)
+    assert transcribe(model, lw.sample_path()) == DASHWOOD
+
+
+def test_truncated_model_bin_is_a_clear_error(tmp_path):
+    data = (bundled_model_path() / "model.bin").read_bytes()
+    (tmp_path / "model.bin").write_bytes(data[:5000])
+    with pytest.raises(ValueError, match="truncated"):
+        read_model_bin(tmp_path / "model.bin")
+
+
+def test_transformers_folder_round_trip(model, tmp_path):
+    """The from_pretrained path, on a folder saved from the converted tiny.en (safetensors, no pickle)."""
+    folder = save_pretrained(model, tmp_path / "tiny-hf")
+    assert (folder / "model.safetensors").exists() and not list(folder.glob("*.bin"))
+    reloaded = lw.load_model(folder)
+    assert reloaded.alignment_heads == model.alignment_heads
+    assert reloaded.model.config._attn_implementation == "eager"
+    assert transcribe(reloaded, lw.sample_path()) == DASHWOOD
+
+
+def test_device_and_dtype_are_honoured():
+    half = lw.load_model("tiny.en", dtype=torch.bfloat16)
+    assert half.dtype == torch.bfloat16 and half.device.type == "cpu"
+    assert "Dashwood" in transcribe(half, lw.sample_path())
+    with pytest.raises(TypeError, match="dtype"):
+        lw.load_model("tiny.en", dtype="float16")
+
+
+@pytest.mark.parametrize("name, error, message", [
+    ("no-such-org/not-a-whisper-model", ValueError, "could not load Whisper model"),
+    ("./missing-folder", FileNotFoundError, "does not exist"),
+])
+def test_unknown_model_names(name, error, message):
+    with pytest.raises(error, match=message):
+        lw.load_model(name)
+
+
+def test_folder_without_a_model(tmp_path):
+    with pytest.raises(ValueError, match="neither"):
+        lw.load_model(tmp_path)
+
