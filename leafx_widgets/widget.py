@@ -173,7 +173,7 @@ class LeafXWidget(anywidget.AnyWidget):
         kwargs.setdefault("tau", float(defaults.get("tau", 1.0)))
         kwargs.setdefault("depth", str(defaults.get("depth", "full")))
         super().__init__(_meta=self._build_meta(), **kwargs)
-        self.on_msg(self._handle_msg)
+        self.on_msg(self._on_custom_msg)
 
     # ---- validation ------------------------------------------------------------------
     @traitlets.validate("variant")
@@ -310,7 +310,7 @@ class LeafXWidget(anywidget.AnyWidget):
         self._worker.wait_idle(timeout)
 
     # ---- messages --------------------------------------------------------------------
-    def _handle_msg(self, _widget, content: dict, buffers: list) -> None:
+    def _on_custom_msg(self, _widget, content: dict, buffers: list) -> None:
         kind = content.get("type") if isinstance(content, dict) else None
         try:
             if kind == "init":

@@ -38,7 +38,7 @@ def widget(ex):
 
 
 def request(w, **content):
-    w._handle_msg(w, {"type": "map", "id": content.get("id", "r1"),
+    w._on_custom_msg(w, {"type": "map", "id": content.get("id", "r1"),
                       "key": content.get("key", "k"), **content}, [])
     w.wait_idle()
 
@@ -90,7 +90,7 @@ def test_init_sends_pcm16_and_mel_in_chunks(ex, monkeypatch):
     monkeypatch.setattr(wmod, "MEL_CHUNK_BYTES", 80 * 100)
     w = LeafXWidget(ex, methods=METHODS)
     rec = Recorder(w)
-    w._handle_msg(w, {"type": "init"}, [])
+    w._on_custom_msg(w, {"type": "init"}, [])
     audio = rec.of("audio")
     assert len(audio) == int(np.ceil(ex.audio.size / 10000))
     pcm = np.concatenate([np.frombuffer(b[0], dtype=np.int16) for _, b in audio])
@@ -111,7 +111,7 @@ def test_ten_minute_audio_fits_message_limit():
     ex = FakeExplanation(duration_s=600.0, words=("a",) * 3)
     w = LeafXWidget(ex, methods=METHODS)
     rec = Recorder(w)
-    w._handle_msg(w, {"type": "init"}, [])
+    w._on_custom_msg(w, {"type": "init"}, [])
     sizes = [len(b[0]) for _, b in rec.sent]
     assert sum(len(b[0]) for _, b in rec.of("audio")) == 600 * 16000 * 2
     assert max(sizes) <= 4 * 2**20
@@ -165,7 +165,7 @@ def test_errors_are_replied(widget, content, match):
 
 def test_unknown_message_is_replied_as_error(widget):
     rec = Recorder(widget)
-    widget._handle_msg(widget, {"type": "nonsense"}, [])
+    widget._on_custom_msg(widget, {"type": "nonsense"}, [])
     assert "unknown message type" in rec.of("error")[0][0]["message"]
 
 
@@ -175,7 +175,7 @@ def test_slow_method_does_not_block_the_handler(ex):
     w = LeafXWidget(ex, methods=METHODS)
     rec = Recorder(w)
     t0 = time.perf_counter()
-    w._handle_msg(w, {"type": "map", "id": "s", "key": "k", "token": 0, "method": "grad", "params": {}}, [])
+    w._on_custom_msg(w, {"type": "map", "id": "s", "key": "k", "token": 0, "method": "grad", "params": {}}, [])
     assert time.perf_counter() - t0 < ex.slow_s / 2, "handler returned before the slow map"
     assert rec.of("map") == []
     w.wait_idle()
@@ -186,8 +186,8 @@ def test_slow_method_does_not_block_the_handler(ex):
 def test_map_requests_run_before_overview_rows(ex):
     w = LeafXWidget(ex, methods=METHODS)
     rec = Recorder(w)
-    w._handle_msg(w, {"type": "overview", "method": "grad", "params": {}}, [])
-    w._handle_msg(w, {"type": "map", "id": "m", "key": "k", "token": 3, "method": "base", "params": {}}, [])
+    w._on_custom_msg(w, {"type": "overview", "method": "grad", "params": {}}, [])
+    w._on_custom_msg(w, {"type": "map", "id": "m", "key": "k", "token": 3, "method": "base", "params": {}}, [])
     w.wait_idle()
     kinds = [c["type"] for c, _ in rec.sent]
     assert kinds.index("map") < len(kinds) - 1, kinds
@@ -196,7 +196,7 @@ def test_map_requests_run_before_overview_rows(ex):
 
 def test_overview_rows(widget, ex):
     rec = Recorder(widget)
-    widget._handle_msg(widget, {"type": "overview", "method": "base", "params": {}}, [])
+    widget._on_custom_msg(widget, {"type": "overview", "method": "base", "params": {}}, [])
     widget.wait_idle()
     chunks = rec.of("overview")
     n_bins = chunks[0][0]["n_bins"]
@@ -210,7 +210,7 @@ def test_overview_rows(widget, ex):
         assert abs(int(rows[k].argmax()) - peak_bin) <= 2
     np.testing.assert_array_equal(rows, widget.overview("base"))
     # a second view gets the finished overview in one piece
-    widget._handle_msg(widget, {"type": "overview", "method": "base", "params": {}}, [])
+    widget._on_custom_msg(widget, {"type": "overview", "method": "base", "params": {}}, [])
     assert rec.of("overview")[-1][0]["n_rows"] == len(ex.tokens)
 
 
@@ -225,7 +225,7 @@ def test_get_map_and_map_key(widget, ex):
 def test_synchronous_mode(ex):
     w = LeafXWidget(ex, methods=METHODS, background=False)
     rec = Recorder(w)
-    w._handle_msg(w, {"type": "map", "id": "x", "key": "k", "token": 0, "method": "grad", "params": {}}, [])
+    w._on_custom_msg(w, {"type": "map", "id": "x", "key": "k", "token": 0, "method": "grad", "params": {}}, [])
     assert rec.of("map")[0][0]["id"] == "x"
 
 

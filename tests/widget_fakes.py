@@ -53,15 +53,18 @@ class FakeExplanation:
     """Words at known times; each token's map is a bump at its word's peak."""
 
     def __init__(self, words=("hello", "<b>world</b>", "&", "again"), duration_s=3.0,
-                 slow_s=0.2, window_s=30.0, seed=0):
+                 slow_s=0.2, window_s=30.0, seed=0, audio=None):
         rng = np.random.default_rng(seed)
         self.model_name = "fake-tiny"
         self.sample_rate = SR
         self.frame_s = FRAME_S
         self.audio_path = None
-        n = int(duration_s * SR)
-        t = np.arange(n) / SR
-        self.audio = (0.3 * np.sin(2 * np.pi * 220 * t) * (rng.random(n) * 0.5 + 0.5)).astype(np.float32)
+        if audio is None:
+            n = int(duration_s * SR)
+            t = np.arange(n) / SR
+            audio = 0.3 * np.sin(2 * np.pi * 220 * t) * (rng.random(n) * 0.5 + 0.5)
+        self.audio = np.asarray(audio, dtype=np.float32)
+        n = self.audio.size
         self.duration_s = n / SR
         self.n_frames = int(round(self.duration_s / FRAME_S))
         self.slow_s = slow_s
