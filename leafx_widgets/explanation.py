@@ -283,7 +283,7 @@ class Explanation:
         key = _params_key(data.get("params", {}))
         for t in data["tokens"]:
             for variant, values in t["maps"].items():
-                ex._cache[(variant, key, "token", t["index"])] = np.asarray(values, dtype=np.float32)
+                ex._cache[(variant, key, "token", t["index"])] = _as_maps([values], variant)[0]
         return ex
 
     def __repr__(self):
@@ -296,7 +296,8 @@ def _params_key(params: dict) -> tuple:
 
 
 def _as_maps(maps, method: str) -> np.ndarray:
-    maps = np.asarray(maps, dtype=np.float32)
+    maps = np.array(maps, dtype=np.float32)
+    maps.flags.writeable = False  # cached and shared: callers must not edit them in place
     if maps.ndim != 2 or not np.isfinite(maps).all() or (maps < 0).any():
         raise RuntimeError(f"method {method!r} returned maps that are not finite non-negative (n, frames) arrays")
     return maps

@@ -1,0 +1,167 @@
+"""explain() on real speech: maps are distributions over the right frames, lazily computed, serialisable."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import leafx_widgets as lw
+from leafx_widgets import leafx
+from leafx_widgets.attribution import LeafxConfig, leafx_window
+
+VARIANTS = ("base", "grad", "causal", "base-vn", "grad-vn", "causal-vn")
+
+
+def test_tokens_words_and_frames(sample_explanation):
+    ex = sample_explanation
+    assert ex.text.startswith("And Mr. John Dashwood")
+    assert ex.n_frames == math.ceil(ex.duration_s / 0.02) == 355
+    assert [w.text for w in ex.words][:4] == ["And", "Mr.", "John", "Dashwood"]
+    dash = ex.words[3]
+    assert "".join(ex.tokens[t].text for t in dash.tokens).strip() == "Dashwood" and len(dash.tokens) == 2
+    assert all(t.start_frame == 0 and t.n_frames == ex.n_frames and t.logprob <= 0 for t in ex.tokens)
+    assert all(ex.tokens[t].word == w.index for w in ex.words for t in w.tokens)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_maps_are_distributions_over_real_frames(sample_explanation, variant):
+    ex = sample_explanation
+    maps = np.stack([ex.map(t.index, variant) for t in ex.tokens])
+    assert maps.shape == (len(ex.tokens), ex.n_frames) and maps.dtype == np.float32
+    assert (maps >= 0).all() and np.allclose(maps.sum(1), 1.0, atol=1e-4)
+    assert np.allclose(ex.map_global(5, variant), maps[5])
+
+
+def test_maps_are_lazy_and_cached(model):
+    ex = lw.explain(model, lw.sample_path())
+    assert not ex._cache
+    first = ex.map(2, "base")
+    assert np.shares_memory(ex.map(2, "base"), first)  # cached, not recomputed
+    assert not first.flags.writeable
+    assert len(ex._cache) == 1  # one LEAF-X call filled the whole window
+    ex.map(2, "base", tau=0.5)
+    assert len(ex._cache) == 2  # other parameters, other entry
+
+
+def test_variants_differ_where_they_should(sample_explanation):
+    ex = sample_explanation
+    t = ex.words[3].tokens[0]  # " Dash"
+    maps = {v: ex.map(t, v) for v in VARIANTS}
+    for a, b in [("base", "grad"), ("grad", "causal"), ("base", "base-vn"), ("base-vn", "grad-vn")]:
+        assert np.abs(maps[a] - maps[b]).sum() > 0.05, (a, b)
+    # tau and depth change base-vn; the w/o-entropy ablation ignores tau
+    assert np.abs(ex.map(t, "base-vn", tau=0.25) - maps["base-vn"]).sum() > 1e-3
+    assert np.abs(ex.map(t, "base-vn", depth="one") - maps["base-vn"]).sum() > 1e-3
+
+
+def test_base_matches_the_equations_by_hand(model, sample_explanation):
+    """The registered "base" = Eqs. 2-6 applied to the captured attention, step by step."""
+    w = sample_explanation.windows[0]
+    with torch.no_grad():
+        tp = model.teacher_forced(w.encoded, w.prompt, w.ids)
+    n = w.n_valid
+    cross = torch.stack([leafx.entropy_weighted_attention(leafx.crop_frames(a, n).transpose(0, 1))
+                         for a in tp.cross])
+    selfs = torch.stack([a.mean(0) for a in tp.self_attn])
+    final = leafx.rollout(selfs, cross)[-1]
+    rows = [len(w.prompt) - 1 + i for i in range(len(w.ids))]
+    expected = leafx.crop_frames(final[rows], n).numpy()
+    got = np.stack([sample_explanation.map(i, "base") for i in range(len(w.ids))])
+    assert np.allclose(got, expected, atol=1e-5)
+
+
+def test_batched_gradients_equal_one_backward_per_token(model, sample_explanation):
+    w = sample_explanation.windows[0]
+    args = (model, w.encoded, w.prompt, w.ids, w.n_valid)
+    batched = leafx_window(*args, LeafxConfig(grad=True)).maps
+    one_at_a_time = leafx_window(*args, LeafxConfig(grad=True, grad_memory_mb=1e-6)).maps  # chunk of 1
+    assert torch.allclose(batched, one_at_a_time, atol=1e-5)
+    # and token 3's map equals Eq. 7 done by hand with a plain backward pass for that token only
+    with torch.enable_grad():
+        kept = []
+        tp = model.teacher_forced(w.encoded, w.prompt, w.ids, reduce_cross=lambda l, a: kept.append(a) or a[0])
+        grads = torch.autograd.grad(tp.logprobs[3], kept)
+    n, row = w.n_valid, len(w.prompt) - 1 + 3
+    cross = torch.stack([leafx.entropy_weighted_attention(
+        leafx.crop_frames(leafx.gradient_modulate(a[0].detach(), g[0]), n).transpose(0, 1))
+        for a, g in zip(kept, grads)])
+    selfs = torch.stack([a.mean(0) for a in tp.self_attn]).detach()
+    by_hand = leafx.crop_frames(leafx.rollout(selfs, cross)[-1, row], n)
+    assert torch.allclose(batched[3], by_hand, atol=1e-5)
+
+
+def test_causal_weights_come_from_layer_bypass(model, sample_explanation):
+    w = sample_explanation.windows[0]
+    out = leafx_window(model, w.encoded, w.prompt, w.ids, w.n_valid, LeafxConfig(grad=True, causal=True))
+    assert out.delta_nll.shape == (len(w.ids), model.n_layers)
+    assert torch.allclose(out.layer_weights.sum(-1), torch.ones(len(w.ids)), atol=1e-5)
+    with torch.no_grad():
+        full = model.teacher_forced(w.encoded, w.prompt, w.ids).logprobs
+        skip2 = model.teacher_forced(w.encoded, w.prompt, w.ids, bypass_layer=2).logprobs
+    assert torch.allclose(out.delta_nll[:, 2], full - skip2, atol=1e-4)
+    assert torch.allclose(out.maps, leafx.combine_layers(out.layer_maps, out.layer_weights), atol=1e-6)
+
+
+def test_vn_variant_points_inside_the_word(sample_explanation):
+    """LibriVox forced-alignment span of "Dashwood" (pocketsphinx, see bench.manifests): 0.98-1.58 s."""
+    ex = sample_explanation
+    peak = (np.argmax(ex.map(ex.words[3].tokens[0], "base-vn")) + 0.5) * ex.frame_s
+    assert 0.96 <= peak <= 1.60
+
+
+def test_long_audio_is_windowed(model, long_audio):
+    ex = lw.explain(model, long_audio, sample_rate=16000)
+    assert ex.duration_s > 60 and len(ex.windows) == 3
+    assert ex.n_frames == math.ceil(len(long_audio) / 320)
+    starts = sorted({t.start_frame for t in ex.tokens})
+    assert starts == [0, 1500, 3000]
+    last = ex.tokens[-1]
+    assert last.n_frames == ex.n_frames - 3000
+    local = ex.map(last.index, "base-vn")
+    assert local.shape == (last.n_frames,) and abs(local.sum() - 1) < 1e-4
+    glob = ex.map_global(last.index, "base-vn")
+    assert glob.shape == (ex.n_frames,) and glob[:3000].sum() == 0
+    assert np.allclose(ex.frame_times(last.index)[:2], [60.0, 60.02])
+    assert "Dashwood" in ex.text and ex.text.count("amiable") >= 3
+    assert ex.log_mel().shape == (80, 2 * ex.n_frames)
+
+
+def test_json_round_trip(sample_explanation, tmp_path):
+    ex = sample_explanation
+    doc = ex.to_json(("base", "base-vn"))
+    assert doc["schema"] == "leafx-explanation/1" and doc["model"] == "tiny.en"
+    assert doc["audio"]["sample_rate"] == 16000 and doc["frame_s"] == 0.02 and doc["n_frames"] == 355
+    tok = doc["tokens"][0]
+    assert {"index", "id", "text", "word", "logprob", "start_frame", "maps"} <= set(tok)
+    assert set(tok["maps"]) == {"base", "base-vn"} and len(tok["maps"]["base"]) == 355
+    assert doc["words"][3]["text"] == "Dashwood" and isinstance(doc["words"][3]["peak_s"], float)
+    path = ex.save_json(tmp_path / "ex.json", ("base-vn",))
+    back = lw.Explanation.from_json(path)
+    assert back.text == ex.text and len(back.tokens) == len(ex.tokens)
+    assert np.allclose(back.map(4, "base-vn"), ex.map(4, "base-vn"), atol=1e-6)
+    assert [w.peak_s for w in back.words] == [w.peak_s for w in ex.words]
+    with pytest.raises(ValueError, match="without a model"):
+        back.map(4, "grad")
+    with pytest.raises(ValueError, match="schema"):
+        lw.Explanation.from_json(json.dumps({"schema": "other"}))
+
+
+def test_bad_requests(sample_explanation, model):
+    ex = sample_explanation
+    with pytest.raises(IndexError, match="out of range.*26 tokens"):
+        ex.map(26)
+    with pytest.raises(IndexError, match="out of range"):
+        ex.map(-1)
+    with pytest.raises(TypeError, match="int index"):
+        ex.map("3")
+    with pytest.raises(ValueError, match="unknown method 'nope'"):
+        ex.map(0, "nope")
+    with pytest.raises(ValueError, match="no parameter"):
+        ex.map(0, "base", temperature=2)
+    with pytest.raises(ValueError, match="tau"):
+        ex.map(0, "base", tau=0)
+    with pytest.raises(ValueError, match="depth"):
+        ex.map(0, "base", depth="sideways")
+    with pytest.raises(lw.AudioError, match="silent"):
+        lw.explain(model, np.zeros(16000, np.float32), sample_rate=16000)
