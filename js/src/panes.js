@@ -12,7 +12,8 @@ export function fitCanvas(canvas, cssWidth, cssHeight) {
     canvas.width = w;
     canvas.height = h;
   }
-  canvas.style.height = `${cssHeight}px`;
+  const css = `${cssHeight}px`;
+  if (canvas.style.height !== css) canvas.style.height = css;
   const ctx = canvas.getContext("2d");
   ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
   return ctx;

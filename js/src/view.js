@@ -43,12 +43,14 @@ export class View {
     for (const name of ["variant", "compare_variant", "compare_mode", "tau", "depth"]) {
       this.cleanups.push(onTrait(model, name, () => { this._syncControls(); this.update(); }));
     }
-    this.cleanups.push(onTrait(model, "selected_token", (k) => this.select(k, { fromModel: true })));
+    this.cleanups.push(onTrait(model, "selected_token", (k) => {
+      if (k !== this.selected) this.select(k, { fromModel: true });
+    }));
     this.cleanups.push(onTrait(model, "current_time", (t) => {
       if (this.player && Math.abs(t - this.player.time) > 0.05) this.player.seek(t);
     }));
     this.writeTime = debounce((t) => setTraits(model, { current_time: t }), 250);
-    this.cleanups.push(() => this.writeTime.cancel());
+    this.cleanups.push(() => { this.writeTime.cancel(); clearTimeout(this.selectTimer); });
     this._status("loading audio…");
     model.send({ type: "init" });
   }
@@ -265,14 +267,30 @@ export class View {
     const n = this.meta.tokens.length;
     if (!n) return;
     k = Math.min(Math.max(k | 0, 0), n - 1);
-    if (!fromModel && k !== this.model.get("selected_token")) setTraits(this.model, { selected_token: k });
     if (this.selected !== k) {
       this.tokenEls[this.selected]?.classList.remove("lx-selected");
       this.tokenEls[k]?.classList.add("lx-selected");
       this.selected = k;
-      this.tokenEls[k]?.scrollIntoView?.({ block: "nearest", inline: "nearest" });
+      this._revealToken(k);
     }
     this.update();
+    // tell Python after drawing; the change event comes back with k === this.selected
+    if (!fromModel) {
+      clearTimeout(this.selectTimer);
+      this.selectTimer = setTimeout(() => {
+        if (this.model.get("selected_token") !== this.selected) setTraits(this.model, { selected_token: this.selected });
+      }, 0);
+    }
+  }
+
+  /** Scrolls the transcript box (never the page) so token k is visible. */
+  _revealToken(k) {
+    const el = this.tokenEls[k], box = this.ui.transcript;
+    if (!el || box.scrollHeight <= box.clientHeight) return;
+    const top = el.offsetTop, bottom = top + el.offsetHeight;
+    if (top < box.scrollTop || bottom > box.scrollTop + box.clientHeight) {
+      box.scrollTop = top - box.clientHeight / 2;
+    }
   }
 
   /** Shows the maps for the current selection, from the cache or once the kernel replies. */
