@@ -142,7 +142,7 @@ class WhisperAdapter:
     def _logits(self, input_ids, encoded, cache=None):
         out = self.model.model.decoder(input_ids=input_ids, encoder_hidden_states=encoded,
                                        cache=cache, use_cache=cache is not None)
-        return self.model.proj_out(out.last_hidden_state).float(), out.past_key_values
+        return self.model.proj_out(out.last_hidden_state).float(), out.cache
 
     @torch.no_grad()
     def decode(self, encoded: torch.Tensor) -> Decoded:
