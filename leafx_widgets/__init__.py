@@ -19,5 +19,14 @@ def sample_path(name: str = "librivox_dashwood.wav") -> Path:
     return path
 
 
-__all__ = ["explain", "Explanation", "Token", "Word", "load_model", "load_audio", "Audio", "AudioError",
+def __getattr__(name):
+    # the widget pulls in anywidget/ipywidgets: import it only when asked for
+    if name in ("LeafXWidget", "show"):
+        from . import widget
+
+        return getattr(widget, name)
+    raise AttributeError(f"module 'leafx_widgets' has no attribute {name!r}")
+
+
+__all__ = ["LeafXWidget", "show", "explain", "Explanation", "Token", "Word", "load_model", "load_audio", "Audio", "AudioError",
            "METHODS", "VARIANTS", "Method", "register", "get_method", "sample_path", "DEFAULT_MODEL"]

@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+from .methods import DEFAULT_METHOD
+
 DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16"}
 
 
@@ -62,7 +64,8 @@ def main(argv=None) -> int:
     ex = sub.add_parser("explain", help="decode audio and print each word's peak evidence time")
     ex.add_argument("audio", nargs="?", help="wav/flac/mp3/ogg file (default: the bundled LibriVox sample)")
     ex.add_argument("--model", default="tiny.en", help="tiny.en (bundled), a folder, or a Hugging Face id")
-    ex.add_argument("--variants", default="base", help="comma-separated methods, e.g. base,grad,causal")
+    ex.add_argument("--variants", default=DEFAULT_METHOD,
+                    help=f"comma-separated methods (default {DEFAULT_METHOD}), e.g. base,grad,causal,base-vn")
     ex.add_argument("--json", help="write the leafx-explanation/1 JSON here")
     ex.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps ...")
     ex.add_argument("--dtype", default="float32", choices=sorted(DTYPES))

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from .audio import DEFAULT_MAX_DURATION_S, Audio, load_audio
-from .methods import VARIANTS, get_method
+from .methods import DEFAULT_METHOD, VARIANTS, get_method
 
 SCHEMA = "leafx-explanation/1"
 WINDOW_SILENCE_PEAK = 1e-4  # a window this quiet is skipped instead of decoded (Whisper would hallucinate)
@@ -34,7 +34,7 @@ class Word:
     index: int
     text: str
     tokens: list[int]
-    peak_s: float | None = None  # time of the base map's peak over the word's tokens
+    peak_s: float | None = None  # time of the peak of the word's summed DEFAULT_METHOD maps
 
 
 @dataclass
@@ -222,10 +222,10 @@ class Explanation:
     # -- words ------------------------------------------------------------------------------
     @property
     def words(self) -> list[Word]:
-        """Words, with the time of their peak base attribution (computed on first access)."""
-        if self._words and self._words[0].peak_s is None and (self.windows or self._cache):
+        """Words, with the time of their peak attribution (DEFAULT_METHOD, computed on first access)."""
+        if self._words and self._words[0].peak_s is None and self.windows:
             for word in self._words:
-                mass = sum(self.map_global(t) for t in word.tokens)
+                mass = sum(self.map_global(t, DEFAULT_METHOD) for t in word.tokens)
                 word.peak_s = round((int(np.argmax(mass)) + 0.5) * self.frame_s, 4)
         return self._words
 
