@@ -1,0 +1,475 @@
+"""LEAF-XBench runner: manifest -> per-token records for every method and metric.
+
+    leafx-widgets bench --manifest M.json [--model tiny.en] [--methods ...] [--out DIR]
+
+Python: ``run_bench(manifest, model="tiny.en", methods=None, out_dir="bench_out", **settings)``
+or ``main(argv)``. Per clip the runner decodes once (``explain``), aligns the decoded
+words to the reference words (``align.py``), and evaluates the *first token of every
+matched word* (the query that predicts it) with each method:
+
+* TLoc (pointing game +-20 ms, top-k IoU, mass in span) and SPR on every evaluated token;
+* D-AOPC and insertion (masking top-k% of the real frames, k in 5..50%) on up to
+  ``faith_per_clip`` tokens per clip (evenly spaced), the expensive part;
+* INF (captum ``infidelity``, optimal scaling) with ``n_inf`` random masks of 100 ms
+  segments per window, shared by every token and method (their log-probs are computed once);
+* STAB: cosine and Spearman between the clean map and the map under white noise at 30 dB SNR
+  and under a 40 ms delay (map shifted back by 2 frames), for tokens decoded identically
+  (same token at the same position with the same prefix).
+
+Methods that are not batched (IG) run on the ``faith_per_clip`` tokens only. Results are
+cached per clip under ``out_dir/cache`` (resume after an interruption: finished clips are
+not recomputed while the settings stay the same).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import metrics as M
+from .align import align_words, fold_words
+from .manifests import Clip, add_noise, load_manifest
+
+DELETION_LEVELS = (0.05, 0.10, 0.20, 0.30, 0.50)
+
+# the full method list of the benchmark: LEAF-X variants and ablations, then the baselines
+DEFAULT_METHODS = (
+    "base", "grad", "causal", "leafx_no_entropy", "leafx_no_rollout", "leafx_no_grad",
+    "causal@tau=0.5", "causal@tau=1.5", "causal@tau=2.0",
+    "causal@depth=one", "causal@depth=middle_half", "causal@depth=last_half",
+    "leafx_sf", "leafx_sf_g1",
+    "raa_last", "raa_mean", "rollout", "saco", "ta", "whisper_dtw",
+    "ig", "occlusion", "lime", "kernelshap", "spes",
+)
+# methods that also get D-AOPC / insertion in the default run (the paper's main table); the
+# ablations get every other metric (TLoc, SPR, INF, STAB) - masking passes are the budget
+DEFAULT_FAITH_METHODS = (
+    "base", "grad", "causal", "leafx_sf", "leafx_sf_g1",
+    "raa_last", "raa_mean", "rollout", "saco", "ta", "whisper_dtw",
+    "ig", "occlusion", "lime", "kernelshap", "spes",
+)
+
+
+@dataclass
+class Settings:
+    faith_per_clip: int = 3  # tokens per clip for D-AOPC / insertion (and IG); 0 = all
+    levels: tuple = DELETION_LEVELS
+    n_inf: int = 16  # random masks for INF per window
+    inf_segment_frames: int = 5
+    inf_p: float = 0.25  # probability that a segment is masked
+    faith_methods: tuple | None = DEFAULT_FAITH_METHODS  # None = every method
+    stab: bool = True
+    stab_expensive_clips: int = 1  # clips per dataset where perturbation methods and IG get STAB (0 = all)
+    noise_snr_db: float = 30.0
+    shift_ms: float = 40.0
+    max_tokens_per_clip: int = 0  # 0 = every matched word (smoke tests cap it)
+    seed: int = 0
+    params: dict = field(default_factory=dict)  # method -> parameter overrides
+
+    def key(self, model: str, methods: list[str]) -> str:
+        blob = json.dumps([asdict(self), model, methods], sort_keys=True, default=str)
+        return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
+@dataclass
+class MethodSpec:
+    name: str  # display / record name, e.g. "causal@tau=0.5"
+    method: object  # registry Method
+    params: dict
+
+
+def parse_method(spec: str, overrides: dict | None = None) -> MethodSpec:
+    """``name`` or ``name@key=value,key=value`` (values parsed as JSON when possible)."""
+    from ..methods import get_method
+
+    name, _, rest = spec.partition("@")
+    method = get_method(name)
+    params = {}
+    for item in filter(None, rest.split(",")):
+        key, _, value = item.partition("=")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    params.update((overrides or {}).get(spec, {}))
+    params.update((overrides or {}).get(name, {}) if spec != name else {})
+    return MethodSpec(spec, method, method.resolve(params))
+
+
+# ----------------------------------------------------------------------------- clip preparation
+
+@dataclass
+class EvalToken:
+    window: int
+    position: int  # index into the window's ids
+    token_index: int  # index among the Explanation's tokens
+    token_text: str
+    word: str  # decoded word
+    ref_word: str
+    span: tuple[float, float]  # reference span, seconds from the window start
+
+
+def _raw_chars(text: str) -> str:
+    """The characters ``fold`` keeps (before spoken-form expansion), for offsets inside a word."""
+    import re
+    return re.sub(r"[^\w']", "", text.lower())
+
+
+def word_pieces(ex, word) -> list[tuple[str, int]]:
+    """Folded pieces of one decoded word with the token index where each piece starts
+    ("cold-hearted" -> ("cold", tok of "cold"), ("hearted", tok of "heart"))."""
+    pieces = fold_words(word.text)
+    content = [t for t in word.tokens if any(c.isalnum() for c in ex.tokens[t].text)] or list(word.tokens)
+    if len(pieces) <= 1:
+        return [(p, content[0]) for p in pieces]
+    spans, pos = [], 0
+    for t in word.tokens:
+        n = len(_raw_chars(ex.tokens[t].text))
+        spans.append((pos, pos + n, t))
+        pos += n
+    out, offset = [], 0
+    for piece, raw in zip(pieces, [_raw_chars(x) for x in word.text.replace("-", " ").split() if _raw_chars(x)]):
+        tok = next((t for a, b, t in spans if a <= offset < b), content[0])
+        out.append((piece, tok))
+        offset += len(raw)
+    return out
+
+
+def matched_tokens(ex, clip: Clip) -> tuple[list[EvalToken], float, str]:
+    """First token of every decoded word piece that exactly matches a reference word, with the
+    reference span; also the clip's WER against the reference text."""
+    pieces = [pt for word in ex.words for pt in word_pieces(ex, word)]
+    alignment = align_words([p for p, _ in pieces], fold_words(clip.text))
+    ref_words = clip.words or []
+    if [fold_words(w["word"]) for w in ref_words] != [[x] for x in fold_words(clip.text)]:
+        ref_words = []  # spans do not line up one-to-one with the text's words: WER only
+    out = []
+    for hi, ri in sorted(alignment.matches().items()) if ref_words else []:
+        tok = ex.tokens[pieces[hi][1]]
+        window = ex.windows[tok.window]
+        offset_s = window.offset_samples / ex.sample_rate
+        span = (ref_words[ri]["start"] - offset_s, ref_words[ri]["end"] - offset_s)
+        if span[1] <= 0 or span[0] >= window.n_valid * ex.frame_s:
+            continue
+        out.append(EvalToken(tok.window, window.tokens.index(tok.index), tok.index, tok.text,
+                             pieces[hi][0], ref_words[ri]["word"], span))
+    return out, alignment.wer, ex.text
+
+
+def evenly(items: list, k: int) -> list:
+    if k <= 0 or len(items) <= k:
+        return list(items)
+    idx = np.unique(np.round(np.linspace(0, len(items) - 1, k)).astype(int))
+    return [items[i] for i in idx]
+
+
+# ----------------------------------------------------------------------------- metrics per clip
+
+def inf_masks(n_valid: int, settings: Settings, rng) -> np.ndarray:
+    """Random perturbations I for INF: 100 ms segments masked with probability inf_p (>= 1 per mask)."""
+    seg = settings.inf_segment_frames
+    n_seg = (n_valid + seg - 1) // seg
+    masks = rng.random((settings.n_inf, n_seg)) < settings.inf_p
+    for row in masks:
+        if not row.any():
+            row[rng.integers(n_seg)] = True
+    return np.repeat(masks, seg, axis=1)[:, :n_valid]
+
+
+def infidelity_captum(attr: np.ndarray, masks: np.ndarray, f_clean: float, f_masked: np.ndarray) -> float:
+    """captum.metrics.infidelity on the frame-presence input z = 1 (x) with perturbation I = mask
+    (x - I = the masked input); the forward is answered from the already computed log-probs."""
+    from captum.metrics import infidelity
+
+    table = {masks[i].astype(np.float32).tobytes(): float(f_masked[i]) for i in range(len(masks))}
+    ones = np.ones(masks.shape[1], np.float32)
+
+    def forward(z):
+        out = []
+        for row in z.detach().cpu().numpy().astype(np.float32):
+            if np.array_equal(row, ones):
+                out.append(f_clean)
+            else:
+                out.append(table[(1.0 - row).astype(np.float32).tobytes()])
+        return torch.tensor(out, dtype=torch.float64)
+
+    def perturb(inputs):
+        m = torch.from_numpy(masks.astype(np.float32))[: len(inputs)]
+        return m, inputs - m
+
+    value = infidelity(forward, perturb, torch.ones(1, masks.shape[1]), torch.from_numpy(attr[None].astype(np.float32)),
+                       n_perturb_samples=len(masks), normalize=True)
+    return float(value.item())
+
+
+def perturbed_versions(audio: np.ndarray, sr: int, settings: Settings, seed: int) -> dict:
+    shift = int(round(settings.shift_ms / 1000 * sr))
+    speech = audio[np.abs(audio) > 0]
+    return {
+        "noise": (add_noise(audio, settings.noise_snr_db, seed=seed, reference=speech), 0),
+        "shift": (np.concatenate([np.zeros(shift, np.float32), audio]).astype(np.float32),
+                  int(round(settings.shift_ms / 1000 / 0.02))),
+    }
+
+
+def same_prefix(a_ids: list[int], b_ids: list[int], position: int) -> bool:
+    return len(b_ids) > position and a_ids[: position + 1] == b_ids[: position + 1]
+
+
+def is_expensive(method) -> bool:
+    """Methods whose maps cost encoder passes (perturbation families, per-token IG)."""
+    return method.family == "perturbation" or not method.batched
+
+
+def evaluate_clip(model, clip: Clip, dataset: str, specs: list[MethodSpec], settings: Settings,
+                  log=print, clip_rank: int = 0) -> dict:
+    from .. import explain
+
+    rng = np.random.default_rng(settings.seed + int(hashlib.md5(clip.id.encode()).hexdigest()[:6], 16))
+    t0 = time.time()
+    ex = explain(model, str(clip.path))
+    tokens, wer, hyp = matched_tokens(ex, clip)
+    if settings.max_tokens_per_clip:
+        tokens = evenly(tokens, settings.max_tokens_per_clip)
+    faith = {t.token_index for t in evenly(tokens, settings.faith_per_clip)}
+    frame_s = ex.frame_s
+    records = []
+    clip_info = {"dataset": dataset, "clip": clip.id, "wer": wer, "hyp": hyp, "ref": clip.text,
+                 "n_tokens": len(tokens), "n_faith": len(faith)}
+    if not tokens:
+        return {"clip": clip_info, "records": [], "timing": {}}
+    by_window: dict[int, list[EvalToken]] = {}
+    for t in tokens:
+        by_window.setdefault(t.window, []).append(t)
+
+    # shared model passes per window: clean log-probs and INF perturbations
+    from ..baselines._common import MaskedScorer
+    scorers, clean_lp, inf_data = {}, {}, {}
+    for w, toks in by_window.items():
+        window = ex.windows[w]
+        positions = [t.position for t in toks]
+        scorers[w] = MaskedScorer(window, positions)
+        clean_lp[w] = scorers[w].masked(np.zeros((1, window.n_valid), bool))[0].numpy()
+        masks = inf_masks(window.n_valid, settings, rng)
+        inf_data[w] = (masks, scorers[w].masked(masks).numpy())
+    timing = {"decode_and_shared_s": time.time() - t0}
+
+    # perturbed clips for STAB
+    stab_ex = {}
+    if settings.stab:
+        audio = ex.audio
+        for kind, (pert, shift_frames) in perturbed_versions(audio, ex.sample_rate, settings, settings.seed + 7).items():
+            stab_ex[kind] = (explain(model, pert, sample_rate=ex.sample_rate), shift_frames)
+
+    for spec in specs:
+        m = spec.method
+        ts = time.time()
+        maps = {}
+        for w, toks in by_window.items():
+            chosen = toks if m.batched else [t for t in toks if t.token_index in faith]
+            if not chosen:
+                continue
+            out = m.compute(ex.windows[w], [t.position for t in chosen], **spec.params)
+            for t, r in zip(chosen, out):
+                maps[t.token_index] = M.as_map(r)
+        runtime = (time.time() - ts) / max(len(maps), 1)
+        tf = time.time()
+        for t in tokens:
+            if t.token_index not in maps:
+                continue
+            r = maps[t.token_index]
+            window = ex.windows[t.window]
+            toks = by_window[t.window]
+            col = [x.token_index for x in toks].index(t.token_index)
+            rec = {"dataset": dataset, "clip": clip.id, "wer": wer, "method": spec.name,
+                   "token_index": t.token_index, "position": t.position, "token": t.token_text,
+                   "word": t.word, "ref_word": t.ref_word, "span_start": t.span[0], "span_end": t.span[1],
+                   "n_valid": window.n_valid, "runtime_s": runtime,
+                   "pointing": M.pointing_game(r, t.span, frame_s), "iou": M.topk_iou(r, t.span, frame_s),
+                   "mass": M.mass_in_span(r, t.span, frame_s), "spr": M.sparsity(r),
+                   "peak_s": (int(np.argmax(r)) + 0.5) * frame_s}
+            masks, lp_masked = inf_data[t.window]
+            rec["inf"] = infidelity_captum(r, masks, float(clean_lp[t.window][col]), lp_masked[:, col])
+            if t.token_index in faith and (settings.faith_methods is None or spec.name in settings.faith_methods):
+                scorer = scorers[t.window]
+                n = window.n_valid
+                del_masks, ins_masks = [], []
+                for level in settings.levels:
+                    top = M.topk_frames(r, level)
+                    dm = np.zeros(n, bool)
+                    dm[top] = True
+                    del_masks.append(dm)
+                    ins_masks.append(~dm)
+                ins_masks.append(np.ones(n, bool))  # nothing restored
+                lp = scorer.masked(np.array(del_masks + ins_masks))[:, col].numpy()
+                lp0 = float(clean_lp[t.window][col])
+                del_lp, ins_lp = lp[: len(settings.levels)], lp[len(settings.levels):-1]
+                empty = float(lp[-1])
+                del_ratio = np.concatenate([[1.0], np.exp(del_lp - lp0)])
+                ins_ratio = np.concatenate([[math.exp(empty - lp0)], np.exp(ins_lp - lp0)])
+                rec.update({"daopc": M.aopc(del_ratio), "del_curve": del_ratio.tolist(),
+                            "del_logp_drop": (lp0 - del_lp).tolist(), "mean_logp_drop": float(np.mean(lp0 - del_lp)),
+                            "ins_auc": M.aopc(ins_ratio), "ins_curve": ins_ratio.tolist()})
+            records.append(rec)
+        # STAB
+        stab_here = not (is_expensive(m) and settings.stab_expensive_clips
+                         and clip_rank >= settings.stab_expensive_clips)
+        if stab_ex and stab_here:
+            for kind, (pex, shift_frames) in stab_ex.items():
+                pwin_tokens = {}
+                for t in tokens:
+                    if t.token_index not in maps or t.window >= len(pex.windows):
+                        continue
+                    pw = pex.windows[t.window]
+                    if same_prefix(ex.windows[t.window].ids, pw.ids, t.position):
+                        pwin_tokens.setdefault(t.window, []).append(t)
+                pmaps = {}
+                for w, toks in pwin_tokens.items():
+                    out = m.compute(pex.windows[w], [t.position for t in toks], **spec.params)
+                    for t, r in zip(toks, out):
+                        pmaps[t.token_index] = M.as_map(r)
+                for rec in records:
+                    if rec["method"] != spec.name or rec["clip"] != clip.id:
+                        continue
+                    pr = pmaps.get(rec["token_index"])
+                    if pr is None:
+                        continue
+                    clean = maps[rec["token_index"]]
+                    moved = M.shift_back(pr, shift_frames, len(clean)) if shift_frames else pr[: len(clean)]
+                    if len(moved) < len(clean):
+                        moved = np.pad(moved, (0, len(clean) - len(moved)))
+                    rec[f"stab_{kind}_cos"] = M.cosine(clean, moved)
+                    rec[f"stab_{kind}_spearman"] = M.spearman(clean, moved)
+            for rec in records:
+                if rec["method"] == spec.name:
+                    vals = [rec.get(f"stab_{k}_cos") for k in stab_ex if rec.get(f"stab_{k}_cos") is not None]
+                    rec["stab"] = float(np.mean(vals)) if vals else float("nan")
+        timing[spec.name] = {"maps_s": runtime * max(len(maps), 1), "metrics_s": time.time() - tf,
+                             "n_maps": len(maps)}
+        log(f"  {clip.id[:40]:40s} {spec.name:26s} maps {runtime * max(len(maps), 1):6.1f}s "
+            f"metrics {time.time() - tf:5.1f}s")
+    clip_info["passes"] = sum(s.n_evaluated for s in scorers.values())
+    return {"clip": clip_info, "records": records, "timing": timing}
+
+
+# ----------------------------------------------------------------------------- driver
+
+def run_bench(manifest, model="tiny.en", methods=None, out_dir="bench_out", *, settings: Settings | None = None,
+              device: str = "cpu", report: bool = True, log=None) -> dict:
+    """Run LEAF-XBench on one or more manifests; write records + reports into ``out_dir``.
+
+    ``manifest``: path or list of paths (the dataset name is the file stem). ``model``: a name
+    for ``load_model`` or an adapter. ``methods``: method specs (``name`` or ``name@k=v,...``),
+    default ``DEFAULT_METHODS``. Returns ``{"records": [...], "clips": [...], "settings": ...}``.
+    """
+    from ..models import load_model
+
+    settings = settings or Settings()
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    manifests = [manifest] if isinstance(manifest, (str, Path)) else list(manifest)
+    methods = list(methods or DEFAULT_METHODS)
+    specs = [parse_method(m, settings.params) for m in methods]
+    torch.manual_seed(settings.seed)
+    adapter = load_model(model, device=device) if isinstance(model, (str, Path)) else model
+    model_name = str(model) if isinstance(model, (str, Path)) else getattr(adapter, "name", "model")
+    out = Path(out_dir)
+    cache_dir = out / "cache" / settings.key(model_name, methods)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    all_records, clips = [], []
+    jobs = [(Path(m).stem, c, rank) for m in manifests for rank, c in enumerate(load_manifest(m))]
+    started = time.time()
+    for i, (dataset, clip, rank) in enumerate(jobs):
+        cache_file = cache_dir / f"{dataset}__{clip.id}.json"
+        if cache_file.exists():
+            result = json.loads(cache_file.read_text())
+            log(f"[{i + 1}/{len(jobs)}] {dataset}/{clip.id}: cached")
+        else:
+            log(f"[{i + 1}/{len(jobs)}] {dataset}/{clip.id} ...")
+            t = time.time()
+            result = evaluate_clip(adapter, clip, dataset, specs, settings, log=log, clip_rank=rank)
+            result["clip"]["seconds"] = time.time() - t
+            tmp = cache_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(result, default=_json_default))
+            tmp.replace(cache_file)
+            done = i + 1
+            eta = (time.time() - started) / done * (len(jobs) - done)
+            log(f"[{done}/{len(jobs)}] {dataset}/{clip.id}: {time.time() - t:.0f}s, "
+                f"WER {result['clip']['wer']:.2f}, {result['clip']['n_tokens']} tokens; ETA {eta / 60:.1f} min")
+        all_records.extend(result["records"])
+        clips.append({**result["clip"], "timing": result.get("timing", {})})
+    result = {"records": all_records, "clips": clips,
+              "settings": {**asdict(settings), "model": model_name, "methods": methods,
+                           "method_params": {s.name: s.params for s in specs},
+                           "wall_s": time.time() - started}}
+    if report:
+        from .report import write_reports
+        write_reports(result, out)
+    return result
+
+
+def _json_default(x):
+    if isinstance(x, (np.floating, np.integer)):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    return str(x)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="leafx-widgets bench", description="LEAF-XBench: metrics for every method")
+    p.add_argument("--manifest", action="append", required=True, help="manifest JSON (repeat for several)")
+    p.add_argument("--model", default="tiny.en")
+    p.add_argument("--methods", nargs="+", default=None, help="method specs: name or name@key=value,...")
+    p.add_argument("--out", default="bench_out")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--faith-per-clip", type=int, default=Settings.faith_per_clip,
+                   help="tokens per clip for D-AOPC/insertion and per-token methods (0 = all)")
+    p.add_argument("--max-tokens-per-clip", type=int, default=0, help="cap evaluated words per clip (0 = all)")
+    p.add_argument("--n-inf", type=int, default=Settings.n_inf)
+    p.add_argument("--no-stab", action="store_true")
+    p.add_argument("--stab-expensive-clips", type=int, default=Settings.stab_expensive_clips,
+                   help="clips per dataset where perturbation methods and IG also get STAB (0 = all)")
+    p.add_argument("--faith-all-methods", action="store_true",
+                   help="D-AOPC/insertion for every method (default: the main-table methods only)")
+    p.add_argument("--param", action="append", default=[], metavar="METHOD.KEY=VALUE",
+                   help="override a method parameter, e.g. lime.n_samples=16")
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def settings_from_args(args) -> Settings:
+    params: dict = {}
+    for item in args.param:
+        target, _, value = item.partition("=")
+        method, _, key = target.rpartition(".")
+        if not method or not key:
+            raise ValueError(f"--param wants METHOD.KEY=VALUE, got {item!r}")
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            pass
+        params.setdefault(method, {})[key] = value
+    return Settings(faith_per_clip=args.faith_per_clip, max_tokens_per_clip=args.max_tokens_per_clip,
+                    n_inf=args.n_inf, stab=not args.no_stab, seed=args.seed, params=params,
+                    stab_expensive_clips=args.stab_expensive_clips,
+                    faith_methods=None if args.faith_all_methods else DEFAULT_FAITH_METHODS)
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    result = run_bench(args.manifest, args.model, args.methods, args.out, settings=settings_from_args(args),
+                       device=args.device)
+    print(f"{len(result['records'])} records, {len(result['clips'])} clips -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
