@@ -88,8 +88,7 @@ def explain(model, audio, *, sample_rate: int | None = None,
     words = group_words(tokens, model.token_bytes)
     text = " ".join(t for t in (model.text(w.ids) for w in windows) if t)
     return Explanation(model_name=model.name, audio=clip, frame_s=model.frame_s,
-                       n_frames=model.valid_frames(len(clip.samples)) if len(windows) == 1
-                       else sum(w.n_valid for w in windows),
+                       n_frames=sum(w.n_valid for w in windows),
                        text=text, tokens=tokens, words=words, windows=windows)
 
 
@@ -99,8 +98,8 @@ def group_words(tokens: list[Token], token_bytes) -> list[Word]:
     pieces: list[list[bytes]] = []
     for tok in tokens:
         raw = token_bytes(tok.id)
-        starts_word = raw[:1] == b" " or not words or tok.start_frame != tokens[words[-1].tokens[0]].start_frame
-        if starts_word and raw.strip() and not _is_punctuation(raw) or not words:
+        new_window = bool(words) and tokens[words[-1].tokens[0]].window != tok.window
+        if not words or new_window or (raw.startswith(b" ") and not _is_punctuation(raw)):
             words.append(Word(index=len(words), text="", tokens=[]))
             pieces.append([])
         words[-1].tokens.append(tok.index)
@@ -148,20 +147,20 @@ class Explanation:
         return self.windows[0].adapter if self.windows else None
 
     def log_mel(self) -> np.ndarray:
-        """The model's log-Mel input over the real audio: (n_mels, 2 * n_frames), windows joined."""
-        if not self.windows:
+        """The model's log-Mel input over the real audio: (n_mels, mel frames), windows joined.
+
+        Whisper has 2 mel frames (10 ms) per attended frame (20 ms). A silent window,
+        never decoded, shows the lowest level of the others.
+        """
+        decoded = [w.features for w in self.windows if w.features is not None]
+        if not decoded:
             raise ValueError("this Explanation has no model features (read from JSON); explain the audio again")
-        parts = []
-        mel_per_frame = 2 * self.windows[0].features.shape[-1] // (2 * self.model.n_window_frames) \
-            if any(w.features is not None for w in self.windows) else 2
-        for w in self.windows:
-            if w.features is None:  # a silent window: the feature floor
-                n_mels = next(x.features.shape[1] for x in self.windows if x.features is not None)
-                parts.append(np.full((n_mels, mel_per_frame * w.n_valid), np.nan, dtype=np.float32))
-            else:
-                parts.append(w.features[0, :, : mel_per_frame * w.n_valid].float().cpu().numpy())
-        mel = np.concatenate(parts, axis=1)
-        return np.nan_to_num(mel, nan=float(np.nanmin(mel))).astype(np.float32)
+        n_mels, mel_frames = decoded[0].shape[1:]
+        per_frame = mel_frames // self.model.n_window_frames
+        floor = min(float(f.min()) for f in decoded)
+        parts = [np.full((n_mels, per_frame * w.n_valid), floor, np.float32) if w.features is None
+                 else w.features[0, :, : per_frame * w.n_valid].float().cpu().numpy() for w in self.windows]
+        return np.concatenate(parts, axis=1)
 
     # -- maps -----------------------------------------------------------------------------
     def _check_token(self, token) -> Token:
