@@ -59,6 +59,18 @@ def chunk_ranges(n_total: int, chunk: int) -> Iterator[tuple[int, int]]:
         yield start, min(start + chunk, n_total)
 
 
+def minmax_peaks(pcm: np.ndarray, block: int) -> np.ndarray:
+    """Waveform summary: (min, max) of each block of samples. shape = (n_blocks, 2), int16"""
+    n_blocks = -(-pcm.size // block)
+    padded = np.zeros(n_blocks * block, dtype=pcm.dtype)
+    padded[: pcm.size] = pcm
+    blocks = padded.reshape(n_blocks, block)
+    if pcm.size % block:  # the padding must not stand in for real samples
+        last = pcm[(n_blocks - 1) * block:]
+        blocks[-1, last.size:] = last[-1]
+    return np.ascontiguousarray(np.stack([blocks.min(axis=1), blocks.max(axis=1)], axis=1).astype(np.int16))
+
+
 def float32_map(a: np.ndarray) -> np.ndarray:
     """A 1-D, C-contiguous float32 copy-or-view of an attribution map; rejects NaN/inf."""
     a = np.ascontiguousarray(np.asarray(a, dtype=np.float32))

@@ -5,9 +5,12 @@ widget talks to the browser through traits (selection, method, playback time) an
 custom messages:
 
     browser -> kernel                          kernel -> browser
-    {type: "init"}                             {type: "audio", offset, n, total}   + int16 PCM chunk
-                                               {type: "mel", offset_cols, n_cols, total_cols,
+    {type: "init", stream}                     {type: "mel", offset_cols, n_cols, total_cols,
                                                 n_mels, col_s, lo, hi}             + uint8 codes chunk
+                                               {type: "peaks", block, n_blocks,
+                                                total_samples}                     + int16 (min, max) pairs
+                                               {type: "audio", stream, offset, n,
+    {type: "audio_ack", stream}                 total}                             + int16 PCM chunk
     {type: "map", id, key, token, method,      {type: "map", id, key, token, method,
      params}                                    start_frame, n_frames, dtype}      + float32 map
                                                {type: "error", id, key, message}
@@ -45,8 +48,10 @@ log = logging.getLogger(__name__)
 STATIC = pathlib.Path(__file__).parent / "static"
 DEPTHS = ("full", "last_half", "middle_half", "one")
 WIDGET_PARAMS = ("tau", "depth")  # the method parameters the widget's controls set
-AUDIO_CHUNK_SAMPLES = 1 << 20  # 2 MB of int16 per message, well under the ~10 MB limit
+AUDIO_CHUNK_SAMPLES = 1 << 19  # 1 MB of int16 per message, well under the ~10 MB limit
 MEL_CHUNK_BYTES = 1 << 21
+AUDIO_WINDOW = 2  # audio chunks in flight per view
+PEAK_BLOCK = 128  # samples per min/max pair of the waveform summary sent before the PCM
 OVERVIEW_MAX_BINS = 2000
 OVERVIEW_CHUNK_SECONDS = 0.25  # send overview rows at least this often while computing
 PRIORITY_MAP, PRIORITY_OVERVIEW = 0, 1
@@ -167,6 +172,8 @@ class LeafXWidget(anywidget.AnyWidget):
         self._overviews: dict[tuple, np.ndarray] = {}
         self._lock = threading.Lock()
         self._payload: dict | None = None
+        self._payload_lock = threading.Lock()
+        self._streams: dict[str, int] = {}  # view -> next audio sample to send
         base = self.methods.get("base") or next(iter(self.methods.values()))
         defaults = dict(getattr(base, "params", None) or {})
         kwargs.setdefault("variant", "base" if "base" in self.methods else next(iter(self.methods)))
@@ -174,6 +181,8 @@ class LeafXWidget(anywidget.AnyWidget):
         kwargs.setdefault("depth", str(defaults.get("depth", "full")))
         super().__init__(_meta=self._build_meta(), **kwargs)
         self.on_msg(self._on_custom_msg)
+        if background:  # PCM and spectrogram codes ready before the browser asks
+            self._worker.submit(PRIORITY_MAP, self._audio_and_mel)
 
     # ---- validation ------------------------------------------------------------------
     @traitlets.validate("variant")
@@ -239,19 +248,21 @@ class LeafXWidget(anywidget.AnyWidget):
         }
 
     def _audio_and_mel(self) -> dict:
-        """int16 PCM and uint8 log-Mel codes (time-major), computed once."""
-        if self._payload is None:
-            ex = self.explanation
-            pcm = _codecs.to_pcm16(np.asarray(ex.audio, dtype=np.float32))
-            mel = np.asarray(ex.log_mel(), dtype=np.float32)  # shape = (n_mels, n_cols)
-            codes, lo, hi = _codecs.quantize_uint8(mel.T)  # shape = (n_cols, n_mels)
-            n_cols = codes.shape[0]
-            self._payload = {
-                "pcm": pcm, "codes": np.ascontiguousarray(codes), "lo": lo, "hi": hi,
-                "n_mels": int(mel.shape[0]), "n_cols": n_cols,
-                "col_s": float(ex.frame_s) * ex.n_frames / max(n_cols, 1),
-            }
-        return self._payload
+        """int16 PCM, its min/max summary and uint8 log-Mel codes (time-major), computed once."""
+        with self._payload_lock:
+            if self._payload is None:
+                ex = self.explanation
+                pcm = _codecs.to_pcm16(np.asarray(ex.audio, dtype=np.float32))
+                mel = np.asarray(ex.log_mel(), dtype=np.float32)  # shape = (n_mels, n_cols)
+                codes, lo, hi = _codecs.quantize_uint8(mel.T)  # shape = (n_cols, n_mels)
+                n_cols = codes.shape[0]
+                self._payload = {
+                    "pcm": pcm, "peaks": _codecs.minmax_peaks(pcm, PEAK_BLOCK),
+                    "codes": np.ascontiguousarray(codes), "lo": lo, "hi": hi,
+                    "n_mels": int(mel.shape[0]), "n_cols": n_cols,
+                    "col_s": float(ex.frame_s) * ex.n_frames / max(n_cols, 1),
+                }
+            return self._payload
 
     def method_params(self, method: str, params: Mapping[str, Any] | None = None) -> dict:
         """The parameters ``method`` declares, taken from ``params`` or the traits."""
@@ -314,7 +325,9 @@ class LeafXWidget(anywidget.AnyWidget):
         kind = content.get("type") if isinstance(content, dict) else None
         try:
             if kind == "init":
-                self._send_data()
+                self._send_data(content)
+            elif kind == "audio_ack":
+                self._send_audio_chunk(str(content.get("stream", "")))
             elif kind == "map":
                 self._on_map_request(content)
             elif kind == "overview":
@@ -332,13 +345,9 @@ class LeafXWidget(anywidget.AnyWidget):
         self.send({"type": "error", "id": req_id, "key": key,
                    "message": f"{type(exc).__name__}: {message}"})
 
-    def _send_data(self) -> None:
+    def _send_data(self, content: dict) -> None:
+        """Spectrogram and waveform summary first (the view draws), then the PCM for playback."""
         p = self._audio_and_mel()
-        pcm, total = p["pcm"], int(p["pcm"].size)
-        for start, stop in _codecs.chunk_ranges(max(total, 1), AUDIO_CHUNK_SAMPLES):
-            chunk = pcm[start:stop]
-            self.send({"type": "audio", "offset": start, "n": int(chunk.size), "total": total},
-                      buffers=[memoryview(chunk).cast("B")])
         codes, n_mels = p["codes"], p["n_mels"]
         cols_per_chunk = max(1, MEL_CHUNK_BYTES // max(n_mels, 1))
         for start, stop in _codecs.chunk_ranges(max(p["n_cols"], 1), cols_per_chunk):
@@ -346,6 +355,26 @@ class LeafXWidget(anywidget.AnyWidget):
                        "total_cols": p["n_cols"], "n_mels": n_mels, "col_s": p["col_s"],
                        "lo": p["lo"], "hi": p["hi"]},
                       buffers=[memoryview(codes[start:stop]).cast("B")])
+        pcm, total = p["pcm"], int(p["pcm"].size)
+        self.send({"type": "peaks", "block": PEAK_BLOCK, "n_blocks": int(p["peaks"].shape[0]),
+                   "total_samples": total}, buffers=[memoryview(p["peaks"]).cast("B")])
+        # The PCM follows with flow control: AUDIO_WINDOW chunks in flight, the next one sent
+        # when the browser acknowledges one, so map replies are not queued behind 19 MB.
+        stream = str(content.get("stream", ""))
+        self._streams[stream] = 0
+        for _ in range(AUDIO_WINDOW):
+            self._send_audio_chunk(stream)
+
+    def _send_audio_chunk(self, stream: str) -> None:
+        pcm = self._audio_and_mel()["pcm"]
+        start, total = self._streams.get(stream), int(pcm.size)
+        if start is None or (start >= total and total > 0):
+            self._streams.pop(stream, None)
+            return
+        stop = min(start + AUDIO_CHUNK_SAMPLES, total)
+        self._streams[stream] = stop if total else 1
+        self.send({"type": "audio", "stream": stream, "offset": start, "n": stop - start, "total": total},
+                  buffers=[memoryview(pcm[start:stop]).cast("B")])
 
     def _on_map_request(self, content: dict) -> None:
         req_id, key = content.get("id"), content.get("key")
@@ -461,6 +490,8 @@ class LeafXWidget(anywidget.AnyWidget):
                       "compare_mode": self.compare_mode, "tau": self.tau, "depth": self.depth},
             "variants": names,
             "audio": {"b64": _codecs.b64(p["pcm"]), "total": int(p["pcm"].size)},
+            "peaks": {"b64": _codecs.b64(p["peaks"]), "block": PEAK_BLOCK, "n_blocks": int(p["peaks"].shape[0]),
+                      "total_samples": int(p["pcm"].size)},
             "mel": {"b64": _codecs.b64(p["codes"]), "n_cols": p["n_cols"], "total_cols": p["n_cols"],
                     "n_mels": p["n_mels"], "col_s": p["col_s"], "lo": p["lo"], "hi": p["hi"]},
             "maps": maps,

@@ -143,3 +143,26 @@ def test_folder_without_a_model(tmp_path):
     with pytest.raises(ValueError, match="neither"):
         lw.load_model(tmp_path)
 
+
+
+def test_other_model_sizes_run_end_to_end(tmp_path, model):
+    """Nothing assumes tiny.en: a random Whisper with large-v3's 128 mel bins, 3 decoder layers,
+    8 heads and a 40-token context goes through load_model(folder) and every LEAF-X variant."""
+    from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+    torch.manual_seed(0)
+    config = WhisperConfig(vocab_size=model.model.config.vocab_size, num_mel_bins=128, d_model=512,
+                           encoder_layers=2, decoder_layers=3, encoder_attention_heads=8,
+                           decoder_attention_heads=8, encoder_ffn_dim=256, decoder_ffn_dim=256,
+                           max_source_positions=1500, max_target_positions=40)
+    folder = tmp_path / "random-whisper"
+    WhisperForConditionalGeneration(config).save_pretrained(folder)
+    model.tokenizer.save(str(folder / "tokenizer.json"))
+    other = lw.load_model(folder)
+    assert (other.n_layers, other.n_heads, other.n_mels) == (3, 8, 128)
+    ex = lw.explain(other, lw.sample_path())
+    assert ex.log_mel().shape == (128, 2 * ex.n_frames)
+    assert 0 < len(ex.tokens) <= 20  # max_target_positions // 2
+    for variant in ("base", "grad", "causal", "base-vn", "causal-vn"):
+        r = ex.map(len(ex.tokens) - 1, variant)
+        assert r.shape == (ex.n_frames,) and abs(r.sum() - 1) < 1e-4

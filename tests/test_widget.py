@@ -15,11 +15,17 @@ from widget_fakes import METHODS, FakeExplanation
 
 
 class Recorder:
-    """Captures what the widget sends to the browser."""
+    """Captures what the widget sends to the browser; acknowledges audio chunks like the view."""
 
-    def __init__(self, widget):
+    def __init__(self, widget, ack=True):
         self.sent = []
-        widget.send = lambda content, buffers=None: self.sent.append((content, buffers or []))
+
+        def send(content, buffers=None):
+            self.sent.append((content, buffers or []))
+            if ack and content["type"] == "audio":
+                widget._on_custom_msg(widget, {"type": "audio_ack", "stream": content["stream"]}, [])
+
+        widget.send = send
 
     def of(self, kind):
         return [(c, b) for c, b in self.sent if c["type"] == kind]
@@ -91,6 +97,7 @@ def test_init_sends_pcm16_and_mel_in_chunks(ex, monkeypatch):
     w = LeafXWidget(ex, methods=METHODS)
     rec = Recorder(w)
     w._on_custom_msg(w, {"type": "init"}, [])
+    w.wait_idle()
     audio = rec.of("audio")
     assert len(audio) == int(np.ceil(ex.audio.size / 10000))
     pcm = np.concatenate([np.frombuffer(b[0], dtype=np.int16) for _, b in audio])
@@ -105,6 +112,31 @@ def test_init_sends_pcm16_and_mel_in_chunks(ex, monkeypatch):
     assert np.abs(decoded - ex.log_mel()).max() <= (c0["hi"] - c0["lo"]) / 255
     assert c0["col_s"] == pytest.approx(0.01)
     assert all(len(b[0]) <= 10 * 2**20 for _, b in rec.sent)
+    kinds = [c["type"] for c, _ in rec.sent]
+    assert kinds.index("peaks") < kinds.index("audio") and kinds.index("mel") < kinds.index("audio")
+    (pk, pb), = rec.of("peaks")
+    pairs = np.frombuffer(pb[0], np.int16).reshape(-1, 2)
+    assert pairs.shape[0] == pk["n_blocks"] == -(-ex.audio.size // pk["block"])
+    blocks = np.array_split(pcm, np.arange(pk["block"], pcm.size, pk["block"]))
+    assert pairs[:, 0].tolist() == [b.min() for b in blocks]
+    assert pairs[:, 1].tolist() == [b.max() for b in blocks]
+
+
+def test_audio_flow_control(ex, monkeypatch):
+    import leafx_widgets.widget as wmod
+
+    monkeypatch.setattr(wmod, "AUDIO_CHUNK_SAMPLES", 1000)
+    w = LeafXWidget(ex, methods=METHODS)
+    rec = Recorder(w, ack=False)
+    w._on_custom_msg(w, {"type": "init", "stream": "v1"}, [])
+    assert len(rec.of("audio")) == wmod.AUDIO_WINDOW
+    w._on_custom_msg(w, {"type": "audio_ack", "stream": "v1"}, [])
+    assert [c["offset"] for c, _ in rec.of("audio")] == [0, 1000, 2000]
+    for _ in range(100):
+        w._on_custom_msg(w, {"type": "audio_ack", "stream": "v1"}, [])
+    assert sum(c["n"] for c, _ in rec.of("audio")) == ex.audio.size
+    assert "v1" not in w._streams
+    w._on_custom_msg(w, {"type": "audio_ack", "stream": "unknown"}, [])  # ignored
 
 
 def test_ten_minute_audio_fits_message_limit():
@@ -112,6 +144,7 @@ def test_ten_minute_audio_fits_message_limit():
     w = LeafXWidget(ex, methods=METHODS)
     rec = Recorder(w)
     w._on_custom_msg(w, {"type": "init"}, [])
+    w.wait_idle()
     sizes = [len(b[0]) for _, b in rec.sent]
     assert sum(len(b[0]) for _, b in rec.of("audio")) == 600 * 16000 * 2
     assert max(sizes) <= 4 * 2**20
@@ -283,5 +316,7 @@ def test_codecs():
         _codecs.encode_array(np.arange(3.0), "float32")
     with pytest.raises(ValueError):
         _codecs.float32_map(np.array([np.nan]))
+    peaks = _codecs.minmax_peaks(np.array([1, -3, 2, 5, -1], np.int16), 2)
+    assert peaks.tolist() == [[-3, 1], [2, 5], [-1, -1]]
     row = _codecs.row_overview(np.array([0.0, 1.0, 0.5], np.float32), 2, 10, 5)
     assert row.tolist() == [0, 255, 128, 0, 0]

@@ -1,8 +1,6 @@
 // Canvas panes on the shared TimeAxis. Each draws in CSS pixels into a 2D context.
 import { SPECTROGRAM_LUT, HEAT_LUT, divergingColor } from "./colors.js";
 
-const BLOCK = 128; // samples per min/max block of the waveform summary
-
 /** Sizes a canvas to its CSS box times devicePixelRatio; returns a context in CSS px. */
 export function fitCanvas(canvas, cssWidth, cssHeight) {
   const dpr = globalThis.devicePixelRatio || 1;
@@ -20,35 +18,37 @@ export function fitCanvas(canvas, cssWidth, cssHeight) {
 }
 
 export class Waveform {
-  constructor(samples, sampleRate) {
-    this.samples = samples;
+  /**
+   * peaks: Int16Array of (min, max) pairs, one per `block` samples (sent before the PCM);
+   * setSamples() adds the float samples for drawing when zoomed in past one block a pixel.
+   */
+  constructor(peaks, block, nSamples, sampleRate) {
+    this.block = block;
+    this.nSamples = nSamples;
     this.sampleRate = sampleRate;
-    const n = Math.ceil(samples.length / BLOCK);
+    const n = peaks.length / 2;
     this.mins = new Float32Array(n);
     this.maxs = new Float32Array(n);
-    for (let b = 0; b < n; b++) {
-      let lo = 0, hi = 0;
-      const end = Math.min(samples.length, (b + 1) * BLOCK);
-      for (let i = b * BLOCK; i < end; i++) {
-        const v = samples[i];
-        if (v < lo) lo = v;
-        if (v > hi) hi = v;
-      }
-      this.mins[b] = lo;
-      this.maxs[b] = hi;
-    }
     let peak = 1e-4;
-    for (let b = 0; b < n; b++) peak = Math.max(peak, -this.mins[b], this.maxs[b]);
+    for (let b = 0; b < n; b++) {
+      this.mins[b] = peaks[2 * b] / 32768;
+      this.maxs[b] = peaks[2 * b + 1] / 32768;
+      peak = Math.max(peak, -this.mins[b], this.maxs[b]);
+    }
     this.gain = 0.95 / peak;
+    this.samples = null;
   }
+
+  setSamples(samples) { this.samples = samples; }
 
   /** min/max of samples in [t0, t1). */
   range(t0, t1) {
     const s0 = Math.max(0, Math.floor(t0 * this.sampleRate));
-    const s1 = Math.min(this.samples.length, Math.ceil(t1 * this.sampleRate));
+    const s1 = Math.min(this.nSamples, Math.ceil(t1 * this.sampleRate));
     let lo = 0, hi = 0;
-    if (s1 - s0 >= 4 * BLOCK) {
-      for (let b = Math.floor(s0 / BLOCK); b < Math.ceil(s1 / BLOCK); b++) {
+    if (!this.samples || s1 - s0 >= 4 * this.block) {
+      const b1 = Math.min(this.mins.length, Math.ceil(s1 / this.block));
+      for (let b = Math.floor(s0 / this.block); b < b1; b++) {
         if (this.mins[b] < lo) lo = this.mins[b];
         if (this.maxs[b] > hi) hi = this.maxs[b];
       }

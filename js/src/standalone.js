@@ -31,9 +31,11 @@ export class LocalModel {
   _answer(msg) {
     const d = this.data;
     if (msg.type === "init") {
-      this._reply({ type: "audio", offset: 0, n: d.audio.total, total: d.audio.total }, base64ToBytes(d.audio.b64));
       const { b64, ...mel } = d.mel;
       this._reply({ type: "mel", offset_cols: 0, ...mel }, base64ToBytes(b64));
+      const { b64: pb64, ...peaks } = d.peaks;
+      this._reply({ type: "peaks", ...peaks }, base64ToBytes(pb64));
+      this._reply({ type: "audio", offset: 0, n: d.audio.total, total: d.audio.total }, base64ToBytes(d.audio.b64));
     } else if (msg.type === "map") {
       const hit = d.maps[msg.key];
       if (hit) this._reply({ type: "map", id: msg.id, key: msg.key, start_frame: hit.start_frame, dtype: "float32" }, base64ToBytes(hit.b64));

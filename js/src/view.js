@@ -52,7 +52,9 @@ export class View {
     this.writeTime = debounce((t) => setTraits(model, { current_time: t }), 250);
     this.cleanups.push(() => { this.writeTime.cancel(); clearTimeout(this.selectTimer); });
     this._status("loading audio…");
-    model.send({ type: "init" });
+    this._mark("built");
+    this.stream = Math.random().toString(36).slice(2, 10);
+    model.send({ type: "init", stream: this.stream });
   }
 
   // ---- DOM ---------------------------------------------------------------------------
@@ -101,6 +103,7 @@ export class View {
         u.status),
       this.error, this.panes, u.scroll, u.hover, u.transcript,
       h("div", { class: "lx-footer", text: `${m.model_name} · ${fmtTime(m.duration_s)} s · ${m.tokens.length} tokens` }));
+    for (const b of [u.play, u.playWord, u.playRegion]) b.disabled = true;
     this.root.__leafx = this;
     this.el.append(this.root);
     this._buildTranscript();
@@ -185,9 +188,11 @@ export class View {
 
   // ---- data from the kernel ----------------------------------------------------------
   _onMessage(msg, buffers) {
+    this._mark("firstMessage");
     try {
       switch (msg.type) {
         case "audio": return this._audioChunk(msg, buffers);
+        case "peaks": return this._peaks(msg, buffers);
         case "mel": return this._melChunk(msg, buffers);
         case "overview": return this._overviewChunk(msg, buffers);
         case "map": return this.store.receive(msg, buffers);
@@ -200,14 +205,44 @@ export class View {
     }
   }
 
+  _mark(name) {
+    this.metrics.open ??= {};
+    this.metrics.open[name] ??= Math.round(performance.now() - this.t0);
+  }
+
+  _peaks(msg, buffers) {
+    if (this.peaks) return;
+    this.peaks = msg;
+    this.peaks.data = typedArray("int16", buffers[0]).slice();
+    this._mark("peaks");
+    this._maybeReady();
+  }
+
   _audioChunk(msg, buffers) {
-    if (this.audioDone) return;
+    if (this.audioDone || (msg.stream && msg.stream !== this.stream)) return;
+    if (msg.offset + msg.n < msg.total) this.model.send({ type: "audio_ack", stream: this.stream });
     this.audio ??= new ChunkAssembler(Int16Array, msg.total);
     this._status(`loading audio ${Math.round((100 * (msg.offset + msg.n)) / msg.total)}%`);
     if (this.audio.put(msg.offset, typedArray("int16", buffers[0]))) {
       this.audioDone = true;
-      this._maybeReady();
+      this._mark("audio");
+      this._audioReady();
     }
+  }
+
+  /** PCM complete: playback and fine waveform detail become available. */
+  _audioReady() {
+    if (!this.ready || !this.audioDone || this.player) return;
+    const samples = pcm16ToFloat32(this.audio.data);
+    this.audio = null;
+    this.player = new Player(samples, this.meta.sample_rate);
+    this.waveform.setSamples(samples);
+    this.cleanups.push(this.player.onTime((t, playing) => this._onTime(t, playing)));
+    this.cleanups.push(() => this.player.destroy());
+    for (const b of [this.ui.play, this.ui.playWord, this.ui.playRegion]) b.disabled = false;
+    this.root.dataset.audio = "1";
+    this._status();
+    if (this.axis.span < this.axis.duration) this.drawAll();
   }
 
   _melChunk(msg, buffers) {
@@ -216,6 +251,7 @@ export class View {
     this.melInfo = msg;
     if (this.mel.put(msg.offset_cols * msg.n_mels, typedArray("uint8", buffers[0]))) {
       this.melDone = true;
+      this._mark("mel");
       this._maybeReady();
     }
   }
@@ -230,20 +266,18 @@ export class View {
   }
 
   _maybeReady() {
-    if (!this.audioDone || !this.melDone || this.ready) return;
+    if (!this.peaks || !this.melDone || this.ready) return;
     this.ready = true;
-    const m = this.meta;
-    const samples = pcm16ToFloat32(this.audio.data);
-    this.audio = null;
-    this.player = new Player(samples, m.sample_rate);
-    this.waveform = new Waveform(samples, m.sample_rate);
+    const m = this.meta, pk = this.peaks;
+    this.waveform = new Waveform(pk.data, pk.block, pk.total_samples, m.sample_rate);
+    this.peaks.data = null;
+    this._mark("waveform");
     const mi = this.melInfo;
     this.spectrogram = new Spectrogram(this.mel.data, mi.total_cols, mi.n_mels, mi.col_s);
     this.mel = null;
+    this._mark("spectrogram");
     this.axis = new TimeAxis(m.duration_s, this.panes.clientWidth || 800);
     this.cleanups.push(this.axis.onChange(() => this.drawAll()));
-    this.cleanups.push(this.player.onTime((t, playing) => this._onTime(t, playing)));
-    this.cleanups.push(() => this.player.destroy());
     if (typeof ResizeObserver !== "undefined") {
       const ro = new ResizeObserver(() => {
         const w = this.panes.clientWidth;
@@ -255,7 +289,8 @@ export class View {
     this.drawAll();
     this.metrics.openMs = performance.now() - this.t0;
     this.root.dataset.ready = "1";
-    this._status();
+    this._status(this.audioDone ? undefined : "loading audio…");
+    this._audioReady();
     this.model.send({ type: "overview", method: "base", params: {} });
     this.select(this.model.get("selected_token"), { fromModel: true });
   }
@@ -373,7 +408,7 @@ export class View {
       else drawLane(ctx, w, HEIGHTS.lane, cols2, { theme, label: label(cur.names[1]), color: theme.attr2 });
     }
     this.drawOverview();
-    this._placePlayhead(this.player.time);
+    this._placePlayhead(this.player?.time ?? 0);
     const s = this.ui.scroll;
     s.disabled = a.span >= a.duration;
     s.value = a.span >= a.duration ? 0 : Math.round((a.t0 / (a.duration - a.span)) * 1000);
@@ -477,7 +512,7 @@ export class View {
       this.select(rowAtY(y - ov.offsetTop, ov.clientHeight, this.meta.tokens.length));
       return;
     }
-    this.player.seek(t);
+    this.player?.seek(t);
     this._showTokensAt(t);
   }
 
@@ -493,14 +528,15 @@ export class View {
   }
 
   _key(e) {
-    if (!this.player || e.target.matches?.("input, select")) return;
+    if (!this.ready || e.target.matches?.("input, select")) return;
     const stop = () => { e.preventDefault(); e.stopPropagation(); };
-    if (e.key === " ") { stop(); this.player.toggle(); }
-    else if (e.key === "ArrowRight" && e.shiftKey) { stop(); this.player.seek(this.player.time + 1); }
-    else if (e.key === "ArrowLeft" && e.shiftKey) { stop(); this.player.seek(this.player.time - 1); }
+    const p = this.player;
+    if (e.key === " ") { stop(); p?.toggle(); }
+    else if (e.key === "ArrowRight" && e.shiftKey) { stop(); p?.seek(p.time + 1); }
+    else if (e.key === "ArrowLeft" && e.shiftKey) { stop(); p?.seek(p.time - 1); }
     else if (e.key === "ArrowRight") { stop(); this.select(this.selected + 1); }
     else if (e.key === "ArrowLeft") { stop(); this.select(this.selected - 1); }
-    else if (e.key === "Home") { stop(); this.player.seek(0); }
+    else if (e.key === "Home") { stop(); p?.seek(0); }
   }
 
   // ---- status, errors, export --------------------------------------------------------

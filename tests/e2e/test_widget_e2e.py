@@ -95,6 +95,8 @@ def open_and_run(page, base):
     page.wait_for_function("() => document.querySelectorAll('.leafx-root[data-ready]').length === 3",
                            timeout=120_000)
     page.wait_for_function("() => document.body.innerText.includes('LEAFX_TIMES')", timeout=30_000)
+    page.wait_for_function("() => document.querySelectorAll('.leafx-root[data-audio]').length === 3",
+                           timeout=30_000)
 
 
 def view_eval(page, i, body, arg=None):
@@ -263,6 +265,7 @@ def test_speed(lab_page):
     wait_key(page, 1, "0|base|depth=full|tau=1.5", timeout=60_000)
     fresh = view_eval(page, 1, "(v) => v.metrics.lastFetchMs")
     open600 = view_eval(page, 2, "(v) => v.metrics.openMs")
+    steps600 = view_eval(page, 2, "(v) => v.metrics.open")
     report = {
         "cached_switch_painted_ms_median": round(switch["median"], 1),
         "cached_switch_painted_ms_max": round(switch["max"], 1),
@@ -270,7 +273,7 @@ def test_speed(lab_page):
         "clip30_first_map_at_open_ms": round(first_open, 1),
         "clip30_kernel_base_compute_s": round(times["base30_s"], 3),
         "clip30_first_map_new_tau_ms": round(fresh, 1),
-        "long600_open_ms": round(open600, 1), "long600_widget_build_s": round(times["build600_s"], 2),
+        "long600_open_ms": round(open600, 1), "long600_open_steps_ms": steps600, "long600_widget_build_s": round(times["build600_s"], 2),
         "model_load_s": round(times["load_s"], 1), "clip30_explain_s": round(times["explain30_s"], 1),
     }
     print("\n[e2e speed] " + json.dumps(report))
@@ -298,6 +301,7 @@ def test_standalone_html(lab, browser):
     tokens.nth(3).click(force=True)
     wait_key(page, 0, "3|base|", timeout=10_000)
     assert nonblank_pixels(page, 0, ".lx-wave") > 500
+    page.wait_for_selector(".leafx-root[data-audio]", timeout=10_000)
     page.locator(".lx-play").click(force=True)
     page.wait_for_timeout(500)
     assert float(page.locator(".leafx-root").get_attribute("data-playhead")) > 0.2
