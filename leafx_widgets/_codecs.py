@@ -82,12 +82,14 @@ def float32_map(a: np.ndarray) -> np.ndarray:
 
 
 def row_overview(map_: np.ndarray, start_frame: int, n_frames: int, n_bins: int) -> np.ndarray:
-    """One overview row: the map's max per time bin over the whole audio, scaled to 0..255."""
+    """One overview row: the map's max per time bin over the whole audio, on a square-root
+    scale (a sharp peak must not hide the rest), scaled to 0..255 at the row's peak."""
     row = np.zeros(n_bins, dtype=np.float32)
     if map_.size:
         frames = np.arange(start_frame, start_frame + map_.size)
         bins = np.clip(frames * n_bins // max(n_frames, 1), 0, n_bins - 1)
         np.maximum.at(row, bins, map_)
+    row = np.sqrt(np.maximum(row, 0))
     peak = row.max()
     if peak > 0:
         row *= 255.0 / peak

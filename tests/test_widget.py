@@ -319,4 +319,4 @@ def test_codecs():
     peaks = _codecs.minmax_peaks(np.array([1, -3, 2, 5, -1], np.int16), 2)
     assert peaks.tolist() == [[-3, 1], [2, 5], [-1, -1]]
     row = _codecs.row_overview(np.array([0.0, 1.0, 0.5], np.float32), 2, 10, 5)
-    assert row.tolist() == [0, 255, 128, 0, 0]
+    assert row.tolist() == [0, 255, 180, 0, 0]  # sqrt(0.5) * 255

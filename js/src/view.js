@@ -389,14 +389,16 @@ export class View {
     if (!this.axis) return;
     const a = this.axis, w = a.width, theme = (this._theme = this.theme());
     const fs = this.meta.frame_s, cur = this.current;
-    const cols = cur ? pixelMax(cur.primary.map, cur.primary.startFrame, fs, a) : null;
-    const cols2 = cur?.compare ? pixelMax(cur.compare.map, cur.compare.startFrame, fs, a) : null;
+    // display on a square-root scale: a sharp peak must not hide the rest of the map
+    const raw = cur ? pixelMax(cur.primary.map, cur.primary.startFrame, fs, a) : null;
+    const raw2 = cur?.compare ? pixelMax(cur.compare.map, cur.compare.startFrame, fs, a) : null;
+    const cols = raw && raw.map(Math.sqrt), cols2 = raw2 && raw2.map(Math.sqrt);
     this.waveform.draw(fitCanvas(this.ui.wave, w, HEIGHTS.wave), a, w, HEIGHTS.wave, {
       theme, spans: this.spans, selectedSpan: cur ? this.tokenWord[cur.token] : -1,
       mapCols: cols, regions: cur ? this.regions : [], frameS: fs,
     });
     this.spectrogram.draw(fitCanvas(this.ui.spec, w, HEIGHTS.spec), a, w, HEIGHTS.spec, { theme, mapCols: cols });
-    const label = (n) => `${this.methods[n]?.label ?? n}` + (cur ? ` · ${JSON.stringify(this.meta.tokens[cur.token].text)}` : "");
+    const label = (n) => `${this.methods[n]?.label ?? n}` + (cur ? ` · ${JSON.stringify(this.meta.tokens[cur.token].text)} · √ scale` : "");
     const diff = cols2 && this.model.get("compare_mode") === "diff";
     drawLane(fitCanvas(this.ui.lane, w, HEIGHTS.lane), w, HEIGHTS.lane, diff ? null : cols,
       { theme, label: cur ? label(cur.names[0]) : "", color: theme.attr2 });
@@ -404,7 +406,7 @@ export class View {
     this.ui.lane2.style.display = cols2 ? "" : "none";
     if (cols2) {
       const ctx = fitCanvas(this.ui.lane2, w, HEIGHTS.lane);
-      if (diff) drawDiffLane(ctx, w, HEIGHTS.lane, cols, cols2, { theme, label: `${label(cur.names[0])} − ${this.methods[cur.names[1]]?.label}` });
+      if (diff) drawDiffLane(ctx, w, HEIGHTS.lane, raw, raw2, { theme, label: `${label(cur.names[0])} − ${this.methods[cur.names[1]]?.label}` });
       else drawLane(ctx, w, HEIGHTS.lane, cols2, { theme, label: label(cur.names[1]), color: theme.attr2 });
     }
     this.drawOverview();
