@@ -66,6 +66,18 @@ def _registry() -> Mapping[str, Any]:
     return methods.METHODS
 
 
+def _default_method(methods: Mapping[str, Any]) -> str:
+    """The registry's DEFAULT_METHOD when it offers one, else "base", else the first method."""
+    try:
+        from .methods import DEFAULT_METHOD
+    except ImportError:
+        DEFAULT_METHOD = "base"
+    for name in (DEFAULT_METHOD, "base"):
+        if name in methods:
+            return name
+    return next(iter(methods))
+
+
 def describe_methods(methods: Mapping[str, Any]) -> list[dict]:
     """JSON description of a method registry: name, label, cost, default params."""
     out = []
@@ -176,7 +188,7 @@ class LeafXWidget(anywidget.AnyWidget):
         self._streams: dict[str, int] = {}  # view -> next audio sample to send
         base = self.methods.get("base") or next(iter(self.methods.values()))
         defaults = dict(getattr(base, "params", None) or {})
-        kwargs.setdefault("variant", "base" if "base" in self.methods else next(iter(self.methods)))
+        kwargs.setdefault("variant", _default_method(self.methods))
         kwargs.setdefault("tau", float(defaults.get("tau", 1.0)))
         kwargs.setdefault("depth", str(defaults.get("depth", "full")))
         super().__init__(_meta=self._build_meta(), **kwargs)
@@ -244,6 +256,7 @@ class LeafXWidget(anywidget.AnyWidget):
                 for w in ex.words
             ],
             "methods": describe_methods(self.methods),
+            "default_method": _default_method(self.methods),
             "depths": list(DEPTHS),
         }
 
@@ -289,8 +302,6 @@ class LeafXWidget(anywidget.AnyWidget):
         return self._run_now(lambda: self._compute_map(token, method, self.method_params(method, params or None)))
 
     def _compute_map(self, token: int, method: str, params: dict) -> np.ndarray:
-        if not isinstance(token, int) or not 0 <= token < len(self.explanation.tokens):
-            raise IndexError(f"token {token!r} out of range [0, {len(self.explanation.tokens)})")
         key = (token, method, tuple(sorted(params.items())))
         with self._lock:
             hit = self._maps.get(key)
@@ -404,7 +415,7 @@ class LeafXWidget(anywidget.AnyWidget):
         return int(max(1, min(self.explanation.n_frames, OVERVIEW_MAX_BINS)))
 
     def _on_overview_request(self, content: dict) -> None:
-        method = content.get("method") or "base"
+        method = content.get("method") or _default_method(self.methods)
         params = self.method_params(method, content.get("params") or {})
         okey = (method, tuple(sorted(params.items())))
         key = f"{method}|" + "|".join(f"{k}={v}" for k, v in sorted(params.items()))
@@ -444,8 +455,9 @@ class LeafXWidget(anywidget.AnyWidget):
         if n_tokens:
             self._submit(PRIORITY_OVERVIEW, step)
 
-    def overview(self, method: str = "base", **params) -> np.ndarray:
+    def overview(self, method: str | None = None, **params) -> np.ndarray:
         """uint8 (n_tokens, n_bins) tokens x time overview, each row scaled to its peak."""
+        method = method or _default_method(self.methods)
         params = self.method_params(method, params or {})
 
         def build() -> np.ndarray:
@@ -481,7 +493,7 @@ class LeafXWidget(anywidget.AnyWidget):
                 maps[map_key(k, n, params)] = {"b64": _codecs.b64(arr),
                                                     "start_frame": int(ex.tokens[k].start_frame)}
         p = self._audio_and_mel()
-        overview = self.overview("base") if "base" in self.methods and len(ex.tokens) else None
+        overview = self.overview(_default_method(self.methods)) if len(ex.tokens) else None
         data = {
             "meta": self._meta,
             "state": {"selected_token": self.selected_token, "current_time": 0.0,

@@ -291,7 +291,7 @@ export class View {
     this.root.dataset.ready = "1";
     this._status(this.audioDone ? undefined : "loading audio…");
     this._audioReady();
-    this.model.send({ type: "overview", method: "base", params: {} });
+    this.model.send({ type: "overview", method: m.default_method, params: {} });
     this.select(this.model.get("selected_token"), { fromModel: true });
   }
 

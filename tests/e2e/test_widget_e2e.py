@@ -104,6 +104,10 @@ def view_eval(page, i, body, arg=None):
     return page.evaluate(f"([i, arg]) => ({body})(({VIEW})(i), arg)", [i, arg])
 
 
+def default_method(page, i=0):
+    return view_eval(page, i, "(v) => v.meta.default_method")
+
+
 def kernel_times(page):
     text = page.inner_text(".jp-Notebook")
     line = next(l for l in text.splitlines() if l.startswith("LEAFX_TIMES "))
@@ -146,7 +150,7 @@ def test_click_token_draws_kernel_map(lab_page):
     k = 5
     n_before = view_eval(page, 0, "(v) => v.metrics.maps.length")
     page.locator(".leafx-root").nth(0).locator(f".lx-tok[data-i='{k}']").click(force=True)
-    wait_key(page, 0, f"{k}|base|")
+    wait_key(page, 0, f"{k}|{default_method(page)}|")
     info = view_eval(page, 0, """(v) => ({ key: v.root.dataset.mapKey, n: v.current.primary.map.length,
         sum: v.current.primary.map.reduce((a, b) => a + b, 0), sel: v.model.get('selected_token'),
         selected: v.root.querySelector('.lx-tok.lx-selected').dataset.i })""")
@@ -173,8 +177,9 @@ def test_variant_toggle_changes_map(lab_page):
     print(f"\n[e2e] +grad map for the 7 s sample arrived after {time.perf_counter() - t0:.1f} s")
     assert len(grad) == len(base)
     assert sum(abs(a - b) for a, b in zip(grad, base)) > 1e-3
-    root.locator(".lx-variant").select_option("base", force=True)
-    wait_key(page, 0, "5|base|")
+    d = default_method(page)
+    root.locator(".lx-variant").select_option(d, force=True)
+    wait_key(page, 0, f"5|{d}|")
 
 
 def test_compare_mode(lab_page):
@@ -244,7 +249,7 @@ def test_speed(lab_page):
     # cached token switch: click -> maps drawn -> next animation frame
     for k in (7, 8):
         page.locator(".leafx-root").nth(0).locator(f".lx-tok[data-i='{k}']").click(force=True)
-        wait_key(page, 0, f"{k}|base|")
+        wait_key(page, 0, f"{k}|{default_method(page)}|")
     # painted = the click's work, then the next frame, then a task after that frame's paint
     switch = page.evaluate("""async () => {
         const v = document.querySelector('.leafx-root').__leafx, out = [], sync = [];
@@ -262,7 +267,7 @@ def test_speed(lab_page):
     # 30 s clip: first map at open, and a first map at a new tau (kernel computes the window again)
     first_open = view_eval(page, 1, "(v) => v.metrics.firstMapMs")
     page.locator(".leafx-root").nth(1).locator(".lx-tau").fill("1.5", force=True)
-    wait_key(page, 1, "0|base|depth=full|tau=1.5", timeout=60_000)
+    wait_key(page, 1, f"0|{default_method(page, 1)}|depth=full|tau=1.5", timeout=60_000)
     fresh = view_eval(page, 1, "(v) => v.metrics.lastFetchMs")
     # 10-minute recording: open a second view of its output now that the kernel is idle
     page.evaluate("""() => { const nb = window.jupyterapp.shell.currentWidget.content;
@@ -305,9 +310,11 @@ def test_standalone_html(lab, browser):
     assert tokens.count() == len(data["meta"]["tokens"]) > 5
     transcript = page.inner_text(".lx-transcript")
     assert data["meta"]["words"][2]["text"] in transcript
-    wait_key(page, 0, "0|base|", timeout=10_000)
+    d = data["meta"]["default_method"]
+    assert data["variants"] == [d]
+    wait_key(page, 0, f"0|{d}|", timeout=10_000)
     tokens.nth(3).click(force=True)
-    wait_key(page, 0, "3|base|", timeout=10_000)
+    wait_key(page, 0, f"3|{d}|", timeout=10_000)
     assert nonblank_pixels(page, 0, ".lx-wave") > 500
     page.wait_for_selector(".leafx-root[data-audio]", timeout=10_000)
     page.locator(".lx-play").click(force=True)
