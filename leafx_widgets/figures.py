@@ -170,21 +170,26 @@ def spectrogram(ex, token: int | None = None, *, word=None, method: str = "base-
     fig.line(t, r, y_range_name="attr", line_color="white", line_width=3.5)
     fig.line(t, r, y_range_name="attr", line_color=OVERLAY_COLOR, line_width=2, legend_label=_label(method))
 
-    for text, start, end in spans or ():
+    for i, (text, start, end) in enumerate(spans or ()):
         fig.add_layout(_box(start, end))
-        fig.text([0.5 * (start + end)], [n_mels * 0.9], [text], text_align="center", text_color="white",
-                 text_font_size="9pt", text_font=value(FONT), text_baseline="middle")
+        # labels alternate between two rows so neighbouring short words do not overlap
+        fig.text([0.5 * (start + end)], [n_mels * (0.93 if i % 2 == 0 else 0.85)], [text], text_align="center",
+                 text_color="white", text_font_size="8pt", text_font=value(FONT), text_baseline="middle")
         for edge in (start, end):
-            fig.add_layout(Span(location=edge, dimension="height", line_color="white", line_alpha=0.7,
+            fig.add_layout(Span(location=edge, dimension="height", line_color="white", line_alpha=0.6,
                                 line_width=1))
     if peaks:
         peak_list = word_peaks(ex, method, **params)
         fig.scatter([p for _, p in peak_list], [2.5] * len(peak_list), marker="triangle", size=9,
                     color=PEAK_COLOR, line_color="white", legend_label="word peaks")
-        fig.text([p for _, p in peak_list], [5] * len(peak_list), [w for w, _ in peak_list], angle=np.pi / 2,
-                 text_color="white", text_font_size="8pt", text_font=value(FONT), text_baseline="middle")
+        if not spans:  # with spans the words are named at the top already
+            fig.text([p for _, p in peak_list], [5] * len(peak_list), [w for w, _ in peak_list], angle=np.pi / 2,
+                     text_color="white", text_font_size="8pt", text_font=value(FONT), text_baseline="middle")
     _style(fig)
     _legend_style(fig)
+    legend = fig.legend[0]
+    legend.orientation = "horizontal"
+    fig.add_layout(legend, "above")  # outside the image: nothing hidden under it
     return fig
 
 
