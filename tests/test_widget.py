@@ -380,3 +380,29 @@ def test_codecs():
     assert peaks.tolist() == [[-3, 1], [2, 5], [-1, -1]]
     row = _codecs.row_overview(np.array([0.0, 1.0, 0.5], np.float32), 2, 10, 5)
     assert row.tolist() == [0, 255, 180, 0, 0]  # sqrt(0.5) * 255
+
+
+# ---- long audio: several 30 s windows ------------------------------------------------
+def test_multi_window_recording(model, long_audio):
+    """Two 30 s windows with 3 s of speech each (few tokens to decode keeps it cheap)."""
+    import leafx_widgets as lw
+
+    speech = long_audio[: 3 * 16000]
+    audio = np.concatenate([speech, np.zeros(27 * 16000 + 8000, np.float32), speech])
+    ex = lw.explain(model, audio, sample_rate=16000)
+    assert len({t.start_frame for t in ex.tokens}) == 2, "expected two 30 s windows"
+    w = LeafXWidget(ex, variant="base")
+    rec = Recorder(w)
+    w._on_custom_msg(w, {"type": "init", "stream": "s"}, [])
+    mel = rec.of("mel")
+    assert mel[0][0]["total_cols"] == 2 * ex.n_frames
+    assert sum(c["n"] for c, _ in rec.of("audio")) == ex.audio.size
+    last = ex.tokens[-1]
+    assert last.start_frame > 0
+    request(w, id="late", token=last.index, method="base", params=leafx_params())
+    (content, buffers), = rec.of("map")
+    assert content["start_frame"] == last.start_frame
+    arr = np.frombuffer(buffers[0], np.float32)
+    np.testing.assert_array_equal(arr, ex.map_global(last.index)[last.start_frame:last.start_frame + arr.size])
+    assert last.start_frame + arr.size <= ex.n_frames
+    w.close()
