@@ -76,7 +76,9 @@ def _fmt(cell: dict, digits: int = 2) -> str:
 def markdown(result: dict, summary: dict, norm: dict) -> str:
     s = result["settings"]
     lines = ["# LEAF-XBench results", ""]
-    lines.append(f"Model `{s['model']}`; {len(result['clips'])} clips; wall time {s.get('wall_s', 0) / 60:.1f} min.")
+    compute_s = sum(c.get("seconds") or 0 for c in result["clips"])
+    lines.append(f"Model `{s['model']}`; {len(result['clips'])} clips; compute time {compute_s / 60:.1f} min "
+                 f"(sum over clips; this report's own run {s.get('wall_s', 0) / 60:.1f} min).")
     lines.append("")
     lines.append("Evaluated tokens: the first token of each decoded word that matches a reference word "
                  "(case/punctuation folded edit-distance alignment). Means with 95% bootstrap CIs over words "

@@ -23,6 +23,7 @@ not recomputed while the settings stay the same).
 from __future__ import annotations
 
 import argparse
+import itertools
 import hashlib
 import json
 import math
@@ -67,7 +68,7 @@ class Settings:
     inf_p: float = 0.25  # probability that a segment is masked
     faith_methods: tuple | None = DEFAULT_FAITH_METHODS  # None = every method
     stab: bool = True
-    stab_expensive_clips: int = 1  # clips per dataset where perturbation methods and IG get STAB (0 = all)
+    stab_expensive_clips: int = 1  # clips per dataset where perturbation methods and IG get STAB (0 = all, -1 = none)
     noise_snr_db: float = 30.0
     shift_ms: float = 40.0
     max_tokens_per_clip: int = 0  # 0 = every matched word (smoke tests cap it)
@@ -321,7 +322,7 @@ def evaluate_clip(model, clip: Clip, dataset: str, specs: list[MethodSpec], sett
             records.append(rec)
         # STAB
         stab_here = not (is_expensive(m) and settings.stab_expensive_clips
-                         and clip_rank >= settings.stab_expensive_clips)
+                         and (settings.stab_expensive_clips < 0 or clip_rank >= settings.stab_expensive_clips))
         if stab_ex and stab_here:
             for kind, (pex, shift_frames) in stab_ex.items():
                 pwin_tokens = {}
@@ -363,7 +364,7 @@ def evaluate_clip(model, clip: Clip, dataset: str, specs: list[MethodSpec], sett
 # ----------------------------------------------------------------------------- driver
 
 def run_bench(manifest, model="tiny.en", methods=None, out_dir="bench_out", *, settings: Settings | None = None,
-              device: str = "cpu", report: bool = True, log=None) -> dict:
+              device: str = "cpu", report: bool = True, log=None, cached_only: bool = False) -> dict:
     """Run LEAF-XBench on one or more manifests; write records + reports into ``out_dir``.
 
     ``manifest``: path or list of paths (the dataset name is the file stem). ``model``: a name
@@ -378,19 +379,24 @@ def run_bench(manifest, model="tiny.en", methods=None, out_dir="bench_out", *, s
     methods = list(methods or DEFAULT_METHODS)
     specs = [parse_method(m, settings.params) for m in methods]
     torch.manual_seed(settings.seed)
-    adapter = load_model(model, device=device) if isinstance(model, (str, Path)) else model
+    adapter = None if cached_only else load_model(model, device=device) if isinstance(model, (str, Path)) else model
     model_name = str(model) if isinstance(model, (str, Path)) else getattr(adapter, "name", "model")
     out = Path(out_dir)
     cache_dir = out / "cache" / settings.key(model_name, methods)
     cache_dir.mkdir(parents=True, exist_ok=True)
     all_records, clips = [], []
-    jobs = [(Path(m).stem, c, rank) for m in manifests for rank, c in enumerate(load_manifest(m))]
+    per_manifest = [[(Path(m).stem, c, rank) for rank, c in enumerate(load_manifest(m))] for m in manifests]
+    # interleave the datasets, so that an interrupted run still covers each of them
+    jobs = [job for group in itertools.zip_longest(*per_manifest) for job in group if job is not None]
     started = time.time()
     for i, (dataset, clip, rank) in enumerate(jobs):
         cache_file = cache_dir / f"{dataset}__{clip.id}.json"
         if cache_file.exists():
             result = json.loads(cache_file.read_text())
             log(f"[{i + 1}/{len(jobs)}] {dataset}/{clip.id}: cached")
+        elif cached_only:
+            log(f"[{i + 1}/{len(jobs)}] {dataset}/{clip.id}: not cached, left out (--cached-only)")
+            continue
         else:
             log(f"[{i + 1}/{len(jobs)}] {dataset}/{clip.id} ...")
             t = time.time()
@@ -434,6 +440,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tokens per clip for D-AOPC/insertion and per-token methods (0 = all)")
     p.add_argument("--max-tokens-per-clip", type=int, default=0, help="cap evaluated words per clip (0 = all)")
     p.add_argument("--n-inf", type=int, default=Settings.n_inf)
+    p.add_argument("--levels", type=float, nargs="+", default=list(DELETION_LEVELS),
+                   help="fractions of the real frames masked for D-AOPC / restored for insertion")
     p.add_argument("--no-stab", action="store_true")
     p.add_argument("--stab-expensive-clips", type=int, default=Settings.stab_expensive_clips,
                    help="clips per dataset where perturbation methods and IG also get STAB (0 = all)")
@@ -442,6 +450,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--param", action="append", default=[], metavar="METHOD.KEY=VALUE",
                    help="override a method parameter, e.g. lime.n_samples=16")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cached-only", action="store_true",
+                   help="report on the clips already in the cache (an interrupted run) without computing more")
     return p
 
 
@@ -459,14 +469,14 @@ def settings_from_args(args) -> Settings:
         params.setdefault(method, {})[key] = value
     return Settings(faith_per_clip=args.faith_per_clip, max_tokens_per_clip=args.max_tokens_per_clip,
                     n_inf=args.n_inf, stab=not args.no_stab, seed=args.seed, params=params,
-                    stab_expensive_clips=args.stab_expensive_clips,
+                    stab_expensive_clips=args.stab_expensive_clips, levels=tuple(args.levels),
                     faith_methods=None if args.faith_all_methods else DEFAULT_FAITH_METHODS)
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     result = run_bench(args.manifest, args.model, args.methods, args.out, settings=settings_from_args(args),
-                       device=args.device)
+                       device=args.device, cached_only=args.cached_only)
     print(f"{len(result['records'])} records, {len(result['clips'])} clips -> {args.out}")
     return 0
 

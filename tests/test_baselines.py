@@ -1,0 +1,79 @@
+"""Baselines: pure steps against hand cases / references, and every registered method on a real window."""
+import numpy as np
+import pytest
+import torch
+
+from leafx_widgets.baselines._common import crop_normalise, frame_groups
+from leafx_widgets.baselines.attention import dtw, median_filter
+from leafx_widgets.baselines.leafx_sf import sink_free_maps
+
+FAST = ["leafx_sf", "leafx_sf_g1", "raa_last", "raa_mean", "rollout", "saco", "ta", "whisper_dtw"]
+SLOW = {"ig": {"n_steps": 2}, "occlusion": {"window_frames": 50, "stride_frames": 50},
+        "lime": {"n_samples": 4}, "kernelshap": {"n_samples": 4}, "spes": {"n_samples": 4}}
+
+
+def test_crop_normalise():
+    out = crop_normalise(np.array([[1.0, -1.0, 3.0, 9.0], [-1.0, 0.0, 0.0, 5.0]]), 3)
+    np.testing.assert_allclose(out, [[0.25, 0.0, 0.75], [1 / 3, 1 / 3, 1 / 3]])
+
+
+def test_frame_groups_padding_is_one_group():
+    g = frame_groups(n_valid=5, n_frames=8, segment=2)
+    assert g.shape == (1, 1, 16)
+    assert g[0, 0].tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 3, 3, 3, 3, 3, 3]
+
+
+def test_median_filter_matches_scipy():
+    ndimage = pytest.importorskip("scipy.ndimage")
+    x = np.random.default_rng(0).random((3, 40))
+    np.testing.assert_allclose(median_filter(x, 7), ndimage.median_filter(x, size=(1, 7), mode="mirror"))
+    assert median_filter(x, 1) is x
+
+
+def test_dtw_hand_case():
+    # cheap diagonal band: token 0 -> frames 0-1, token 1 -> frames 2-3
+    cost = np.array([[0, 0, 5, 5], [5, 5, 0, 0.0]])
+    text, time = dtw(cost)
+    assert text.tolist() == [0, 0, 1, 1] and time.tolist() == [0, 1, 2, 3]
+
+
+def test_sink_free_maps_hand_case():
+    # one layer, one head, two text queries over 3 real frames + 1 padding frame.
+    # frame 0 is a sink (both queries attend it), frames 1 / 2 are token-specific.
+    a = torch.tensor([[[[0.5, 0.4, 0.0, 0.1], [0.5, 0.0, 0.4, 0.1]]]])  # (L'=1, H=1, P=2, S=4)
+    r = sink_free_maps(a, [0, 1], 3, delta=1e-6, gamma=1.0)
+    # sink = (0.5, 0.2, 0.2); ratios row 0 = (1, 2, 0) -> (1/3, 2/3, 0)
+    np.testing.assert_allclose(r[0].numpy(), [1 / 3, 2 / 3, 0.0], atol=1e-5)
+    np.testing.assert_allclose(r[1].numpy(), [1 / 3, 0.0, 2 / 3], atol=1e-5)
+    r2 = sink_free_maps(a, [0, 1], 3, delta=1e-6, gamma=2.0)
+    np.testing.assert_allclose(r2[0].numpy(), [0.2, 0.8, 0.0], atol=1e-5)
+    with pytest.raises(ValueError):
+        sink_free_maps(a, [0, 1], 3, tau=0.0)
+
+
+def test_all_baselines_registered():
+    from leafx_widgets.methods import get_method
+
+    for name in FAST + list(SLOW):
+        m = get_method(name)
+        assert m.name == name and m.label
+
+
+@pytest.fixture(scope="module")
+def window():
+    from leafx_widgets import explain, load_model, sample_path
+
+    ex = explain(load_model("tiny.en"), sample_path())
+    return ex.windows[0]
+
+
+@pytest.mark.parametrize("name", FAST + list(SLOW))
+def test_baseline_maps_are_distributions(window, name):
+    from leafx_widgets.methods import get_method
+
+    m = get_method(name)
+    positions = [0, min(2, len(window.ids) - 1)]
+    maps = m.compute(window, positions, **m.resolve(SLOW.get(name, {})))
+    assert maps.shape == (2, window.n_valid)
+    assert np.all(maps >= 0)
+    np.testing.assert_allclose(maps.sum(1), 1.0, rtol=1e-4)
