@@ -194,7 +194,7 @@ export function drawLane(ctx, w, h, cols, { theme, label, color }) {
   caption(ctx, label, theme);
 }
 
-/** Difference lane: a - b per pixel, diverging colours around a zero line. */
+/** Difference lane: a - b per pixel on a signed square-root scale, diverging colours. */
 export function drawDiffLane(ctx, w, h, a, b, { theme, label }) {
   ctx.fillStyle = theme.bg;
   ctx.fillRect(0, 0, w, h);
@@ -206,7 +206,7 @@ export function drawDiffLane(ctx, w, h, a, b, { theme, label }) {
   ctx.fillRect(0, mid, w, 1);
   if (max > 0) {
     for (let x = 0; x < n; x++) {
-      const d = (a[x] - b[x]) / max;
+      const r = (a[x] - b[x]) / max, d = Math.sign(r) * Math.sqrt(Math.abs(r));
       ctx.fillStyle = divergingColor(d, 1);
       const bh = Math.abs(d) * (mid - 1);
       ctx.fillRect(x, d >= 0 ? mid - bh : mid, 1, Math.max(bh, 0.5));
