@@ -286,6 +286,12 @@ export class View {
       ro.observe(this.panes);
       this.cleanups.push(() => ro.disconnect());
     }
+    if (typeof MutationObserver !== "undefined") {
+      // host theme switches (JupyterLab sets data-jp-theme-*, VS Code body classes): redraw
+      const mo = new MutationObserver(() => this.drawAll());
+      mo.observe(document.body, { attributes: true, attributeFilter: ["data-jp-theme-light", "class"] });
+      this.cleanups.push(() => mo.disconnect());
+    }
     this.drawAll();
     this.metrics.openMs = performance.now() - this.t0;
     this.root.dataset.ready = "1";
