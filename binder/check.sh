@@ -27,7 +27,7 @@ python=$(command -v "python$want" || command -v python3)
 "$python" -c "import sys; v='$want'; assert sys.version.startswith(v), f'runtime.txt wants {v}, have {sys.version}'"
 "$python" -m venv "$work/venv"
 source "$work/venv/bin/activate"
-export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_RETRIES=1  # fail fast on an index this machine cannot reach
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_RETRIES=0  # fail fast on an index this machine cannot reach
 
 # 3. exactly what binder/ says, in repo2docker's order
 python -m pip install -q -r binder/requirements.txt
