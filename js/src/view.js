@@ -50,7 +50,10 @@ export class View {
       if (this.player && Math.abs(t - this.player.time) > 0.05) this.player.seek(t);
     }));
     this.writeTime = debounce((t) => setTraits(model, { current_time: t }), 250);
-    this.cleanups.push(() => { this.writeTime.cancel(); clearTimeout(this.selectTimer); });
+    this.writeSelection = debounce(() => {
+      if (model.get("selected_token") !== this.selected) setTraits(model, { selected_token: this.selected });
+    }, 120);
+    this.cleanups.push(() => { this.writeTime.cancel(); this.writeSelection.cancel(); });
     this._status("loading audio…");
     this._mark("built");
     this.stream = Math.random().toString(36).slice(2, 10);
@@ -315,13 +318,9 @@ export class View {
       this._revealToken(k);
     }
     this.update();
-    // tell Python after drawing; the change event comes back with k === this.selected
-    if (!fromModel) {
-      clearTimeout(this.selectTimer);
-      this.selectTimer = setTimeout(() => {
-        if (this.model.get("selected_token") !== this.selected) setTraits(this.model, { selected_token: this.selected });
-      }, 0);
-    }
+    // tell Python once the user settles (not inside the frame that paints the switch);
+    // the change event comes back with k === this.selected and is ignored
+    if (!fromModel) this.writeSelection();
   }
 
   /** Scrolls the transcript box (never the page) so token k is visible. */

@@ -170,6 +170,9 @@ def test_click_token_draws_kernel_map(lab_page):
     n_before = view_eval(page, 0, "(v) => v.metrics.maps.length")
     page.locator(".leafx-root").nth(0).locator(f".lx-tok[data-i='{k}']").click(force=True)
     wait_key(page, 0, f"{k}|{default_method(page)}|")
+    # the selection reaches the model (debounced write-back)
+    page.wait_for_function("(k) => document.querySelector('.leafx-root').__leafx.model.get('selected_token') === k",
+                           arg=k, timeout=5_000)
     info = view_eval(page, 0, """(v) => ({ key: v.root.dataset.mapKey, n: v.current.primary.map.length,
         sum: v.current.primary.map.reduce((a, b) => a + b, 0), sel: v.model.get('selected_token'),
         selected: v.root.querySelector('.lx-tok.lx-selected').dataset.i })""")
