@@ -23,6 +23,7 @@ ROWS = [
     ("cached_switch_js_ms_median", "cached token switch, JavaScript work only (median)", None),
     ("clip30_first_map_at_open_ms", "30 s clip: first map on opening a view (kernel idle)", 300),
     ("clip30_first_map_new_tau_ms", "30 s clip: first map at a new tau (kernel recomputes the window)", 300),
+    ("clip30_first_base_map_ms", "30 s clip: first map of method 'base' (kernel computes it)", 300),
     ("clip30_kernel_base_compute_s", "30 s clip: kernel time for the default method's maps (s)", None),
     ("long600_open_ms", "10-minute recording: view drawn (spectrogram + waveform)", 5000),
 ]

@@ -292,6 +292,11 @@ def test_speed(lab_page):
     page.locator(".leafx-root").nth(1).locator(".lx-tau").fill("1.5", force=True)
     wait_key(page, 1, f"0|{default_method(page, 1)}|depth=full|tau=1.5", timeout=60_000)
     fresh = view_eval(page, 1, "(v) => v.metrics.lastFetchMs")
+    # and the paper's "base" method, never computed for this clip before
+    assert not view_eval(page, 1, "(v) => [...v.store.cache.keys()].some((k) => k.includes('|base|'))")
+    page.locator(".leafx-root").nth(1).locator(".lx-variant").select_option("base", force=True)
+    wait_key(page, 1, "0|base|depth=full|tau=1.5", timeout=60_000)
+    fresh_base = view_eval(page, 1, "(v) => v.metrics.lastFetchMs")
     # fresh views of the 30 s and 10-minute outputs, opened while the kernel is idle
     v30 = open_output_view(page, 2)
     first30 = view_eval(page, v30, "(v) => v.metrics.firstMapMs")
@@ -310,13 +315,14 @@ def test_speed(lab_page):
         "clip30_first_map_at_open_ms": round(first30, 1),
         "clip30_kernel_base_compute_s": round(times["base30_s"], 3),
         "clip30_first_map_new_tau_ms": round(fresh, 1),
+        "clip30_first_base_map_ms": round(fresh_base, 1),
         "long600_open_ms": round(open600, 1), "long600_open_steps_ms": steps600, "long600_widget_build_s": round(times["build600_s"], 2),
         "model_load_s": round(times["load_s"], 1), "clip30_explain_s": round(times["explain30_s"], 1),
     }
     print("\n[e2e speed] " + json.dumps(report))
     # generous bounds for a loaded CI machine; the targets (50 ms, 300 ms, 5 s) are reported above
     assert switch["median"] < 150
-    assert fresh < 5_000
+    assert fresh < 5_000 and fresh_base < 5_000
     assert open600 < 15_000
 
 
