@@ -41,8 +41,16 @@ export class Player {
     this.buffer.copyToChannel(this.samples, 0);
   }
 
-  /** Plays [start, end) seconds; end defaults to the end of the audio. */
-  play(start = this.offset, end = this.duration) {
+  /** Plays [{start, end}, ...] one after the other (e.g. the runs of an attributed region). */
+  playSegments(segments) {
+    if (!segments.length) return;
+    const [first, ...rest] = segments;
+    this.play(first.start, first.end, rest);
+  }
+
+  /** Plays [start, end) seconds; end defaults to the end of the audio; then `queue`. */
+  play(start = this.offset, end = this.duration, queue = []) {
+    this.queue = queue;
     this._stopSource();
     start = Math.min(Math.max(start, 0), this.duration);
     if (start >= this.duration - 1e-3) start = 0;
@@ -63,6 +71,7 @@ export class Player {
   }
 
   pause() {
+    this.queue = [];
     if (!this.playing) return;
     this.offset = this.time;
     this.playing = false;
@@ -71,17 +80,21 @@ export class Player {
     this._emit();
   }
 
-  toggle() { if (this.playing) this.pause(); else this.play(); }
+  toggle() { if (this.playing) this.pause(); else this.play(this.offset, this.duration, []); }
 
   seek(t) {
     t = Math.min(Math.max(t, 0), this.duration);
-    if (this.playing) this.play(t, this.duration);
+    if (this.playing) this.play(t, this.duration, []);
     else { this.offset = t; this._emit(); }
   }
 
   _tick = () => {
     if (!this.playing) return;
     if (this.time >= this.end) {
+      if (this.queue?.length) {
+        this.playSegments(this.queue);
+        return;
+      }
       this.offset = this.end;
       this.playing = false;
       this._stopSource();

@@ -473,8 +473,7 @@ export class View {
   playRegion() {
     if (!this.player || !this.regions?.length) return;
     const fs = this.meta.frame_s;
-    const start = this.regions[0].start * fs, end = this.regions[this.regions.length - 1].end * fs;
-    this.player.play(start, end);
+    this.player.playSegments(this.regions.map((r) => ({ start: r.start * fs, end: r.end * fs })));
   }
 
   // ---- pointer and keys --------------------------------------------------------------

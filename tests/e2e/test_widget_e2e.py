@@ -237,6 +237,16 @@ def test_playing_moves_playhead(lab_page):
     assert view_eval(page, 0, "(v) => v.player.playing")
     page.keyboard.press(" ")
     assert not view_eval(page, 0, "(v) => v.player.playing")
+    # "evidence" plays only the frames holding half of the selected token's mass
+    wait_key(page, 0, "6|")
+    span = view_eval(page, 0, """(v) => [v.regions[0].start * v.meta.frame_s,
+        v.regions[v.regions.length - 1].end * v.meta.frame_s]""")
+    root.locator(".lx-play-region").click(force=True)
+    page.wait_for_timeout(100)
+    t = view_eval(page, 0, "(v) => v.player.time")
+    assert view_eval(page, 0, "(v) => v.player.playing") or t >= span[1] - 0.05
+    assert span[0] - 0.01 <= t <= span[1] + 0.05, (t, span)
+    root.locator(".lx-play").click(force=True)  # pause
 
 
 def test_hover_shows_tokens_at_time(lab_page):
