@@ -355,8 +355,13 @@ def faithfulness_curves(ex, words: Sequence, methods: Sequence[str], *, levels: 
     return {"levels": [0.0, *levels], "curves": curves}
 
 
-def curves_from_records(records: list[dict], *, dataset: str | None = None, levels=None) -> dict:
-    """The same structure from LEAF-XBench per-token records (``run_bench(...)["records"]``)."""
+def curves_from_records(records: list[dict], *, levels: Sequence[float] | None = None,
+                        dataset: str | None = None) -> dict:
+    """The same structure from LEAF-XBench per-token records.
+
+    ``levels``: the run's masking fractions, ``result["settings"]["levels"]`` of ``run_bench``
+    (default: the benchmark's default levels, which must then match the curves' length).
+    """
     from .bench.report import curves as bench_curves
 
     per_dataset = bench_curves(records)
@@ -366,10 +371,12 @@ def curves_from_records(records: list[dict], *, dataset: str | None = None, leve
     if name not in per_dataset:
         raise ValueError(f"no dataset {name!r} in the records; have {sorted(per_dataset)}")
     curves = per_dataset[name]
+    levels = [float(x) for x in (DEFAULT_LEVELS if levels is None else levels)]
     n_points = len(next(iter(curves.values()))["del"])
-    if levels is None:
-        levels = DEFAULT_LEVELS if n_points == len(DEFAULT_LEVELS) + 1 else np.linspace(0, 0.5, n_points)[1:]
-    return {"levels": [0.0, *[float(x) for x in levels]][:n_points], "curves": curves}
+    if n_points != len(levels) + 1:
+        raise ValueError(f"the curves have {n_points} points but {len(levels)} levels were given (+ the clean "
+                         f"point); pass levels=result['settings']['levels']")
+    return {"levels": [0.0, *levels], "curves": curves}
 
 
 def curves_figure(data: dict, *, width: int = CURVE_W, height: int = CURVE_H, title: str | None = None):

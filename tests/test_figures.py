@@ -106,6 +106,9 @@ def test_curves_from_records():
     data = F.curves_from_records(records)
     assert data["levels"] == [0.0, *F.DEFAULT_LEVELS]
     assert data["curves"]["base"]["n"] == 2
+    assert F.curves_from_records(records[:1], levels=(.1, .2, .3, .4, .6))["levels"][-1] == .6
+    with pytest.raises(ValueError, match="levels"):
+        F.curves_from_records(records, levels=(0.5,))
     with pytest.raises(ValueError, match="no records"):
         F.curves_from_records([{"dataset": "d", "method": "base"}])
 
