@@ -1,7 +1,7 @@
 """LEAF-X-SF ("sink-free"): the fixed variant of LEAF-X proposed by the benchmark.
 
 Why the paper recipe loses on Whisper tiny.en (dev sets, first token of each matched
-word, pointing game +-20 ms, librivox n=64 / espeak n=43; /work/bench_out/diag.py):
+word, pointing game +-20 ms, LibriVox n=68 / espeak n=43; ``python -m leafx_widgets.bench.diagnose``):
 
     variant                                       librivox PG/IoU/mass   espeak PG/IoU/mass
     base (Eqs. 2-6, entropy over real frames)     0.00 0.04 0.06         0.02 0.06 0.06
