@@ -104,6 +104,13 @@ def view_eval(page, i, body, arg=None):
     return page.evaluate(f"([i, arg]) => ({body})(({VIEW})(i), arg)", [i, arg])
 
 
+def kernel_execute(page, code):
+    """Runs code in the notebook's kernel (as another cell would) and waits for it."""
+    page.evaluate("""async (code) => {
+        const panel = [...window.jupyterapp.shell.widgets('main')].find((w) => w.sessionContext);
+        await panel.sessionContext.session.kernel.requestExecute({ code }).done; }""", code)
+
+
 def default_method(page, i=0):
     return view_eval(page, i, "(v) => v.meta.default_method")
 
@@ -260,6 +267,34 @@ def test_hover_shows_tokens_at_time(lab_page):
     page.mouse.move(box["x"] + x, box["y"] + box["height"] / 2)
     text = root.locator(".lx-hover-info").inner_text()
     assert "s:" in text and root.locator(".lx-hover-tok").count() >= 1, text
+
+
+def test_traits_drive_and_observe(lab_page, lab):
+    page = lab_page
+    _, root_dir = lab
+    # a cell drives the widget ...
+    kernel_execute(page, "w.selected_token = 3; w.variant = 'base'")
+    page.wait_for_function("""() => { const v = document.querySelector('.leafx-root').__leafx;
+        return v.selected === 3 && v.ui.variant.value === 'base'; }""", timeout=10_000)
+    wait_key(page, 0, "3|base|")
+    # ... and observes the user's choices
+    page.locator(".leafx-root").nth(0).locator(".lx-tok[data-i='4']").click(force=True)
+    page.locator(".leafx-root").nth(0).locator(".lx-compare").select_option("grad", force=True)
+    page.wait_for_timeout(500)
+    kernel_execute(page, "import json; open('state.json', 'w').write(json.dumps("
+                         "[w.selected_token, w.variant, w.compare_variant, w.current_time]))")
+    sel, variant, compare, current = json.loads((root_dir / "state.json").read_text())
+    assert (sel, variant, compare) == (4, "base", "grad") and current > 0
+    page.locator(".leafx-root").nth(0).locator(".lx-compare").select_option("", force=True)
+    # clicking a row of the tokens x time overview selects that token
+    ov = page.locator(".leafx-root").nth(0).locator(".lx-overview")
+    box = ov.bounding_box()
+    n = view_eval(page, 0, "(v) => v.meta.tokens.length")
+    ov.click(position={"x": box["width"] / 2, "y": (2.5 / n) * box["height"]}, force=True)
+    assert view_eval(page, 0, "(v) => v.selected") == 2
+    d = default_method(page)
+    page.locator(".leafx-root").nth(0).locator(".lx-variant").select_option(d, force=True)
+    wait_key(page, 0, f"2|{d}|")
 
 
 def test_kernel_error_is_shown(lab_page):
