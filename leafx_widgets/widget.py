@@ -366,7 +366,7 @@ class LeafXWidget(anywidget.AnyWidget):
                        "total_cols": p["n_cols"], "n_mels": n_mels, "col_s": p["col_s"],
                        "lo": p["lo"], "hi": p["hi"]},
                       buffers=[memoryview(codes[start:stop]).cast("B")])
-        pcm, total = p["pcm"], int(p["pcm"].size)
+        total = int(p["pcm"].size)
         self.send({"type": "peaks", "block": PEAK_BLOCK, "n_blocks": int(p["peaks"].shape[0]),
                    "total_samples": total}, buffers=[memoryview(p["peaks"]).cast("B")])
         # The PCM follows with flow control: AUDIO_WINDOW chunks in flight, the next one sent

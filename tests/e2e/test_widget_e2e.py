@@ -57,7 +57,7 @@ VIEW = "(i) => document.querySelectorAll('.leafx-root')[i].__leafx"
 
 @pytest.fixture(scope="module")
 def lab_page(lab, browser, workdir):
-    from conftest import write_notebook
+    from harness import write_notebook
 
     base, root = lab
     write_notebook(root / "e2e.ipynb", [SETUP, SAMPLE, CLIP30, LONG, REPORT])
