@@ -5,7 +5,8 @@ widget talks to the browser through traits (selection, method, playback time) an
 custom messages:
 
     browser -> kernel                          kernel -> browser
-    {type: "init", stream}                     {type: "mel", offset_cols, n_cols, total_cols,
+    {type: "init", stream}                     {type: "note", message}  (shown, not fatal)
+                                               {type: "mel", offset_cols, n_cols, total_cols,
                                                 n_mels, col_s, lo, hi}             + uint8 codes chunk
                                                {type: "peaks", block, n_blocks,
                                                 total_samples}                     + int16 (min, max) pairs
@@ -51,6 +52,7 @@ WIDGET_PARAMS = ("tau", "depth")  # the method parameters the widget's controls 
 AUDIO_CHUNK_SAMPLES = 1 << 19  # 1 MB of int16 per message, well under the ~10 MB limit
 MEL_CHUNK_BYTES = 1 << 21
 AUDIO_WINDOW = 2  # audio chunks in flight per view
+N_MELS_FALLBACK = 80  # blank spectrogram rows when the explanation has no model features
 PEAK_BLOCK = 128  # samples per min/max pair of the waveform summary sent before the PCM
 OVERVIEW_MAX_BINS = 2000
 OVERVIEW_CHUNK_SECONDS = 0.25  # send overview rows at least this often while computing
@@ -265,8 +267,19 @@ class LeafXWidget(anywidget.AnyWidget):
         with self._payload_lock:
             if self._payload is None:
                 ex = self.explanation
-                pcm = _codecs.to_pcm16(np.asarray(ex.audio, dtype=np.float32))
-                mel = np.asarray(ex.log_mel(), dtype=np.float32)  # shape = (n_mels, n_cols)
+                self._notes = []
+                if ex.audio is None:  # e.g. Explanation.from_json without its audio file
+                    self._notes.append("This explanation carries no audio (its file was not found): "
+                                       "silence is shown instead.")
+                    audio = np.zeros(int(round(ex.duration_s * ex.sample_rate)), dtype=np.float32)
+                else:
+                    audio = np.asarray(ex.audio, dtype=np.float32)
+                pcm = _codecs.to_pcm16(audio)
+                try:
+                    mel = np.asarray(ex.log_mel(), dtype=np.float32)  # shape = (n_mels, n_cols)
+                except ValueError as err:  # no model features, e.g. read from JSON
+                    self._notes.append(f"No spectrogram: {err}")
+                    mel = np.zeros((N_MELS_FALLBACK, 2 * ex.n_frames), dtype=np.float32)
                 codes, lo, hi = _codecs.quantize_uint8(mel.T)  # shape = (n_cols, n_mels)
                 n_cols = codes.shape[0]
                 self._payload = {
@@ -307,7 +320,11 @@ class LeafXWidget(anywidget.AnyWidget):
             hit = self._maps.get(key)
         if hit is not None:
             return hit
-        arr = _codecs.float32_map(self.explanation.map(token, method, **params))
+        # defaults are left out, so the call matches maps cached by ex.map(token, method)
+        # (and maps stored in a JSON explanation, which are keyed without parameters)
+        defaults = getattr(self.methods.get(method), "params", None) or {}
+        given = {k: v for k, v in params.items() if k not in defaults or v != defaults[k]}
+        arr = _codecs.float32_map(self.explanation.map(token, method, **given))
         expected = self.explanation.tokens[token].n_frames
         if arr.shape != (expected,):
             raise ValueError(f"{method} map of token {token} has shape {arr.shape}, expected ({expected},)")
@@ -359,6 +376,8 @@ class LeafXWidget(anywidget.AnyWidget):
     def _send_data(self, content: dict) -> None:
         """Spectrogram and waveform summary first (the view draws), then the PCM for playback."""
         p = self._audio_and_mel()
+        for note in self._notes:
+            self.send({"type": "note", "message": note})
         codes, n_mels = p["codes"], p["n_mels"]
         cols_per_chunk = max(1, MEL_CHUNK_BYTES // max(n_mels, 1))
         for start, stop in _codecs.chunk_ranges(max(p["n_cols"], 1), cols_per_chunk):

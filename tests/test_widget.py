@@ -406,3 +406,19 @@ def test_multi_window_recording(model, long_audio):
     np.testing.assert_array_equal(arr, ex.map_global(last.index)[last.start_frame:last.start_frame + arr.size])
     assert last.start_frame + arr.size <= ex.n_frames
     w.close()
+
+
+def test_explanation_from_json_without_model_features(ex):
+    """A shared JSON explanation: stored maps are served, the spectrogram is blank with a note."""
+    from leafx_widgets import Explanation
+
+    shared = Explanation.from_json(json.loads(json.dumps(ex.to_json(variants=("base",)))))
+    w = LeafXWidget(shared, variant="base")
+    rec = Recorder(w)
+    w._on_custom_msg(w, {"type": "init", "stream": "s"}, [])
+    assert "No spectrogram" in rec.of("note")[0][0]["message"]
+    assert rec.of("mel")[0][0]["total_cols"] == 2 * shared.n_frames
+    request(w, id="j", token=2, method="base", params=leafx_params())
+    arr = np.frombuffer(rec.of("map")[0][1][0], np.float32)
+    np.testing.assert_allclose(arr, ex.map(2, "base"), atol=1e-6)
+    w.close()

@@ -199,6 +199,7 @@ export class View {
         case "mel": return this._melChunk(msg, buffers);
         case "overview": return this._overviewChunk(msg, buffers);
         case "map": return this.store.receive(msg, buffers);
+        case "note": return this.showError(msg.message);
         case "error":
           if (msg.id && this.store.byId.has(msg.id)) return this.store.receive(msg, buffers);
           return this.showError(msg.message);
