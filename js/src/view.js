@@ -104,7 +104,7 @@ export class View {
         h("span", { class: "lx-group lx-params" }, h("label", {}, "τ ", u.tau), h("label", {}, "depth ", u.depth)),
         h("span", { class: "lx-group" }, u.zoomIn, u.zoomOut, u.fit, u.png),
         u.status),
-      this.error, this.panes, u.scroll, u.hover, u.transcript,
+      this.error, u.transcript, this.panes, u.scroll, u.hover,
       h("div", { class: "lx-footer", text: `${m.model_name} · ${fmtTime(m.duration_s)} s · ${m.tokens.length} tokens` }));
     for (const b of [u.play, u.playWord, u.playRegion]) b.disabled = true;
     this.root.__leafx = this;
