@@ -71,8 +71,8 @@ def test_every_notebook_has_a_kernelspec_and_a_checked_cell():
         assert checked and all(c["outputs"] for c in checked), f"{path.name}: checked cells need stored outputs"
 
 
-@pytest.mark.skipif(os.environ.get("LEAFX_BINDER_CHECK") != "1", reason="slow: set LEAFX_BINDER_CHECK=1")
 def test_binder_environment_runs_quickstart():
+    """The CI step issue 5 asks for: a fresh venv with exactly binder/'s packages runs the quickstart (~5 min)."""
     done = subprocess.run(["bash", str(BINDER / "check.sh")], cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     assert "binder check passed" in done.stdout
