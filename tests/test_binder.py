@@ -7,7 +7,6 @@ runs when ``LEAFX_BINDER_CHECK=1`` (a separate CI step; it downloads packages an
 from __future__ import annotations
 
 import json
-import os
 import re
 import stat
 import subprocess
