@@ -1,8 +1,8 @@
-"""binder/ is what repo2docker needs, and (opt-in, slow) it really builds and runs the quickstart.
+"""binder/ is what repo2docker needs, and it really builds and runs the quickstart.
 
 The fast tests read the files. The full proof, ``binder/check.sh`` (fresh venv, exactly
 binder/requirements.txt + postBuild, quickstart executed and its checked outputs compared),
-runs when ``LEAFX_BINDER_CHECK=1`` (a separate CI step; it downloads packages and takes minutes).
+downloads packages and takes minutes.
 """
 from __future__ import annotations
 
