@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import json
-import math
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np

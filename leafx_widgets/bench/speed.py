@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import glob
 import json
-import resource
 import statistics
 import subprocess
 import sys
