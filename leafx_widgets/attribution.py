@@ -135,35 +135,45 @@ def _base_layer_maps(adapter, encoded, prompt, ids, n_valid, layers, rows, cfg, 
 
 
 def _grad_layer_maps(adapter, encoded, prompt, ids, n_valid, layers, rows, cfg, vnorm) -> torch.Tensor:
-    """+grad: one teacher-forced forward, then batched backward passes (a chunk of targets at a time)."""
+    """+grad: one teacher-forced forward, then batched backward passes (a chunk of targets at a time).
+
+    The backward pass stops at each layer's head outputs o_hq = sum_s A_hqs v_hs, and
+    dlog p / dA_hqs = <dlog p / do_hq, v_hs> is formed one layer at a time, so the
+    (targets x heads x positions x frames) gradient never exists for all layers at once.
+    """
     wanted = set(layers)
+    n_frames = n_valid if cfg.frames == "valid" else None  # frames whose gradient is needed
     with torch.enable_grad():
         tp = adapter.teacher_forced(
             encoded.detach(), prompt, ids,
-            reduce_cross=lambda l, a: a if l in wanted else None,  # raw (1, H, P, S), kept in the graph
+            reduce_cross=lambda l, a: a[0, :, :, :n_frames].detach().float() if l in wanted else None,
             reduce_self=lambda l, a: a[0].detach().float().mean(dim=0) if l in wanted else None,
+            keep_head_outputs=True,
         )
-        attn = [tp.cross[l] for l in layers]
+        mixed = [tp.head_outputs[l] for l in layers]  # (1, P, H * dh) each, in the graph
+        attn = [tp.cross[l] for l in layers]  # (H, P, S') each, detached
+        values = [adapter.value_vectors(encoded, l)[:, :n_frames].float() for l in layers]  # (H, S', dh)
         selfs = torch.stack([tp.self_attn[l] for l in layers])  # (L', P, P)
         n = len(ids)
-        _, heads, positions, frames = attn[0].shape
-        per_target_bytes = 4 * len(layers) * heads * positions * frames * 3  # grads + modulated + cropped
+        heads, positions, frames = attn[0].shape
+        per_target_bytes = 4 * heads * positions * frames * 3  # one layer's gradient, modulated and cropped
         chunk = max(1, min(n, int(cfg.grad_memory_mb * 2**20 // per_target_bytes)))
         out = []
         for start in range(0, n, chunk):
             targets = list(range(start, min(n, start + chunk)))
             pick = torch.zeros(len(targets), n, dtype=tp.logprobs.dtype, device=tp.logprobs.device)
             pick[range(len(targets)), targets] = 1.0
-            grads = torch.autograd.grad(tp.logprobs, attn, grad_outputs=pick, retain_graph=True,
-                                        is_grads_batched=True)
+            grads = torch.autograd.grad(tp.logprobs, mixed, grad_outputs=pick, retain_graph=True,
+                                        is_grads_batched=True)  # each (C, 1, P, H * dh)
             with torch.no_grad():
-                cross = torch.stack([
-                    _reduce_heads(leafx.gradient_modulate(a[0].detach().float(), g[:, 0].float(), cfg.eps), n_valid,
-                                  cfg, _vn(vnorm, l))
-                    for l, a, g in zip(layers, attn, grads)
-                ], dim=1)  # (C, L', P, S')
-                del grads
-                per_layer = _propagate(selfs, cross, cfg)  # (C, L', P, S')
+                cross = []
+                for l, a, g, v in zip(layers, attn, grads, values):
+                    g = g[:, 0].float().unflatten(-1, (heads, -1))  # (C, P, H, dh)
+                    grad_attn = torch.einsum("cqhk,hsk->chqs", g, v)  # (C, H, P, S')
+                    modulated = leafx.gradient_modulate(a, grad_attn, cfg.eps)
+                    cross.append(_reduce_heads(modulated, n_valid, cfg, _vn(vnorm, l)))  # (C, P, S')
+                    del grad_attn, modulated
+                per_layer = _propagate(selfs, torch.stack(cross, dim=1), cfg)  # (C, L', P, S')
                 for c, t in enumerate(targets):  # each target keeps its own query row: (L', n_valid)
                     out.append(leafx.crop_frames(per_layer[c, :, rows[t], :], n_valid, cfg.eps))
     return torch.stack(out)  # (N, L', n_valid)

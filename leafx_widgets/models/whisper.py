@@ -171,10 +171,14 @@ class WhisperAdapter:
         return Decoded(prompt=prompt, ids=ids, logprobs=logprobs)
 
     @contextlib.contextmanager
-    def _hooks(self, bypass_layer, reduce_cross, reduce_self, cross_out, self_out):
+    def _hooks(self, bypass_layer, reduce_cross, reduce_self, cross_out, self_out, mixed_out=None):
         handles = []
         layers = self.model.model.decoder.layers
         for l, layer in enumerate(layers):
+            if mixed_out is not None:  # the heads' outputs A V, before out_proj: (1, P, H * head_dim)
+                handles.append(layer.encoder_attn.out_proj.register_forward_pre_hook(
+                    lambda module, args: mixed_out.append(args[0])))
+
             def on_cross(module, args, output, l=l):
                 attn_out, weights = output  # weights: (1, H, P, S), the tensor the graph uses
                 cross_out.append(weights[0] if reduce_cross is None else reduce_cross(l, weights))
@@ -195,17 +199,28 @@ class WhisperAdapter:
 
     def teacher_forced(self, encoded: torch.Tensor, prompt: list[int], ids: list[int], *,
                        bypass_layer: int | None = None, reduce_cross: Reduce | None = None,
-                       reduce_self: Reduce | None = None) -> TeacherPass:
-        """One decoder pass over ``prompt + ids``; gradients flow if grad mode is on."""
+                       reduce_self: Reduce | None = None, keep_head_outputs: bool = False) -> TeacherPass:
+        """One decoder pass over ``prompt + ids``; gradients flow if grad mode is on.
+
+        ``keep_head_outputs``: also return each layer's cross-attention head outputs
+        (sum_s A_hs v_s, before the output projection), for gradients with respect to A.
+        """
         if bypass_layer is not None and not 0 <= bypass_layer < self.n_layers:
             raise ValueError(f"bypass_layer must be in [0, {self.n_layers}), got {bypass_layer}")
         tokens = torch.tensor([list(prompt) + list(ids)], device=self.device)
-        cross, selfs = [], []
-        with self._hooks(bypass_layer, reduce_cross, reduce_self, cross, selfs):
+        cross, selfs, mixed = [], [], [] if keep_head_outputs else None
+        with self._hooks(bypass_layer, reduce_cross, reduce_self, cross, selfs, mixed):
             logits, _ = self._logits(tokens, encoded)
         logp = torch.log_softmax(logits[0, len(prompt) - 1 : -1], dim=-1)
         target = torch.tensor(ids, device=self.device)
-        return TeacherPass(logprobs=logp.gather(-1, target[:, None])[:, 0], cross=cross, self_attn=selfs)
+        return TeacherPass(logprobs=logp.gather(-1, target[:, None])[:, 0], cross=cross, self_attn=selfs,
+                           head_outputs=mixed or [])
+
+    @torch.no_grad()
+    def value_vectors(self, encoded: torch.Tensor, layer: int) -> torch.Tensor:
+        """The cross-attention value vectors of one decoder layer: (H, S, head_dim)."""
+        attn = self.model.model.decoder.layers[layer].encoder_attn
+        return attn.v_proj(encoded[0]).view(-1, self.n_heads, attn.head_dim).transpose(0, 1)
 
     @torch.no_grad()
     def value_norms(self, encoded: torch.Tensor) -> torch.Tensor:
