@@ -102,4 +102,4 @@ for _name, _label, _switches, _desc in [
 VARIANTS = ("base", "grad", "causal")  # the paper's three, as written
 # what word peaks, the CLI and the widget use unless told otherwise: chosen on the development
 # sets (README, "Benchmark"), because the paper's recipe points at an attention sink on Whisper
-DEFAULT_METHOD = "base-vn"
+DEFAULT_METHOD = "leafx_sf"  # LEAF-X-SF, leafx_widgets/baselines/leafx_sf.py
