@@ -335,7 +335,11 @@ def test_speed(lab_page):
     # 30 s clip: first map at open, and a first map at a new tau (kernel computes the window again)
     first_open = view_eval(page, 1, "(v) => v.metrics.firstMapMs")
     page.locator(".leafx-root").nth(1).locator(".lx-tau").fill("1.5", force=True)
-    wait_key(page, 1, f"0|{default_method(page, 1)}|depth=full|tau=1.5", timeout=60_000)
+    # the key lists only the parameters the default method takes (LEAF-X-SF has tau but no depth)
+    page.wait_for_function(
+        "([i, p]) => { const r = document.querySelectorAll('.leafx-root')[i]; const k = r.dataset.mapKey || '';"
+        " return k.startsWith(p) && k.includes('tau=1.5') && !r.classList.contains('lx-stale'); }",
+        arg=[1, f"0|{default_method(page, 1)}|"], timeout=60_000)
     fresh = view_eval(page, 1, "(v) => v.metrics.lastFetchMs")
     # and the paper's "base" method, never computed for this clip before
     assert not view_eval(page, 1, "(v) => [...v.store.cache.keys()].some((k) => k.includes('|base|'))")
