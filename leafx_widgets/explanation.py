@@ -183,7 +183,7 @@ class Explanation:
             return cached
         window_maps = self._cache.get((method, key, "window", tok.window))
         if window_maps is not None:
-            return window_maps[self.windows[tok.window].tokens.index(tok.index)] if self.windows else window_maps
+            return window_maps[self.windows[tok.window].tokens.index(tok.index)]  # only built with a model
         if not self.windows:
             raise ValueError(f"no {method!r} map stored for token {token}, and this Explanation was read from JSON "
                              f"without a model; stored: {sorted({k[0] for k in self._cache})}")
@@ -231,8 +231,9 @@ class Explanation:
     def to_json(self, variants=VARIANTS, **params) -> dict:
         """The ``leafx-explanation/1`` schema; maps of ``variants`` computed now if needed."""
         variants = tuple(variants)
-        for v in variants:
-            get_method(v) if self.windows else None
+        if self.windows:  # with a model, unknown names fail before any work (without, map() says what is stored)
+            for v in variants:
+                get_method(v)
         tokens = []
         for tok in self.tokens:
             maps = {v: [round(float(x), 7) for x in self.map(tok.index, v, **params)] for v in variants}
