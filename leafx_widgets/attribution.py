@@ -35,7 +35,9 @@ class LeafxConfig:
     # each head writes, and aggregate each query's own layers instead of the self-attention rollout
     value_norm: bool = False
     mixing: str = "rollout"  # "rollout" (Eq. 5 as written) or "direct"
-    grad_memory_mb: float = 512.0  # bound on the gradient tensors held at once (sets the target chunk)
+    # bound on the +grad tensors held at once, which sets how many tokens share one backward pass;
+    # None: 96 MB on CPU (small batches stay in cache: fastest on the 2-core machine), 2 GB on GPUs
+    grad_memory_mb: float | None = None
 
     def __post_init__(self):
         if not self.tau > 0:
@@ -134,49 +136,82 @@ def _base_layer_maps(adapter, encoded, prompt, ids, n_valid, layers, rows, cfg, 
     return per_layer.transpose(0, 1).contiguous()
 
 
-def _grad_layer_maps(adapter, encoded, prompt, ids, n_valid, layers, rows, cfg, vnorm) -> torch.Tensor:
-    """+grad: one teacher-forced forward, then batched backward passes (a chunk of targets at a time).
+def _operators(selfs: torch.Tensor, cfg: LeafxConfig) -> torch.Tensor:
+    """(L', P, P) self-attention -> (L', L', P, P) linear form of ``_propagate`` (before normalising)."""
+    if cfg.rollout and cfg.mixing == "rollout":
+        return leafx.rollout_operators(selfs, cfg.eps)
+    n_layers, n_pos = selfs.shape[0], selfs.shape[-1]
+    eye = torch.eye(n_pos, dtype=selfs.dtype, device=selfs.device)
+    ops = selfs.new_zeros(n_layers, n_layers, n_pos, n_pos)
+    for i in range(n_layers):  # direct path: layers up to i; w/o rollout: layer i alone
+        for j in (range(i + 1) if cfg.rollout else [i]):
+            ops[i, j] = eye
+    return ops
 
-    The backward pass stops at each layer's head outputs o_hq = sum_s A_hqs v_hs, and
-    dlog p / dA_hqs = <dlog p / do_hq, v_hs> is formed one layer at a time, so the
-    (targets x heads x positions x frames) gradient never exists for all layers at once.
+
+@torch.no_grad()
+def _grad_layer_maps(adapter, encoded, prompt, ids, n_valid, layers, rows, cfg, vnorm) -> torch.Tensor:
+    """+grad: Eq. 7's dlog p_t / dA for every token t, then Eqs. 2-6 on the modulated attention.
+
+    The adapter's batched backward hands out dA for a batch of tokens, layer by layer
+    (``whisper_backward``). The rollout is applied as precomputed linear operators to
+    each token's own row, so modulated maps are formed only for the positions that
+    reach it, one layer at a time: memory stays O(batch x heads x positions x frames).
     """
     wanted = set(layers)
-    n_frames = n_valid if cfg.frames == "valid" else None  # frames whose gradient is needed
-    with torch.enable_grad():
-        tp = adapter.teacher_forced(
-            encoded.detach(), prompt, ids,
-            reduce_cross=lambda l, a: a[0, :, :, :n_frames].detach().float() if l in wanted else None,
-            reduce_self=lambda l, a: a[0].detach().float().mean(dim=0) if l in wanted else None,
-            keep_head_outputs=True,
-        )
-        mixed = [tp.head_outputs[l] for l in layers]  # (1, P, H * dh) each, in the graph
-        attn = [tp.cross[l] for l in layers]  # (H, P, S') each, detached
-        values = [adapter.value_vectors(encoded, l)[:, :n_frames].float() for l in layers]  # (H, S', dh)
-        selfs = torch.stack([tp.self_attn[l] for l in layers])  # (L', P, P)
-        n = len(ids)
-        heads, positions, frames = attn[0].shape
-        per_target_bytes = 4 * heads * positions * frames * 3  # one layer's gradient, modulated and cropped
-        chunk = max(1, min(n, int(cfg.grad_memory_mb * 2**20 // per_target_bytes)))
-        out = []
-        for start in range(0, n, chunk):
-            targets = list(range(start, min(n, start + chunk)))
-            pick = torch.zeros(len(targets), n, dtype=tp.logprobs.dtype, device=tp.logprobs.device)
-            pick[range(len(targets)), targets] = 1.0
-            grads = torch.autograd.grad(tp.logprobs, mixed, grad_outputs=pick, retain_graph=True,
-                                        is_grads_batched=True)  # each (C, 1, P, H * dh)
-            with torch.no_grad():
-                cross = []
-                for l, a, g, v in zip(layers, attn, grads, values):
-                    g = g[:, 0].float().unflatten(-1, (heads, -1))  # (C, P, H, dh)
-                    grad_attn = torch.einsum("cqhk,hsk->chqs", g, v)  # (C, H, P, S')
-                    modulated = leafx.gradient_modulate(a, grad_attn, cfg.eps)
-                    cross.append(_reduce_heads(modulated, n_valid, cfg, _vn(vnorm, l)))  # (C, P, S')
-                    del grad_attn, modulated
-                per_layer = _propagate(selfs, torch.stack(cross, dim=1), cfg)  # (C, L', P, S')
-                for c, t in enumerate(targets):  # each target keeps its own query row: (L', n_valid)
-                    out.append(leafx.crop_frames(per_layer[c, :, rows[t], :], n_valid, cfg.eps))
-    return torch.stack(out)  # (N, L', n_valid)
+    n_frames = n_valid if cfg.frames == "valid" else None  # frames that enter Eqs. 2-4
+    gradients = adapter.token_gradients(encoded, prompt, ids)
+    attention = {l: gradients.attention(l) for l in layers}
+    attn = {l: cross[:, :, :n_frames].float() for l, (cross, _) in attention.items()}  # (H, P, S') each
+    ops = _operators(torch.stack([attention[l][1].float().mean(dim=0) for l in layers]), cfg)  # (L', L', P, P)
+    heads, _, frames = attn[layers[0]].shape
+    per_token_bytes = 4 * 4 * heads * (rows[-1] + 1) * adapter.n_window_frames  # ~4 live (H, P, S) tensors
+    budget_mb = cfg.grad_memory_mb or (96.0 if encoded.device.type == "cpu" else 2048.0)
+    chunk = max(1, int(budget_mb * 2**20 // per_token_bytes))
+    out = []
+    for c0 in range(0, len(ids), chunk):
+        targets = list(range(c0, min(len(ids), c0 + chunk)))
+        target_rows = [rows[t] for t in targets]
+        acc = torch.zeros(len(targets), len(layers), frames, device=encoded.device)
+        for layer, d_attn in gradients.cross_attention(targets, lowest=layers[0]):
+            if layer not in wanted:
+                continue
+            j, n = layers.index(layer), d_attn.shape[-2]
+            cross = _modulated_heads(attn[layer][:, :n], d_attn[..., :frames].float(), cfg, _vn(vnorm, layer))
+            weights = ops[:, j][:, target_rows, :n].transpose(0, 1)  # (C, L'_out, n)
+            acc += torch.einsum("ciq,cqs->cis", weights, cross)
+        out.append(leafx.crop_frames(acc, n_valid, cfg.eps))
+    return torch.cat(out)  # (N, L', n_valid)
+
+
+def _modulated_heads(attn, d_attn, cfg: LeafxConfig, value_norm=None) -> torch.Tensor:
+    """Eqs. 7 then 2-4, fused for big batches: (H, n, S'), (H, C, n, S') -> (C, n, S').
+
+    The same numbers as ``leafx.gradient_modulate`` followed by ``_reduce_heads``, in
+    fewer passes over the (H, C, n, S') tensor: with m = A * relu(dA) and Z = sum_s m,
+    the entropy of m / Z is log Z - sum_s m log m / Z, and the weighted head sum is
+    sum_h (w_h / Z_h) m_h.
+    """
+    m = torch.relu(d_attn).mul_(attn[:, None])  # dA itself goes on down the backward pass
+    total = m.sum(-1)  # (H, C, n) normaliser of Eq. 7
+    sized = m.mul_(value_norm[:, None, None, : m.shape[-1]].float()) if value_norm is not None else m
+    sized_total = sized.sum(-1) if value_norm is not None else total
+    active = total > 0
+    tiny = torch.finfo(m.dtype).tiny  # Z can be ~1e-10 (small gradients): divide by it exactly, no eps
+    if cfg.entropy:
+        safe = sized_total.clamp_min(tiny)
+        m_log_m = sized.clamp_min(tiny).log_().mul_(sized)  # 3x faster than xlogy; m = 0 gives 0
+        entropy = safe.log() - m_log_m.sum(-1) / safe
+        del m_log_m
+        weights = leafx.entropy_weights(entropy.permute(1, 2, 0), cfg.tau, active.permute(1, 2, 0))
+        weights = weights.permute(2, 0, 1)  # (H, C, n)
+    else:
+        weights = active.to(m.dtype)
+    scale = weights / total.clamp_min(tiny) / (weights.sum(0) + cfg.eps)
+    out = torch.zeros(sized.shape[1:], dtype=sized.dtype, device=sized.device)
+    for h in range(sized.shape[0]):  # one pass, no (H, C, n, S') temporary
+        out.addcmul_(scale[h].unsqueeze(-1), sized[h])
+    return out
 
 
 @torch.no_grad()

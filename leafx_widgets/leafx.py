@@ -83,6 +83,30 @@ def rollout(self_attn: torch.Tensor, cross_attn: torch.Tensor, eps: float = 1e-8
     return torch.stack(maps, dim=-3)
 
 
+def rollout_operators(self_attn: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Eqs. 5-6 as linear operators: (L, P, P) self-attention -> (L, L, P, P) ``ops``.
+
+    The rollout is linear in the cross-attention maps: the unnormalised R_ta after
+    layer i is sum_{j <= i} ops[i, j] @ cross[j], with
+    ops[i, j] = (I + A_i) ... (I + A_{j+1}) rownorm(R_tt after layer j), so
+    ``rollout(self_attn, cross)[i] == normalise(sum_j ops[i, j] @ cross[j])``.
+    +grad uses this form: the operators do not depend on the token whose gradient
+    modulates the maps, so they are built once for all tokens.
+    """
+    n_layers, n_pos = self_attn.shape[0], self_attn.shape[-1]
+    eye = torch.eye(n_pos, dtype=self_attn.dtype, device=self_attn.device)
+    ops = self_attn.new_zeros(n_layers, n_layers, n_pos, n_pos)
+    r_tt = eye
+    for j in range(n_layers):
+        r_tt = r_tt + self_attn[j] @ r_tt
+        op = normalise(r_tt, eps=eps)
+        ops[j, j] = op
+        for i in range(j + 1, n_layers):
+            op = op + self_attn[i] @ op
+            ops[i, j] = op
+    return ops
+
+
 def value_weighted(attn: torch.Tensor, value_norm: torch.Tensor) -> torch.Tensor:
     """Norm-based attention (Kobayashi et al. 2020): A_hs * ||v_s W_o^h||.  (..., H, P, S) x (H, S)
 

@@ -77,7 +77,15 @@ def test_batched_gradients_equal_one_backward_per_token(model, sample_explanatio
     batched = leafx_window(*args, LeafxConfig(grad=True)).maps
     one_at_a_time = leafx_window(*args, LeafxConfig(grad=True, grad_memory_mb=1e-6)).maps  # chunk of 1
     assert torch.allclose(batched, one_at_a_time, atol=1e-5)
-    # and token 3's map equals Eq. 7 done by hand with a plain backward pass for that token only
+
+
+def test_grad_maps_equal_eq7_done_by_hand_with_autograd():
+    """Token 3's +grad map against Eq. 7 by hand: a plain autograd backward for that token only,
+    the step-by-step maths of leafx.py and the sequential rollout. In float64, because Eq. 7
+    renormalises rows whose modulated mass is ~1e-10, which amplifies float32 rounding to ~1e-5."""
+    model = lw.load_model("tiny.en", dtype=torch.float64)
+    w = lw.explain(model, lw.sample_path()).windows[0]
+    batched = leafx_window(model, w.encoded, w.prompt, w.ids, w.n_valid, LeafxConfig(grad=True)).maps
     with torch.enable_grad():
         kept = []
         tp = model.teacher_forced(w.encoded, w.prompt, w.ids, reduce_cross=lambda l, a: kept.append(a) or a[0])
@@ -88,7 +96,7 @@ def test_batched_gradients_equal_one_backward_per_token(model, sample_explanatio
         for a, g in zip(kept, grads)])
     selfs = torch.stack([a.mean(0) for a in tp.self_attn]).detach()
     by_hand = leafx.crop_frames(leafx.rollout(selfs, cross)[-1, row], n)
-    assert torch.allclose(batched[3], by_hand, atol=1e-5)
+    assert torch.allclose(batched[3].double(), by_hand, atol=1e-6)
 
 
 def test_causal_weights_come_from_layer_bypass(model, sample_explanation):
@@ -165,3 +173,23 @@ def test_bad_requests(sample_explanation, model):
         ex.map(0, "base", depth="sideways")
     with pytest.raises(lw.AudioError, match="silent"):
         lw.explain(model, np.zeros(16000, np.float32), sample_rate=16000)
+
+
+@pytest.mark.parametrize("switches", [{}, {"value_norm": True}, {"entropy": False}, {"frames": "all"}])
+def test_fused_gradient_maths_equal_the_equations(switches):
+    """attribution._modulated_heads (Eq. 7 then Eqs. 2-4 in few passes) against leafx.py step by step,
+    with one head whose gradient is negative everywhere (modulated to all zero: no weight)."""
+    from leafx_widgets.attribution import _modulated_heads, _reduce_heads
+
+    torch.manual_seed(1)
+    heads, tokens, n_pos, frames, n_valid = 3, 2, 4, 9, 9
+    attn = torch.softmax(torch.randn(heads, n_pos, frames), dim=-1)
+    d_attn = torch.randn(heads, tokens, n_pos, frames)
+    d_attn[1, 0] = -d_attn[1, 0].abs()
+    value_norm = torch.rand(heads, frames) + 0.5 if switches.get("value_norm") else None
+    cfg = LeafxConfig(grad=True, **switches)
+    fused = _modulated_heads(attn, d_attn.clone(), cfg, value_norm)
+    modulated = leafx.gradient_modulate(attn[:, None], d_attn).transpose(0, 1)  # (C, H, n, S)
+    by_steps = _reduce_heads(modulated, n_valid, cfg, value_norm)
+    assert fused.shape == (tokens, n_pos, frames)
+    assert torch.allclose(fused, by_steps, atol=1e-6)

@@ -108,3 +108,18 @@ def test_gradients_flow_through_the_maths():
     out = leafx.entropy_weighted_attention(attn.transpose(0, 1), tau=1.0)
     out[0, 2].backward()
     assert attn.grad is not None and torch.isfinite(attn.grad).all() and attn.grad.abs().sum() > 0
+
+
+def test_rollout_operators_are_the_linear_form_of_the_rollout():
+    torch.manual_seed(0)
+    n_layers, n_pos, n_frames = 3, 5, 7
+    selfs = torch.softmax(torch.randn(n_layers, n_pos, n_pos).masked_fill(
+        torch.ones(n_pos, n_pos, dtype=torch.bool).triu(1), -math.inf), dim=-1)
+    cross = torch.softmax(torch.randn(n_layers, n_pos, n_frames), dim=-1)
+    ops = leafx.rollout_operators(selfs)
+    assert ops.shape == (n_layers, n_layers, n_pos, n_pos)
+    assert close(ops[0, 1], torch.zeros(n_pos, n_pos))  # a layer never reaches the layers below it
+    by_ops = leafx.normalise(torch.einsum("ijpq,jqs->ips", ops, cross))
+    assert close(by_ops, leafx.rollout(selfs, cross), tol=1e-6)
+    # one layer by hand: R_tt = I + A, the operator is its row-normalised form
+    assert close(ops[0, 0], leafx.normalise(torch.eye(n_pos) + selfs[0]))

@@ -145,6 +145,37 @@ def test_folder_without_a_model(tmp_path):
 
 
 
+def check_token_gradients(adapter, audio, targets):
+    """The hand-written batched backward (whisper_backward) against autograd, token by token."""
+    ex = lw.explain(adapter, audio)
+    w = ex.windows[0]
+    targets = [t % len(w.ids) for t in targets]
+    grads = adapter.token_gradients(w.encoded, w.prompt, w.ids)
+    with torch.enable_grad():
+        kept = []
+        tp = adapter.teacher_forced(w.encoded, w.prompt, w.ids, reduce_cross=lambda l, a: kept.append(a) or a[0])
+        by_autograd = [torch.autograd.grad(tp.logprobs[t], kept, retain_graph=True) for t in targets]
+    n_pos = len(w.prompt) + len(w.ids) - 1
+    for layer in range(adapter.n_layers):  # the trace's forward pass is the model's own
+        cross, _ = grads.attention(layer)
+        assert torch.allclose(cross, tp.cross[layer][:, :n_pos].detach(), atol=1e-5)
+    got = dict(grads.cross_attention(targets))
+    assert sorted(got) == list(range(adapter.n_layers))
+    for i, t in enumerate(targets):
+        row = len(w.prompt) - 1 + t
+        for layer, d_attn in got.items():
+            ref = by_autograd[i][layer][0]  # (H, P, S)
+            assert d_attn.shape[:2] == (adapter.n_heads, len(targets))
+            scale = ref.abs().max()
+            assert scale > 0
+            assert torch.allclose(d_attn[:, i, : row + 1], ref[:, : row + 1], atol=1e-4 * scale)
+            assert not d_attn[:, i, row + 1:].any() and not ref[:, row + 1:].any()  # causal: nothing later
+
+
+def test_batched_token_gradients_equal_autograd(model):
+    check_token_gradients(model, lw.sample_path(), [0, 5, -1])
+
+
 def test_other_model_sizes_run_end_to_end(tmp_path, model):
     """Nothing assumes tiny.en: a random Whisper with large-v3's 128 mel bins, 3 decoder layers,
     8 heads and a 40-token context goes through load_model(folder) and every LEAF-X variant."""
@@ -166,3 +197,4 @@ def test_other_model_sizes_run_end_to_end(tmp_path, model):
     for variant in ("base", "grad", "causal", "base-vn", "causal-vn"):
         r = ex.map(len(ex.tokens) - 1, variant)
         assert r.shape == (ex.n_frames,) and abs(r.sum() - 1) < 1e-4
+    check_token_gradients(other, lw.sample_path(), [0, -1])

@@ -8,7 +8,7 @@ added beside it without touching ``leafx.py`` or ``explanation.py``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Protocol
 
 import numpy as np
@@ -38,7 +38,6 @@ class TeacherPass:
     logprobs: torch.Tensor  # (n_ids,) log p of each text token under teacher forcing
     cross: list[torch.Tensor]  # per decoder layer: (H, P, S) attention over audio frames, or reduced
     self_attn: list[torch.Tensor]  # per decoder layer: (H, P, P) causal self-attention, or reduced
-    head_outputs: list[torch.Tensor] = field(default_factory=list)  # per layer (1, P, H * head_dim), if asked
 
 
 Reduce = Callable[[int, torch.Tensor], object]  # (layer, (1, H, P, X) probabilities) -> anything
@@ -61,8 +60,9 @@ class SpeechAdapter(Protocol):
     def teacher_forced(self, encoded: torch.Tensor, prompt: list[int], ids: list[int], *,
                        bypass_layer: int | None = None, reduce_cross: Reduce | None = None,
                        reduce_self: Reduce | None = None) -> TeacherPass: ...
+    # per-token dlog p / dA: an object whose .cross_attention(targets, lowest) yields (layer, (C, H, n, S))
+    def token_gradients(self, encoded: torch.Tensor, prompt: list[int], ids: list[int]): ...
     def score(self, features: torch.Tensor, prompt: list[int], ids: list[int]) -> torch.Tensor: ...
     def valid_frames(self, n_samples: int) -> int: ...
     def value_norms(self, encoded: torch.Tensor) -> torch.Tensor: ...  # (L, H, S) size of what each head writes
-    def value_vectors(self, encoded: torch.Tensor, layer: int) -> torch.Tensor: ...  # (H, S, head_dim)  # (L, H, S) size of what each head writes
     def token_text(self, token_id: int) -> str: ...

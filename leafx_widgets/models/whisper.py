@@ -15,6 +15,7 @@ import torch
 from tokenizers import Tokenizer
 
 from .base import Decoded, Reduce, TeacherPass
+from .whisper_backward import TokenGradients
 
 SAMPLE_RATE = 16000
 HOP_LENGTH = 160  # log-Mel hop: 10 ms
@@ -134,7 +135,7 @@ class WhisperAdapter:
 
     @torch.no_grad()
     def detect_language(self, encoded: torch.Tensor) -> str:
-        logits = self._logits(torch.tensor([[self.sot]], device=self.device), encoded)[0, -1]
+        logits = self._logits(torch.tensor([[self.sot]], device=self.device), encoded)[0][0, -1]
         lang_ids = [i for i in range(self.sot + 1, self.transcribe) if self.tokenizer.id_to_token(i)]
         best = lang_ids[int(logits[lang_ids].argmax())]
         return self.tokenizer.id_to_token(best).strip("<|>")
@@ -171,13 +172,10 @@ class WhisperAdapter:
         return Decoded(prompt=prompt, ids=ids, logprobs=logprobs)
 
     @contextlib.contextmanager
-    def _hooks(self, bypass_layer, reduce_cross, reduce_self, cross_out, self_out, mixed_out=None):
+    def _hooks(self, bypass_layer, reduce_cross, reduce_self, cross_out, self_out):
         handles = []
         layers = self.model.model.decoder.layers
         for l, layer in enumerate(layers):
-            if mixed_out is not None:  # the heads' outputs A V, before out_proj: (1, P, H * head_dim)
-                handles.append(layer.encoder_attn.out_proj.register_forward_pre_hook(
-                    lambda module, args: mixed_out.append(args[0])))
 
             def on_cross(module, args, output, l=l):
                 attn_out, weights = output  # weights: (1, H, P, S), the tensor the graph uses
@@ -199,28 +197,26 @@ class WhisperAdapter:
 
     def teacher_forced(self, encoded: torch.Tensor, prompt: list[int], ids: list[int], *,
                        bypass_layer: int | None = None, reduce_cross: Reduce | None = None,
-                       reduce_self: Reduce | None = None, keep_head_outputs: bool = False) -> TeacherPass:
+                       reduce_self: Reduce | None = None) -> TeacherPass:
         """One decoder pass over ``prompt + ids``; gradients flow if grad mode is on.
-
-        ``keep_head_outputs``: also return each layer's cross-attention head outputs
-        (sum_s A_hs v_s, before the output projection), for gradients with respect to A.
         """
         if bypass_layer is not None and not 0 <= bypass_layer < self.n_layers:
             raise ValueError(f"bypass_layer must be in [0, {self.n_layers}), got {bypass_layer}")
         tokens = torch.tensor([list(prompt) + list(ids)], device=self.device)
-        cross, selfs, mixed = [], [], [] if keep_head_outputs else None
-        with self._hooks(bypass_layer, reduce_cross, reduce_self, cross, selfs, mixed):
-            logits, _ = self._logits(tokens, encoded)
-        logp = torch.log_softmax(logits[0, len(prompt) - 1 : -1], dim=-1)
-        target = torch.tensor(ids, device=self.device)
-        return TeacherPass(logprobs=logp.gather(-1, target[:, None])[:, 0], cross=cross, self_attn=selfs,
-                           head_outputs=mixed or [])
+        cross, selfs = [], []
+        with self._hooks(bypass_layer, reduce_cross, reduce_self, cross, selfs):
+            hidden = self.model.model.decoder(input_ids=tokens, encoder_hidden_states=encoded).last_hidden_state
+        return TeacherPass(logprobs=self.token_logprobs(hidden, prompt, ids), cross=cross, self_attn=selfs)
 
-    @torch.no_grad()
-    def value_vectors(self, encoded: torch.Tensor, layer: int) -> torch.Tensor:
-        """The cross-attention value vectors of one decoder layer: (H, S, head_dim)."""
-        attn = self.model.model.decoder.layers[layer].encoder_attn
-        return attn.v_proj(encoded[0]).view(-1, self.n_heads, attn.head_dim).transpose(0, 1)
+    def token_logprobs(self, hidden: torch.Tensor, prompt: list[int], ids: list[int]) -> torch.Tensor:
+        """log p(ids[i] | prefix, audio) from the decoder's final states (1, >= P - 1, d) -> (n_ids,)."""
+        rows = hidden[0, len(prompt) - 1 : len(prompt) - 1 + len(ids)]
+        logp = torch.log_softmax(self.model.proj_out(rows).float(), dim=-1)
+        return logp.gather(-1, torch.tensor(ids, device=hidden.device)[:, None])[:, 0]
+
+    def token_gradients(self, encoded: torch.Tensor, prompt: list[int], ids: list[int]) -> TokenGradients:
+        """Per-token gradients with respect to the cross-attention (``whisper_backward``)."""
+        return TokenGradients(self.model, encoded, prompt, ids)
 
     @torch.no_grad()
     def value_norms(self, encoded: torch.Tensor) -> torch.Tensor:
