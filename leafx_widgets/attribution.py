@@ -173,7 +173,7 @@ def _grad_layer_maps(adapter, encoded, prompt, ids, n_valid, layers, rows, cfg, 
         targets = list(range(c0, min(len(ids), c0 + chunk)))
         target_rows = [rows[t] for t in targets]
         acc = torch.zeros(len(targets), len(layers), frames, device=encoded.device)
-        for layer, d_attn in gradients.cross_attention(targets, lowest=layers[0]):
+        for layer, _, d_attn in gradients.attention_grads(targets, lowest=layers[0]):
             if layer not in wanted:
                 continue
             j, n = layers.index(layer), d_attn.shape[-2]

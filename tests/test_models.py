@@ -146,26 +146,32 @@ def test_folder_without_a_model(tmp_path):
 
 
 def check_token_gradients(adapter, audio, targets):
-    """The hand-written batched backward (whisper_backward) against autograd, token by token."""
+    """The hand-written batched backward (whisper_backward) against autograd, token by token,
+    for the cross- and the self-attention probabilities of every layer."""
     ex = lw.explain(adapter, audio)
     w = ex.windows[0]
     targets = [t % len(w.ids) for t in targets]
     grads = adapter.token_gradients(w.encoded, w.prompt, w.ids)
     with torch.enable_grad():
-        kept = []
-        tp = adapter.teacher_forced(w.encoded, w.prompt, w.ids, reduce_cross=lambda l, a: kept.append(a) or a[0])
-        by_autograd = [torch.autograd.grad(tp.logprobs[t], kept, retain_graph=True) for t in targets]
+        kept = {"cross": [], "self": []}
+        tp = adapter.teacher_forced(w.encoded, w.prompt, w.ids,
+                                    reduce_cross=lambda l, a: kept["cross"].append(a) or a[0],
+                                    reduce_self=lambda l, a: kept["self"].append(a) or a[0])
+        inputs = kept["cross"] + kept["self"]
+        by_autograd = [torch.autograd.grad(tp.logprobs[t], inputs, retain_graph=True) for t in targets]
     n_pos = len(w.prompt) + len(w.ids) - 1
     for layer in range(adapter.n_layers):  # the trace's forward pass is the model's own
-        cross, _ = grads.attention(layer)
+        cross, selfs = grads.attention(layer)
         assert torch.allclose(cross, tp.cross[layer][:, :n_pos].detach(), atol=1e-5)
-    got = dict(grads.cross_attention(targets))
-    assert sorted(got) == list(range(adapter.n_layers))
+        assert torch.allclose(selfs, tp.self_attn[layer][:, :n_pos, :n_pos].detach(), atol=1e-5)
+    got = {(layer, kind): d for layer, kind, d in grads.attention_grads(targets, self_attention=True)}
+    assert sorted(got) == sorted((l, k) for l in range(adapter.n_layers) for k in ("cross", "self"))
     for i, t in enumerate(targets):
         row = len(w.prompt) - 1 + t
-        for layer, d_attn in got.items():
-            ref = by_autograd[i][layer][0]  # (H, P, S)
+        for (layer, kind), d_attn in got.items():
+            ref = by_autograd[i][layer + (adapter.n_layers if kind == "self" else 0)][0]  # (H, P, S or P)
             assert d_attn.shape[:2] == (adapter.n_heads, len(targets))
+            ref = ref[:, : d_attn.shape[2], : d_attn.shape[3]]
             scale = ref.abs().max()
             assert scale > 0
             assert torch.allclose(d_attn[:, i, : row + 1], ref[:, : row + 1], atol=1e-4 * scale)

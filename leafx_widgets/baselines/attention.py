@@ -46,25 +46,26 @@ def plain_rollout(window, positions, **params) -> np.ndarray:
     return maps[positions].cpu().numpy().astype(np.float32)
 
 
-def _attention_with_grads(window, positions):
-    """Cross and self attention of one teacher-forced pass and d log p(y_t) / d attention for
-    each target t (one batched backward).  -> cross (L,H,P,S), self (L,H,P,P),
-    gcross (T,L,H,P,S), gself (T,L,H,P,P)."""
+def _gradient_weighted(window, positions, with_self: bool, chunk: int = 16):
+    """Per target t and layer: Abar = E_h[relu(dlogp_t/dA (.) A)] of the cross-attention
+    (and of the self-attention with ``with_self``), from the adapter's batched per-token
+    backward. Yields (position, cross (L, P, S), self (L, P, P) or None) one target at a time,
+    so memory holds one chunk of targets."""
     adapter = window.adapter
-    with torch.enable_grad():
-        tp = adapter.teacher_forced(window.encoded.detach(), window.prompt, window.ids,
-                                    reduce_cross=lambda l, a: a, reduce_self=lambda l, a: a)
-        attn = list(tp.cross) + list(tp.self_attn)
-        pick = torch.zeros(len(positions), len(window.ids), dtype=tp.logprobs.dtype)
-        pick[range(len(positions)), positions] = 1.0
-        grads = torch.autograd.grad(tp.logprobs, attn, grad_outputs=pick, retain_graph=False,
-                                    is_grads_batched=True)
-    n = adapter.n_layers
-    cross = torch.stack([a[0].detach().float() for a in attn[:n]])
-    selfs = torch.stack([a[0].detach().float() for a in attn[n:]])
-    gcross = torch.stack([g[:, 0].float() for g in grads[:n]], dim=1)
-    gself = torch.stack([g[:, 0].float() for g in grads[n:]], dim=1)
-    return cross, selfs, gcross, gself
+    gradients = adapter.token_gradients(window.encoded, window.prompt, window.ids)
+    attention = [gradients.attention(l) for l in range(adapter.n_layers)]
+    n_pos, n_frames = attention[0][1].shape[-1], attention[0][0].shape[-1]
+    for c0 in range(0, len(positions), chunk):
+        targets = positions[c0:c0 + chunk]
+        cross = torch.zeros(len(targets), adapter.n_layers, n_pos, n_frames)
+        selfs = torch.zeros(len(targets), adapter.n_layers, n_pos, n_pos) if with_self else None
+        for layer, kind, grad in gradients.attention_grads(targets, self_attention=with_self):
+            n = grad.shape[2]
+            probs = attention[layer][0 if kind == "cross" else 1][:, None, :n, : grad.shape[3]].float()
+            weighted = torch.relu(grad.float() * probs).mean(0)  # (C, n, S or n)
+            (cross if kind == "cross" else selfs)[:, layer, :n, : grad.shape[3]] = weighted
+        for c, position in enumerate(targets):
+            yield position, cross[c], None if selfs is None else selfs[c], attention
 
 
 def _rownorm(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -79,20 +80,16 @@ def saco(window, positions, **params) -> np.ndarray:
     (head mean) carries it through the layers with the residual rule 0.5 I + 0.5 A
     (Abnar & Zuidema); the map is the target query's row.
     """
-    cross, selfs, gcross, _ = _attention_with_grads(window, positions)
-    rows = query_rows(window, positions)
-    n_pos = selfs.shape[-1]
-    eye = torch.eye(n_pos)
     out = []
-    for t, row in enumerate(rows):
-        r_tt = eye.clone()
-        r_ta = torch.zeros(n_pos, cross.shape[-1])
-        for l in range(cross.shape[0]):
-            a_self = 0.5 * eye + 0.5 * selfs[l].mean(0)
-            a_x = torch.relu(gcross[t, l] * cross[l]).mean(0)  # (P, S)
+    for position, a_cross, _, attention in _gradient_weighted(window, list(positions), with_self=False):
+        n_pos = a_cross.shape[1]
+        eye = torch.eye(n_pos)
+        r_tt, r_ta = eye.clone(), torch.zeros(n_pos, a_cross.shape[-1])
+        for l in range(a_cross.shape[0]):
+            a_self = 0.5 * eye + 0.5 * attention[l][1].float().mean(0)
             r_tt = a_self @ r_tt
-            r_ta = a_self @ r_ta + r_tt @ a_x
-        out.append(r_ta[row].numpy())
+            r_ta = a_self @ r_ta + r_tt @ a_cross[l]
+        out.append(r_ta[query_rows(window, [position])[0]].numpy())
     return crop_normalise(np.stack(out), window.n_valid)
 
 
@@ -107,22 +104,17 @@ def ta(window, positions, **params) -> np.ndarray:
     propagated through the encoder's own self-attention, a stated simplification that keeps TA
     free of encoder backward passes. Rows are decoder queries; the map is the target's row.
     """
-    cross, selfs, gcross, gself = _attention_with_grads(window, positions)
-    rows = query_rows(window, positions)
-    n_pos = selfs.shape[-1]
-    eye = torch.eye(n_pos)
     out = []
-    for t, row in enumerate(rows):
-        r_tt = eye.clone()
-        r_ts = torch.zeros(n_pos, cross.shape[-1])
-        for l in range(cross.shape[0]):
-            a_self = torch.relu(gself[t, l] * selfs[l]).mean(0)
-            a_x = torch.relu(gcross[t, l] * cross[l]).mean(0)
-            r_tt = r_tt + a_self @ r_tt
-            r_ts = r_ts + a_self @ r_ts
+    for position, a_cross, a_selfs, _ in _gradient_weighted(window, list(positions), with_self=True):
+        n_pos = a_cross.shape[1]
+        eye = torch.eye(n_pos)
+        r_tt, r_ts = eye.clone(), torch.zeros(n_pos, a_cross.shape[-1])
+        for l in range(a_cross.shape[0]):
+            r_tt = r_tt + a_selfs[l] @ r_tt
+            r_ts = r_ts + a_selfs[l] @ r_ts
             r_hat = _rownorm(r_tt - eye) + eye  # Chefer's normalisation of the self-relevance
-            r_ts = r_ts + r_hat @ a_x
-        out.append(r_ts[row].numpy())
+            r_ts = r_ts + r_hat @ a_cross[l]
+        out.append(r_ts[query_rows(window, [position])[0]].numpy())
     return crop_normalise(np.stack(out), window.n_valid)
 
 

@@ -50,9 +50,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .. import leafx
 from ._common import crop_normalise, query_rows
 
-SF_PARAMS = {"tau": 1.0, "delta": 1e-4, "gamma": 1.5, "layers": "last"}
+SF_PARAMS = {"tau": 1.0, "delta": 1e-4, "gamma": 1.5, "layers": "last", "grad": False}
 
 
 def _layers(n_layers: int, layers) -> list[int]:
@@ -89,7 +90,7 @@ def sink_free_maps(cross: torch.Tensor, text_rows: list[int], n_valid: int, *, t
 
 @torch.no_grad()
 def leafx_sf(window, positions, *, tau: float = 1.0, delta: float = 1e-4, gamma: float = 1.5,
-             layers="last") -> np.ndarray:
+             layers="last", grad: bool = False) -> np.ndarray:
     adapter = window.adapter
     chosen = _layers(adapter.n_layers, layers)
     wanted = set(chosen)
@@ -98,5 +99,23 @@ def leafx_sf(window, positions, *, tau: float = 1.0, delta: float = 1e-4, gamma:
                                 reduce_self=lambda l, a: None)
     cross = torch.stack([tp.cross[l] for l in chosen])
     text_rows = query_rows(window, list(range(len(window.ids))))
+    if grad:
+        cross = _gradient_modulated(window, cross, chosen, text_rows)
     maps = sink_free_maps(cross, text_rows, window.n_valid, tau=tau, delta=delta, gamma=gamma)
     return crop_normalise(maps[query_rows(window, positions)].numpy(), window.n_valid)
+
+
+def _gradient_modulated(window, cross, chosen, text_rows, chunk: int = 16):
+    """Eq. 7 on each text token's own query row: A * relu(dlog p_t / dA), renormalised over frames."""
+    out = cross.clone()
+    gradients = window.adapter.token_gradients(window.encoded, window.prompt, window.ids)
+    for c0 in range(0, len(text_rows), chunk):
+        targets = list(range(c0, min(len(text_rows), c0 + chunk)))
+        for layer, _, d_attn in gradients.attention_grads(targets, lowest=min(chosen)):
+            if layer not in chosen:
+                continue
+            j = chosen.index(layer)
+            for c, t in enumerate(targets):
+                row = text_rows[t]
+                out[j, :, row] = leafx.gradient_modulate(cross[j, :, row], d_attn[:, c, row].float())
+    return out

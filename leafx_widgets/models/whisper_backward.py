@@ -101,10 +101,13 @@ def _prefix(norm: _Norm, n: int) -> _Norm:
 
 
 @torch.no_grad()
-def cross_attention_grads(decoder, layers: list[_Layer], final: _Norm, seeds: torch.Tensor, lowest: int):
+def attention_grads(decoder, layers: list[_Layer], final: _Norm, seeds: torch.Tensor, lowest: int,
+                    self_attention: bool = False):
     """Backward from ``seeds`` (C, n, D), the gradients at the decoder's final output of C tokens
-    over the first n positions, down to layer ``lowest``. Yields (layer, dA (H, C, n, S)) from the
-    top layer down: the gradient with respect to that layer's cross-attention probabilities.
+    over the first n positions, down to layer ``lowest``. Yields (layer, "cross", dA (H, C, n, S)),
+    from the top layer down: the gradient with respect to that layer's cross-attention
+    probabilities; with ``self_attention`` also (layer, "self", dA (H, C, n, n)) for the
+    decoder's self-attention probabilities.
 
     Attention gradients are kept head-major, (H, C * n, ...), so that every product with the
     per-head keys and values is one batched matrix product without broadcasting copies.
@@ -130,8 +133,8 @@ def cross_attention_grads(decoder, layers: list[_Layer], final: _Norm, seeds: to
         ca = module.encoder_attn
         d_out = to_heads(grad @ ca.out_proj.weight, ca.num_heads)  # (H, C n, dh)
         d_attn = torch.bmm(d_out, t.v_cross.transpose(-1, -2))  # (H, C n, S)
-        yield l, d_attn.unflatten(1, (n_tokens, n))
-        if l == lowest:
+        yield l, "cross", d_attn.unflatten(1, (n_tokens, n))
+        if l == lowest and not self_attention:
             return
         d_scores = _softmax_backward(d_attn.unflatten(1, (n_tokens, n)), t.p_cross[:, None, :n])
         del d_attn
@@ -143,8 +146,13 @@ def cross_attention_grads(decoder, layers: list[_Layer], final: _Norm, seeds: to
         sa = module.self_attn
         q, k, v, p = t.q[:, :n], t.k[:, :n], t.v[:, :n], t.p_self[:, :n, :n]
         d_out = to_heads(grad @ sa.out_proj.weight, sa.num_heads).unflatten(1, (n_tokens, n))  # (H, C, n, dh)
+        d_p = d_out @ v[:, None].transpose(-1, -2)  # (H, C, n, n)
+        if self_attention:
+            yield l, "self", d_p
+        if l == lowest:
+            return
         d_v = torch.einsum("hqk,hcqd->hckd", p, d_out)
-        d_scores = _softmax_backward(d_out @ v[:, None].transpose(-1, -2), p[:, None])  # (H, C, n, n)
+        d_scores = _softmax_backward(d_p, p[:, None])
         d_q = (d_scores @ k[:, None]) * sa.scaling
         d_k = torch.einsum("hcqk,hqd->hckd", d_scores, q)
         d_h = sum(from_heads(x.flatten(1, 2)) @ w.weight for x, w in [(d_q, sa.q_proj), (d_k, sa.k_proj), (d_v, sa.v_proj)])
@@ -169,10 +177,11 @@ class TokenGradients:
         """The forward pass's (cross (H, P, S), self (H, P, P)) attention of one layer."""
         return self.layers[layer].p_cross, self.layers[layer].p_self
 
-    def cross_attention(self, targets: list[int], lowest: int = 0):
-        """Yield (layer, dA (H, C, n, S)) for the tokens ``targets``, n = their last query + 1."""
+    def attention_grads(self, targets: list[int], lowest: int = 0, self_attention: bool = False):
+        """Yield (layer, "cross" | "self", dA (H, C, n, S or n)) for the tokens ``targets``
+        (n = their last query + 1), from the top layer down to ``lowest``."""
         n = max(self.rows[t] for t in targets) + 1
         seeds = self.seeds.new_zeros(len(targets), n, self.seeds.shape[-1])
         for c, t in enumerate(targets):
             seeds[c, self.rows[t]] = self.seeds[t]
-        yield from cross_attention_grads(self.decoder, self.layers, self.final, seeds, lowest)
+        yield from attention_grads(self.decoder, self.layers, self.final, seeds, lowest, self_attention)
