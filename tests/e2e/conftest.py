@@ -1,4 +1,5 @@
-"""A real JupyterLab + kernel driven by Playwright through Debian's chromium."""
+"""A real Jupyter server + kernel driven by Playwright through Debian's chromium: one server for
+JupyterLab 4 (/lab/...) and, through the `notebook` package's server extension, Notebook 7 (/notebooks/...)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ def workdir():
 
 @pytest.fixture(scope="session")
 def lab(workdir):
-    """(base_url, root_dir) of a JupyterLab server with a token-free API on localhost."""
+    """(base_url, root_dir) of a JupyterLab server with a token-free API on localhost; with the `notebook`
+    package installed the same server serves Notebook 7's pages. Both expose window.jupyterapp."""
     ensure_bundle()
     port = free_port()
     root = workdir / "root"
@@ -41,6 +43,7 @@ def lab(workdir):
         [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
          f"--ServerApp.root_dir={root}", "--IdentityProvider.token=", "--ServerApp.password=",
          "--ServerApp.disable_check_xsrf=True", "--LabApp.expose_app_in_browser=True",
+         "--JupyterNotebookApp.expose_app_in_browser=True",
          "--ServerApp.allow_root=True"],
         cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"

@@ -1,4 +1,5 @@
-"""Helpers of the end-to-end harness: a JupyterLab server and Debian's chromium."""
+"""Helpers of the end-to-end harness: a Jupyter server (JupyterLab 4 and Notebook 7), Debian's chromium,
+and the page-side probes the tests share."""
 
 from __future__ import annotations
 
@@ -51,3 +52,72 @@ def write_lab_settings(settings: pathlib.Path) -> None:
         f = settings / plugin
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_text(json.dumps(values))
+
+
+# --- in the page --------------------------------------------------------------------------------
+
+VIEW = "(i) => document.querySelectorAll('.leafx-root')[i].__leafx"
+
+
+def new_page(browser):
+    """(page, console): a 1400x1000 page with a 60 s default timeout, its console and errors collected."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(60_000)
+    console: list[str] = []
+    page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+    page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
+    return page, console
+
+
+def dump_failure(page, console, workdir: pathlib.Path, screenshot: str) -> None:
+    """Prints what a failed notebook open leaves behind: the widgets' states, the page, its console, the server log."""
+    page.screenshot(path=screenshot, full_page=True)
+    print("---- views ----\n" + json.dumps(page.evaluate("""() => [...document.querySelectorAll('.leafx-root')]
+        .map((r) => ({data: {...r.dataset}, status: r.querySelector('.lx-status')?.textContent,
+                      error: r.querySelector('.lx-error-text')?.textContent,
+                      width: r.querySelector('.lx-panes')?.clientWidth}))""")))
+    print("---- notebook ----\n" + page.inner_text("body")[-4000:])
+    print("---- console ----\n" + "\n".join(console[-40:]))
+    print("---- lab.log ----\n" + (workdir / "lab.log").read_text()[-3000:])
+
+
+def open_and_run_all(page, url: str) -> None:
+    """Opens a notebook (JupyterLab's /lab/tree/... or Notebook 7's /notebooks/...), waits for its
+    kernel, then runs every cell. Needs the app exposed as window.jupyterapp."""
+    page.goto(url)
+    page.wait_for_function("() => window.jupyterapp && document.querySelector('.jp-Notebook')")
+    page.wait_for_function(
+        "() => { const w = window.jupyterapp.shell.currentWidget;"
+        " return w && w.sessionContext && w.sessionContext.session &&"
+        " w.sessionContext.session.kernel && w.sessionContext.session.kernel.status === 'idle'; }",
+        timeout=60_000)
+    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+
+
+def view_eval(page, i, body, arg=None):
+    """Evaluates `body` (a JS arrow function of (view, arg)) on widget i's View."""
+    return page.evaluate(f"([i, arg]) => ({body})(({VIEW})(i), arg)", [i, arg])
+
+
+def default_method(page, i=0):
+    return view_eval(page, i, "(v) => v.meta.default_method")
+
+
+def nonblank_pixels(page, i, cls):
+    """How many pixels of widget i's canvas `cls` differ from its top-left pixel."""
+    return page.evaluate(
+        """([i, cls]) => {
+          const c = document.querySelectorAll('.leafx-root')[i].querySelector(cls);
+          const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+          const bg = [d[0], d[1], d[2]]; let n = 0;
+          for (let p = 0; p < d.length; p += 4)
+            if (Math.abs(d[p] - bg[0]) + Math.abs(d[p + 1] - bg[1]) + Math.abs(d[p + 2] - bg[2]) > 30) n++;
+          return n; }""", [i, cls])
+
+
+def wait_key(page, i, prefix, timeout=60_000):
+    """Waits until widget i draws a (not stale) map whose key starts with `prefix` ("token|method|...")."""
+    page.wait_for_function(
+        "([i, p]) => { const r = document.querySelectorAll('.leafx-root')[i];"
+        " return r.dataset.mapKey && r.dataset.mapKey.startsWith(p) && !r.classList.contains('lx-stale'); }",
+        arg=[i, prefix], timeout=timeout)

@@ -14,6 +14,9 @@ import time
 
 import pytest
 
+from harness import (default_method, dump_failure, new_page, nonblank_pixels, open_and_run_all, view_eval,
+                     wait_key)
+
 pytestmark = pytest.mark.e2e
 
 LIBRIVOX = "/usr/share/pocketsphinx/test/data/librivox"
@@ -52,8 +55,6 @@ print("LEAFX_TIMES " + json.dumps(dict(load_s=load_s, explain30_s=explain30_s, b
       build600_s=build600_s, n_tokens=[len(ex.tokens), len(ex30.tokens), len(ex600.tokens)])))
 """
 
-VIEW = "(i) => document.querySelectorAll('.leafx-root')[i].__leafx"
-
 
 @pytest.fixture(scope="module")
 def lab_page(lab, browser, workdir):
@@ -61,37 +62,18 @@ def lab_page(lab, browser, workdir):
 
     base, root = lab
     write_notebook(root / "e2e.ipynb", [SETUP, SAMPLE, CLIP30, LONG, REPORT])
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.set_default_timeout(60_000)
-    console = []
-    page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
-    page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
+    page, console = new_page(browser)
     try:
         open_and_run(page, base)
     except Exception:
-        page.screenshot(path="/tmp/leafx-e2e-failure.png", full_page=True)
-        print("---- views ----\n" + json.dumps(page.evaluate("""() => [...document.querySelectorAll('.leafx-root')]
-            .map((r) => ({data: {...r.dataset}, status: r.querySelector('.lx-status').textContent,
-                          error: r.querySelector('.lx-error-text').textContent,
-                          width: r.querySelector('.lx-panes').clientWidth}))""")))
-        print("---- notebook ----\n" + page.inner_text("body")[-4000:])
-        print("---- console ----\n" + "\n".join(console[-40:]))
-        print("---- lab.log ----\n" + (workdir / "lab.log").read_text()[-3000:])
+        dump_failure(page, console, workdir, "/tmp/leafx-e2e-failure.png")
         raise
     yield page
     page.close()
 
 
 def open_and_run(page, base):
-    page.goto(f"{base}/lab/tree/e2e.ipynb")
-    page.wait_for_function("() => window.jupyterapp && document.querySelector('.jp-Notebook')")
-    # wait for the kernel, then run everything
-    page.wait_for_function(
-        "() => { const w = window.jupyterapp.shell.currentWidget;"
-        " return w && w.sessionContext && w.sessionContext.session &&"
-        " w.sessionContext.session.kernel && w.sessionContext.session.kernel.status === 'idle'; }",
-        timeout=60_000)
-    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    open_and_run_all(page, f"{base}/lab/tree/e2e.ipynb")
     page.wait_for_function("() => document.querySelectorAll('.leafx-root[data-ready]').length === 3",
                            timeout=120_000)
     page.wait_for_function("() => document.body.innerText.includes('LEAFX_TIMES')", timeout=30_000)
@@ -99,20 +81,11 @@ def open_and_run(page, base):
                            timeout=30_000)
 
 
-def view_eval(page, i, body, arg=None):
-    """Evaluates `body` (a JS arrow function of (view, arg)) on widget i's View."""
-    return page.evaluate(f"([i, arg]) => ({body})(({VIEW})(i), arg)", [i, arg])
-
-
 def kernel_execute(page, code):
     """Runs code in the notebook's kernel (as another cell would) and waits for it."""
     page.evaluate("""async (code) => {
         const panel = [...window.jupyterapp.shell.widgets('main')].find((w) => w.sessionContext);
         await panel.sessionContext.session.kernel.requestExecute({ code }).done; }""", code)
-
-
-def default_method(page, i=0):
-    return view_eval(page, i, "(v) => v.meta.default_method")
 
 
 def open_output_view(page, cell):
@@ -136,24 +109,6 @@ def kernel_times(page):
     text = page.inner_text(".jp-Notebook")
     line = next(l for l in text.splitlines() if l.startswith("LEAFX_TIMES "))
     return json.loads(line[len("LEAFX_TIMES "):])
-
-
-def nonblank_pixels(page, i, cls):
-    return page.evaluate(
-        """([i, cls]) => {
-          const c = document.querySelectorAll('.leafx-root')[i].querySelector(cls);
-          const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-          const bg = [d[0], d[1], d[2]]; let n = 0;
-          for (let p = 0; p < d.length; p += 4)
-            if (Math.abs(d[p] - bg[0]) + Math.abs(d[p + 1] - bg[1]) + Math.abs(d[p + 2] - bg[2]) > 30) n++;
-          return n; }""", [i, cls])
-
-
-def wait_key(page, i, prefix, timeout=60_000):
-    page.wait_for_function(
-        "([i, p]) => { const r = document.querySelectorAll('.leafx-root')[i];"
-        " return r.dataset.mapKey && r.dataset.mapKey.startsWith(p) && !r.classList.contains('lx-stale'); }",
-        arg=[i, prefix], timeout=timeout)
 
 
 def test_panes_render(lab_page):
