@@ -77,3 +77,39 @@ def test_baseline_maps_are_distributions(window, name):
     assert maps.shape == (2, window.n_valid)
     assert np.all(maps >= 0)
     np.testing.assert_allclose(maps.sum(1), 1.0, rtol=1e-4)
+
+
+def test_rise_estimate_hand_case():
+    from leafx_widgets.baselines.perturbation import _rise
+
+    probs = np.array([[0.8], [0.6], [0.2], [0.0]])  # one target, four samples
+    kept = np.array([[1, 0], [1, 1], [0, 1], [0, 0]], bool)  # two features
+    # feature 0 kept in samples 0, 1: mean 0.7; feature 1 in 1, 2: 0.4; overall mean 0.4
+    np.testing.assert_allclose(_rise(probs, kept), [[0.3, 0.0]], atol=1e-12)
+
+
+def test_dropping_a_prefix_token_changes_only_later_predictions(window):
+    adapter, ids = window.adapter, window.ids
+    feats = window.features
+    with torch.no_grad():
+        clean = adapter.score(feats, window.prompt, ids)
+        all_kept = adapter.score(feats, window.prompt, ids, keep_tokens=torch.ones(1, len(ids), dtype=torch.bool))
+        keep = torch.ones(1, len(ids), dtype=torch.bool)
+        keep[0, 2] = False  # drop the third token's input
+        dropped = adapter.score(feats, window.prompt, ids, keep_tokens=keep)
+    assert torch.allclose(clean, all_kept, atol=1e-5)
+    assert torch.allclose(dropped[0, :3], clean[0, :3], atol=1e-5)  # y_0..y_2 do not see input 2
+    assert (dropped[0, 3:] - clean[0, 3:]).abs().max() > 1e-3  # y_3 onwards do
+
+
+def test_spes_explains_the_token_prefix_too(window):
+    from leafx_widgets.baselines.perturbation import spes_scores
+
+    positions = [0, 3]
+    frames, prefix = spes_scores(window, positions, n_samples=8)
+    assert frames.shape == (2, window.n_valid) and np.all(frames >= 0)
+    assert prefix.shape == (2, 4)
+    assert np.isnan(prefix[0]).all()  # the first token has no text prefix
+    assert np.isfinite(prefix[1, :3]).all() and np.isnan(prefix[1, 3:]).all()
+    no_text, _ = spes_scores(window, positions, n_samples=8, p_text=0.0)
+    assert not np.allclose(frames, no_text)  # the joint perturbation changes the spectrogram part

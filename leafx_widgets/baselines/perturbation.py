@@ -1,5 +1,5 @@
 """Perturbation baselines over the log-Mel input with frame-wise feature masks (captum):
-Occlusion/SpecMask, LIME, KernelSHAP; and SPES (time-frequency patch perturbation).
+Occlusion/SpecMask, LIME, KernelSHAP; and SPES (time-frequency patches and the token prefix).
 
 Masked frames take the log-Mel of digital silence (see ``_common``). Every target
 token of a window shares the same perturbed inputs: captum is called once per
@@ -74,14 +74,19 @@ def kernelshap(window, positions, *, n_samples: int = 32, segment_frames: int = 
 
 
 @torch.no_grad()
-def spes(window, positions, *, n_samples: int = 32, patch_frames: int = 5, patch_mels: int = 16,
-         p_mask: float = 0.5, seed: int = 0, batch_size: int = 8) -> np.ndarray:
-    """SPES, spectrogram part (Fucci et al. 2025): random masks over time-frequency patches
-    (``patch_frames`` encoder frames x ``patch_mels`` mel bins, each silenced with probability
-    ``p_mask``); the saliency of a patch is the RISE estimate
-    E[p(y_t | x masked) | patch kept] - E[p(y_t | x masked)], teacher-forced on the true prefix.
-    The frame map sums the positive patch saliency over frequency. SPES's separate explanation
-    over the previously generated tokens is not part of a frame map and is not computed here.
+def spes_scores(window, positions, *, n_samples: int = 32, patch_frames: int = 5, patch_mels: int = 16,
+                p_mask: float = 0.5, p_text: float = 0.5, seed: int = 0, batch_size: int = 8):
+    """SPES (Fucci et al. 2025): joint random perturbation of the spectrogram and of the
+    previously generated tokens, and the RISE estimate of each part's saliency.
+
+    Each sample silences every time-frequency patch (``patch_frames`` encoder frames x
+    ``patch_mels`` mel bins) with probability ``p_mask`` and drops every earlier text token
+    (its input embedding zeroed) with probability ``p_text``; the decoder still predicts
+    y_t at its own position. The saliency of a feature is
+    E[p(y_t | perturbed) | feature kept] - E[p(y_t | perturbed)].
+
+    Returns (frames (T, n_valid) positive patch saliency summed over frequency,
+    prefix (T, n_ids) saliency of each earlier text token, NaN at and after t).
     """
     adapter = window.adapter
     feats = window.features
@@ -91,8 +96,9 @@ def spes(window, positions, *, n_samples: int = 32, patch_frames: int = 5, patch
     n_f = (n_mels + patch_mels - 1) // patch_mels
     rng = np.random.default_rng(seed)
     keep = rng.random((n_samples, n_f, n_t)) >= p_mask  # True = kept
-    floor = feats.amin()
     ids = list(window.ids[: max(positions) + 1])
+    keep_text = rng.random((n_samples, len(ids))) >= p_text
+    floor = feats.amin()
     probs = []
     for start in range(0, n_samples, batch_size):
         k = torch.from_numpy(keep[start:start + batch_size])
@@ -101,12 +107,30 @@ def spes(window, positions, *, n_samples: int = 32, patch_frames: int = 5, patch
         full = torch.ones(len(k), n_mels, n_mel_frames, dtype=torch.bool)
         width = min(kk.shape[2], MEL_PER_FRAME * nv)
         full[:, :, :width] = kk[:, :, :width]
-        x = torch.where(full, feats.expand(len(k), -1, -1), floor)
-        probs.append(adapter.score(x, window.prompt, ids)[:, positions].float().exp())
-    probs = torch.cat(probs).numpy()  # (n_samples, T)
-    kept = keep.reshape(n_samples, -1).astype(np.float64)  # (n_samples, n_f * n_t)
-    mean_kept = kept.mean(0) + 1e-9
-    sal = (probs.T @ kept) / n_samples / mean_kept - probs.mean(0)[:, None]  # (T, n_f * n_t)
-    sal = np.clip(sal, 0, None).reshape(len(positions), n_f, n_t).sum(1)  # (T, n_t)
-    frames = np.repeat(sal, patch_frames, axis=1)[:, :nv]
-    return crop_normalise(frames, nv)
+        x = torch.where(full.to(feats.device), feats.expand(len(k), -1, -1), floor)
+        text = torch.from_numpy(keep_text[start:start + batch_size])
+        probs.append(adapter.score(x, window.prompt, ids, keep_tokens=text)[:, positions].float().exp().cpu())
+    probs = torch.cat(probs).numpy().astype(np.float64)  # (n_samples, T)
+    frames = _rise(probs, keep.reshape(n_samples, -1)).clip(0, None).reshape(len(positions), n_f, n_t).sum(1)
+    frames = np.repeat(frames, patch_frames, axis=1)[:, :nv]
+    prefix = _rise(probs, keep_text)  # (T, n_ids)
+    for i, p in enumerate(positions):
+        prefix[i, p:] = np.nan  # token p itself and later ones cannot influence y_p
+    return frames, prefix
+
+
+def _rise(probs: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """E[p | feature kept] - E[p] for every (target, feature): (N, T), (N, K) bool -> (T, K)."""
+    kept = kept.astype(np.float64)
+    n_kept = kept.sum(0)
+    conditional = (probs.T @ kept) / np.where(n_kept > 0, n_kept, 1.0)
+    return np.where(n_kept > 0, conditional - probs.mean(0)[:, None], 0.0)
+
+
+def spes(window, positions, *, n_samples: int = 32, patch_frames: int = 5, patch_mels: int = 16,
+         p_mask: float = 0.5, p_text: float = 0.5, seed: int = 0, batch_size: int = 8) -> np.ndarray:
+    """SPES's spectrogram explanation as a frame map (``spes_scores``); ``p_text=0`` perturbs
+    the spectrogram alone. The token-prefix explanation is ``spes_scores(...)[1]``."""
+    frames, _ = spes_scores(window, positions, n_samples=n_samples, patch_frames=patch_frames,
+                            patch_mels=patch_mels, p_mask=p_mask, p_text=p_text, seed=seed, batch_size=batch_size)
+    return crop_normalise(frames, window.n_valid)

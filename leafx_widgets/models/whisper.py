@@ -232,11 +232,23 @@ class WhisperAdapter:
             norms.append(torch.einsum("shk,dhk->hsd", values, out_w).norm(dim=-1))  # (H, S)
         return torch.stack(norms).float()
 
-    def score(self, features: torch.Tensor, prompt: list[int], ids: list[int]) -> torch.Tensor:
-        """log p(ids[i] | prefix, audio) for a batch of feature tensors: (B, n_mels, 3000) -> (B, n_ids)."""
+    def score(self, features: torch.Tensor, prompt: list[int], ids: list[int],
+              keep_tokens: torch.Tensor | None = None) -> torch.Tensor:
+        """log p(ids[i] | prefix, audio) for a batch of feature tensors: (B, n_mels, 3000) -> (B, n_ids).
+
+        ``keep_tokens`` (B, n_ids) bool: text tokens whose input embedding is zeroed where False
+        (the prefix perturbation of SPES); the prompt and the positions are always kept.
+        """
         encoded = self.encode(features)
         tokens = torch.tensor([list(prompt) + list(ids)], device=self.device).expand(len(features), -1)
-        logits, _ = self._logits(tokens, encoded)
+        if keep_tokens is None:
+            logits, _ = self._logits(tokens, encoded)
+        else:
+            keep = torch.ones(tokens.shape, dtype=torch.bool, device=self.device)
+            keep[:, len(prompt):] = keep_tokens.to(self.device)
+            embeds = self.model.model.decoder.embed_tokens(tokens) * keep[..., None].to(self.dtype)
+            out = self.model.model.decoder(inputs_embeds=embeds, encoder_hidden_states=encoded)
+            logits = self.model.proj_out(out.last_hidden_state).float()
         logp = torch.log_softmax(logits[:, len(prompt) - 1 : -1], dim=-1)
         target = torch.tensor(ids, device=self.device)[None, :, None].expand(len(features), -1, 1)
         return logp.gather(-1, target)[..., 0]
