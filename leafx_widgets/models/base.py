@@ -8,6 +8,7 @@ added beside it without touching ``leafx.py`` or ``explanation.py``.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
@@ -35,9 +36,16 @@ class TeacherPass:
     attention probabilities.
     """
 
-    logprobs: torch.Tensor  # (n_ids,) log p of each text token under teacher forcing
     cross: list[torch.Tensor]  # per decoder layer: (H, P, S) attention over audio frames, or reduced
     self_attn: list[torch.Tensor]  # per decoder layer: (H, P, P) causal self-attention, or reduced
+    # computes the log-probs on first use: the vocabulary projection costs as much as the decoder
+    # on a small model, and attention-only methods never need it
+    logprobs_fn: Callable[[], torch.Tensor] | None = None
+
+    @functools.cached_property
+    def logprobs(self) -> torch.Tensor:
+        """(n_ids,) log p of each text token under teacher forcing."""
+        return self.logprobs_fn()
 
 
 Reduce = Callable[[int, torch.Tensor], object]  # (layer, (1, H, P, X) probabilities) -> anything

@@ -206,7 +206,7 @@ class WhisperAdapter:
         cross, selfs = [], []
         with self._hooks(bypass_layer, reduce_cross, reduce_self, cross, selfs):
             hidden = self.model.model.decoder(input_ids=tokens, encoder_hidden_states=encoded).last_hidden_state
-        return TeacherPass(logprobs=self.token_logprobs(hidden, prompt, ids), cross=cross, self_attn=selfs)
+        return TeacherPass(cross=cross, self_attn=selfs, logprobs_fn=lambda: self.token_logprobs(hidden, prompt, ids))
 
     def token_logprobs(self, hidden: torch.Tensor, prompt: list[int], ids: list[int]) -> torch.Tensor:
         """log p(ids[i] | prefix, audio) from the decoder's final states (1, >= P - 1, d) -> (n_ids,)."""
