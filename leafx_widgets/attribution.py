@@ -161,10 +161,8 @@ def _grad_layer_maps(adapter, encoded, prompt, ids, n_valid, layers, rows, cfg, 
     wanted = set(layers)
     n_frames = n_valid if cfg.frames == "valid" else None  # frames that enter Eqs. 2-4
     gradients = adapter.token_gradients(encoded, prompt, ids)
-    attention = {l: gradients.attention(l) for l in layers}
-    attn = {l: cross[:, :, :n_frames].float() for l, (cross, _) in attention.items()}  # (H, P, S') each
-    ops = _operators(torch.stack([attention[l][1].float().mean(dim=0) for l in layers]), cfg)  # (L', L', P, P)
-    heads, _, frames = attn[layers[0]].shape
+    ops = _operators(torch.stack([gradients.attention(l)[1].float().mean(dim=0) for l in layers]), cfg)  # (L', L', P, P)
+    heads, _, frames = gradients.attention(layers[0])[0][:, :, :n_frames].shape
     per_token_bytes = 4 * 4 * heads * (rows[-1] + 1) * adapter.n_window_frames  # ~4 live (H, P, S) tensors
     budget_mb = cfg.grad_memory_mb or (96.0 if encoded.device.type == "cpu" else 2048.0)
     chunk = max(1, int(budget_mb * 2**20 // per_token_bytes))
@@ -177,7 +175,8 @@ def _grad_layer_maps(adapter, encoded, prompt, ids, n_valid, layers, rows, cfg, 
             if layer not in wanted:
                 continue
             j, n = layers.index(layer), d_attn.shape[-2]
-            cross = _modulated_heads(attn[layer][:, :n], d_attn[..., :frames].float(), cfg, _vn(vnorm, layer))
+            attn = gradients.attention(layer)[0][:, :n, :frames].float()  # (H, n, S')
+            cross = _modulated_heads(attn, d_attn[..., :frames].float(), cfg, _vn(vnorm, layer))
             weights = ops[:, j][:, target_rows, :n].transpose(0, 1)  # (C, L'_out, n)
             acc += torch.einsum("ciq,cqs->cis", weights, cross)
         out.append(leafx.crop_frames(acc, n_valid, cfg.eps))

@@ -193,3 +193,17 @@ def test_fused_gradient_maths_equal_the_equations(switches):
     by_steps = _reduce_heads(modulated, n_valid, cfg, value_norm)
     assert fused.shape == (tokens, n_pos, frames)
     assert torch.allclose(fused, by_steps, atol=1e-6)
+
+
+def test_grad_maps_without_kept_attention_are_the_same(model, sample_explanation, monkeypatch):
+    """Large models: the +grad pass recomputes each layer's cross-attention instead of keeping
+    layers x heads x positions x frames; the maps must not change."""
+    from leafx_widgets.models import whisper_backward
+
+    w = sample_explanation.windows[0]
+    args = (model, w.encoded, w.prompt, w.ids, w.n_valid, LeafxConfig(grad=True))
+    kept = leafx_window(*args).maps
+    monkeypatch.setattr(whisper_backward, "KEEP_ATTENTION_MB", 0.0)
+    assert whisper_backward.trace(model.model.model.decoder, torch.tensor(w.prompt + w.ids),
+                                  w.encoded[0])[0][0].p_cross is None
+    assert torch.allclose(leafx_window(*args).maps, kept, atol=1e-6)

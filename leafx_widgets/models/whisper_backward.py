@@ -34,7 +34,14 @@ class _Layer:
     norm_cross: _Norm
     k_cross: torch.Tensor  # (H, S, dh)
     v_cross: torch.Tensor  # (H, S, dh)
-    p_cross: torch.Tensor  # (H, P, S) cross-attention
+    q_cross: torch.Tensor  # (H, P, dh) scaled queries of the cross-attention
+    p_cross: torch.Tensor | None  # (H, P, S) cross-attention, kept only while memory allows
+
+    def cross_attention(self) -> torch.Tensor:
+        """(H, P, S), recomputed from the queries when it was not kept."""
+        if self.p_cross is not None:
+            return self.p_cross
+        return torch.softmax(self.q_cross @ self.k_cross.transpose(-1, -2), dim=-1)
     norm_mlp: _Norm
     pre_act: torch.Tensor  # (P, 4D) input of the GELU
 
@@ -64,14 +71,23 @@ def _softmax_backward(dp, p):
     return p * (dp - (dp * p).sum(-1, keepdim=True))
 
 
+KEEP_ATTENTION_MB = 256.0  # keep every layer's cross-attention up to this size, else recompute it
+
+
 @torch.no_grad()
-def trace(decoder, tokens: torch.Tensor, encoded: torch.Tensor) -> tuple[list[_Layer], _Norm, torch.Tensor]:
+def trace(decoder, tokens: torch.Tensor, encoded: torch.Tensor,
+          keep_attention_mb: float | None = None) -> tuple[list[_Layer], _Norm, torch.Tensor]:
     """The decoder's forward pass over ``tokens`` (P,), keeping what the backward pass needs.
 
     Written out like transformers' ``WhisperDecoder`` (no cache, no dropout); the tests
     hold it to the model's own outputs. Returns the layers' traces, the final layer
-    norm's and the final output (P, D).
+    norm's and the final output (P, D). The cross-attention of all layers (layers x heads
+    x positions x frames) is kept only if it fits in ``keep_attention_mb``; otherwise each
+    layer's is recomputed from its queries when needed (large models).
     """
+    n_layers, n_heads = len(decoder.layers), decoder.layers[0].encoder_attn.num_heads
+    attention_mb = n_layers * n_heads * len(tokens) * encoded.shape[0] * encoded.element_size() / 2**20
+    keep = attention_mb <= (KEEP_ATTENTION_MB if keep_attention_mb is None else keep_attention_mb)
     x = decoder.embed_tokens(tokens) + decoder.embed_positions.weight[: len(tokens)]
     layers = []
     for layer in decoder.layers:
@@ -91,7 +107,8 @@ def trace(decoder, tokens: torch.Tensor, encoded: torch.Tensor) -> tuple[list[_L
         h, norm_mlp = _layer_norm(x, layer.final_layer_norm)
         pre_act = layer.fc1(h)
         x = x + layer.fc2(layer.activation_fn(pre_act))
-        layers.append(_Layer(norm_self, q, k, v, p_self, norm_cross, kc, vc, p_cross, norm_mlp, pre_act))
+        layers.append(_Layer(norm_self, q, k, v, p_self, norm_cross, kc, vc, qc, p_cross if keep else None,
+                             norm_mlp, pre_act))
     out, final = _layer_norm(x, decoder.layer_norm)
     return layers, final, out
 
@@ -136,7 +153,7 @@ def attention_grads(decoder, layers: list[_Layer], final: _Norm, seeds: torch.Te
         yield l, "cross", d_attn.unflatten(1, (n_tokens, n))
         if l == lowest and not self_attention:
             return
-        d_scores = _softmax_backward(d_attn.unflatten(1, (n_tokens, n)), t.p_cross[:, None, :n])
+        d_scores = _softmax_backward(d_attn.unflatten(1, (n_tokens, n)), t.cross_attention()[:, None, :n])
         del d_attn
         d_q = torch.bmm(d_scores.flatten(1, 2), t.k_cross) * ca.scaling  # (H, C n, dh)
         del d_scores
@@ -175,7 +192,7 @@ class TokenGradients:
 
     def attention(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The forward pass's (cross (H, P, S), self (H, P, P)) attention of one layer."""
-        return self.layers[layer].p_cross, self.layers[layer].p_self
+        return self.layers[layer].cross_attention(), self.layers[layer].p_self
 
     def attention_grads(self, targets: list[int], lowest: int = 0, self_attention: bool = False):
         """Yield (layer, "cross" | "self", dA (H, C, n, S or n)) for the tokens ``targets``
