@@ -7,7 +7,7 @@ for all tokens at once.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -89,28 +89,47 @@ def _propagate(self_attn: torch.Tensor, cross: torch.Tensor, cfg: LeafxConfig) -
     return leafx.normalise(cross, eps=cfg.eps)  # w/o rollout: each layer's own map, the last one is used
 
 
+CACHE_ENTRIES = 16  # per window: layer maps of this many configurations, and the causal deltas
+
+
 def leafx_window(adapter, encoded: torch.Tensor, prompt: list[int], ids: list[int], n_valid: int,
-                 cfg: LeafxConfig = LeafxConfig()) -> WindowMaps:
-    """LEAF-X maps for all text tokens ``ids`` of one window (encoder output cached by the caller)."""
+                 cfg: LeafxConfig = LeafxConfig(), cache: dict | None = None) -> WindowMaps:
+    """LEAF-X maps for all text tokens ``ids`` of one window (encoder output cached by the caller).
+
+    ``cache``: a dict kept with the window (``explanation.Window.cache``). The per-layer maps and
+    the causal deltas are stored there, so +causal after +grad (the widget's toggle, the
+    benchmark's tau sweep) reuses the gradient pass and the bypass passes.
+    """
     layers = leafx.select_layers(adapter.n_layers, cfg.depth)
     rows = _query_rows(len(prompt), len(ids))
-    vnorm = adapter.value_norms(encoded) if cfg.value_norm else None  # (L, H, S) or None
     if not ids:
         empty = torch.zeros(0, n_valid)
         return WindowMaps(maps=empty, layer_maps=torch.zeros(0, len(layers), n_valid), layers=layers)
-    if cfg.grad:
-        layer_maps = _grad_layer_maps(adapter, encoded, prompt, ids, n_valid, layers, rows, cfg, vnorm)
-    else:
-        layer_maps = _base_layer_maps(adapter, encoded, prompt, ids, n_valid, layers, rows, cfg, vnorm)
+    cache = {} if cache is None else cache
+    maps_key = ("layer_maps", replace(cfg, causal=False))
+    if maps_key not in cache:
+        vnorm = adapter.value_norms(encoded) if cfg.value_norm else None  # (L, H, S) or None
+        compute = _grad_layer_maps if cfg.grad else _base_layer_maps
+        _remember(cache, maps_key, compute(adapter, encoded, prompt, ids, n_valid, layers, rows, cfg, vnorm))
+    layer_maps = cache[maps_key]
     result = WindowMaps(maps=layer_maps[:, -1], layer_maps=layer_maps, layers=layers)
     if cfg.causal:
-        delta = causal_deltas(adapter, encoded, prompt, ids, layers)
+        delta_key = ("causal_deltas", tuple(layers))
+        if delta_key not in cache:
+            _remember(cache, delta_key, causal_deltas(adapter, encoded, prompt, ids, layers))
+        delta = cache[delta_key]
         weights, fallback = leafx.causal_layer_weights(delta, cfg.eps)
         result.maps = leafx.combine_layers(layer_maps, weights, cfg.eps)
         result.layer_weights, result.delta_nll, result.uniform_fallback = weights, delta, fallback
         if bool(fallback.any()):
             result.notes.append(f"{int(fallback.sum())} token(s): no layer's bypass raised the NLL; uniform layer weights")
     return result
+
+
+def _remember(cache: dict, key, value) -> None:
+    while len(cache) >= CACHE_ENTRIES:
+        cache.pop(next(iter(cache)))  # oldest first
+    cache[key] = value
 
 
 def _finish(per_layer: torch.Tensor, rows: list[int], n_valid: int, eps: float) -> torch.Tensor:

@@ -51,6 +51,7 @@ class Window:
     ids: list[int]
     logprobs: list[float]
     tokens: list[int] = field(default_factory=list)  # global token indices, in order
+    cache: dict = field(default_factory=dict, repr=False)  # intermediate results of the methods (attribution.py)
 
 
 def explain(model, audio, *, sample_rate: int | None = None,

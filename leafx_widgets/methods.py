@@ -68,7 +68,8 @@ LEAFX_PARAMS = {"tau": 1.0, "depth": "full", "frames": "valid", "eps": 1e-8}
 def _leafx(**switches) -> Compute:
     def compute(window, positions, **params) -> np.ndarray:
         cfg = LeafxConfig(**switches, **params)
-        maps = leafx_window(window.adapter, window.encoded, window.prompt, window.ids, window.n_valid, cfg).maps
+        maps = leafx_window(window.adapter, window.encoded, window.prompt, window.ids, window.n_valid, cfg,
+                            cache=getattr(window, "cache", None)).maps
         return maps[positions].cpu().numpy().astype(np.float32)
 
     return compute

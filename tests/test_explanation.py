@@ -207,3 +207,19 @@ def test_grad_maps_without_kept_attention_are_the_same(model, sample_explanation
     assert whisper_backward.trace(model.model.model.decoder, torch.tensor(w.prompt + w.ids),
                                   w.encoded[0])[0][0].p_cross is None
     assert torch.allclose(leafx_window(*args).maps, kept, atol=1e-6)
+
+
+def test_causal_after_grad_reuses_the_gradient_pass(model, sample_explanation, monkeypatch):
+    w = sample_explanation.windows[0]
+    args = (model, w.encoded, w.prompt, w.ids, w.n_valid)
+    fresh = leafx_window(*args, LeafxConfig(grad=True, causal=True)).maps
+    calls = []
+    real = type(model).token_gradients
+    monkeypatch.setattr(type(model), "token_gradients", lambda self, *a: calls.append(1) or real(self, *a))
+    cache = {}
+    grad = leafx_window(*args, LeafxConfig(grad=True), cache=cache).maps
+    causal = leafx_window(*args, LeafxConfig(grad=True, causal=True), cache=cache).maps
+    hotter = leafx_window(*args, LeafxConfig(grad=True, causal=True, tau=0.5), cache=cache).maps
+    assert len(calls) == 2  # tau=1 once for +grad and +causal, then tau=0.5
+    assert torch.allclose(causal, fresh, atol=1e-6) and not torch.allclose(causal, grad)
+    assert not torch.allclose(hotter, causal)
