@@ -65,6 +65,8 @@ def test_reports_written(result):
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["normalised"]["smoke"]) == set(methods)
     assert "D-AOPC" in (out / "report.md").read_text()
+    html = (out / "report.html").read_text()
+    assert "Bokeh" in html and "cdn.bokeh.org" not in html  # bokeh inlined: the report opens offline
 
 
 def test_resume_uses_cache(result, manifest, adapter):

@@ -122,7 +122,7 @@ def html_report(result: dict, summary: dict, curve_data: dict, path: Path) -> No
     from bokeh.models import ColumnDataSource, Div, Whisker
     from bokeh.palettes import Category20_20
     from bokeh.plotting import figure
-    from bokeh.resources import CDN
+    from bokeh.resources import INLINE  # works offline: nothing fetched from a CDN
 
     levels = [0.0] + list(result["settings"]["levels"])
     blocks = [Div(text="<h1>LEAF-XBench</h1><p>Deletion/insertion curves (mean ratio p(masked)/p(clean) over the "
@@ -157,7 +157,7 @@ def html_report(result: dict, summary: dict, curve_data: dict, path: Path) -> No
             bars.append(f)
         blocks.append(gridplot([figs], toolbar_location="right"))
         blocks.append(gridplot(bars, ncols=3, toolbar_location=None))
-    path.write_text(file_html(column(*blocks), CDN, "LEAF-XBench"))
+    path.write_text(file_html(column(*blocks), INLINE, "LEAF-XBench"), encoding="utf-8")
 
 
 def write_reports(result: dict, out_dir) -> dict:
