@@ -47,10 +47,10 @@ BASELINES = [
            params={"n_samples": 32, "segment_frames": 5, "seed": 0},
            description="captum KernelShap over 100 ms segments"),
     Method("spes", "SPES", spes, family="perturbation", cost="slow",
-           params={"n_samples": 32, "patch_frames": 5, "patch_mels": 16, "p_mask": 0.5, "p_text": 0.5,
-                   "seed": 0, "batch_size": 8},
-           description="joint perturbation of time-frequency patches and earlier tokens (RISE estimate); "
-                       "the map is the spectrogram part"),
+           params={"n_samples": 32, "patch_frames": 5, "patch_mels": 16, "p_mask": 0.5, "seed": 0,
+                   "batch_size": 8},
+           description="time-frequency patch perturbation (RISE estimate): SPES's spectrogram explanation; "
+                       "its explanation over earlier tokens is baselines.perturbation.spes_scores"),
 ]
 
 for _method in BASELINES:

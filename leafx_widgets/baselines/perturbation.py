@@ -75,15 +75,16 @@ def kernelshap(window, positions, *, n_samples: int = 32, segment_frames: int = 
 
 @torch.no_grad()
 def spes_scores(window, positions, *, n_samples: int = 32, patch_frames: int = 5, patch_mels: int = 16,
-                p_mask: float = 0.5, p_text: float = 0.5, seed: int = 0, batch_size: int = 8):
-    """SPES (Fucci et al. 2025): joint random perturbation of the spectrogram and of the
-    previously generated tokens, and the RISE estimate of each part's saliency.
+                p_mask: float = 0.5, p_text: float = 0.5, n_text_samples: int | None = None, seed: int = 0,
+                batch_size: int = 8):
+    """SPES (Fucci et al. 2025): explanations of each token over the spectrogram and over the
+    previously generated tokens, both RISE estimates E[p(y_t) | feature kept] - E[p(y_t)].
 
-    Each sample silences every time-frequency patch (``patch_frames`` encoder frames x
-    ``patch_mels`` mel bins) with probability ``p_mask`` and drops every earlier text token
-    (its input embedding zeroed) with probability ``p_text``; the decoder still predicts
-    y_t at its own position. The saliency of a feature is
-    E[p(y_t | perturbed) | feature kept] - E[p(y_t | perturbed)].
+    Spectrogram: ``n_samples`` random masks silence each time-frequency patch (``patch_frames``
+    encoder frames x ``patch_mels`` mel bins) with probability ``p_mask``, teacher-forced on the
+    true prefix. Prefix: ``n_text_samples`` (default ``n_samples``) random masks drop each earlier
+    text token (its input embedding zeroed) with probability ``p_text`` on the clean audio; these
+    are decoder passes only (the encoder output is reused).
 
     Returns (frames (T, n_valid) positive patch saliency summed over frequency,
     prefix (T, n_ids) saliency of each earlier text token, NaN at and after t).
@@ -97,7 +98,6 @@ def spes_scores(window, positions, *, n_samples: int = 32, patch_frames: int = 5
     rng = np.random.default_rng(seed)
     keep = rng.random((n_samples, n_f, n_t)) >= p_mask  # True = kept
     ids = list(window.ids[: max(positions) + 1])
-    keep_text = rng.random((n_samples, len(ids))) >= p_text
     floor = feats.amin()
     probs = []
     for start in range(0, n_samples, batch_size):
@@ -108,12 +108,17 @@ def spes_scores(window, positions, *, n_samples: int = 32, patch_frames: int = 5
         width = min(kk.shape[2], MEL_PER_FRAME * nv)
         full[:, :, :width] = kk[:, :, :width]
         x = torch.where(full.to(feats.device), feats.expand(len(k), -1, -1), floor)
-        text = torch.from_numpy(keep_text[start:start + batch_size])
-        probs.append(adapter.score(x, window.prompt, ids, keep_tokens=text)[:, positions].float().exp().cpu())
+        probs.append(adapter.score(x, window.prompt, ids)[:, positions].float().exp().cpu())
     probs = torch.cat(probs).numpy().astype(np.float64)  # (n_samples, T)
     frames = _rise(probs, keep.reshape(n_samples, -1)).clip(0, None).reshape(len(positions), n_f, n_t).sum(1)
     frames = np.repeat(frames, patch_frames, axis=1)[:, :nv]
-    prefix = _rise(probs, keep_text)  # (T, n_ids)
+
+    keep_text = rng.random((n_text_samples or n_samples, len(ids))) >= p_text
+    text_probs = []
+    for start in range(0, len(keep_text), batch_size):
+        text = torch.from_numpy(keep_text[start:start + batch_size])
+        text_probs.append(adapter.score(feats, window.prompt, ids, keep_tokens=text)[:, positions].float().exp().cpu())
+    prefix = _rise(torch.cat(text_probs).numpy().astype(np.float64), keep_text)  # (T, n_ids)
     for i, p in enumerate(positions):
         prefix[i, p:] = np.nan  # token p itself and later ones cannot influence y_p
     return frames, prefix
@@ -128,9 +133,9 @@ def _rise(probs: np.ndarray, kept: np.ndarray) -> np.ndarray:
 
 
 def spes(window, positions, *, n_samples: int = 32, patch_frames: int = 5, patch_mels: int = 16,
-         p_mask: float = 0.5, p_text: float = 0.5, seed: int = 0, batch_size: int = 8) -> np.ndarray:
-    """SPES's spectrogram explanation as a frame map (``spes_scores``); ``p_text=0`` perturbs
-    the spectrogram alone. The token-prefix explanation is ``spes_scores(...)[1]``."""
-    frames, _ = spes_scores(window, positions, n_samples=n_samples, patch_frames=patch_frames,
-                            patch_mels=patch_mels, p_mask=p_mask, p_text=p_text, seed=seed, batch_size=batch_size)
+         p_mask: float = 0.5, seed: int = 0, batch_size: int = 8) -> np.ndarray:
+    """SPES's spectrogram explanation as a frame map; its explanation over the earlier tokens
+    is ``spes_scores(...)[1]`` (not a map over frames)."""
+    frames, _ = spes_scores(window, positions, n_samples=n_samples, patch_frames=patch_frames, patch_mels=patch_mels,
+                            p_mask=p_mask, n_text_samples=1, seed=seed, batch_size=batch_size)
     return crop_normalise(frames, window.n_valid)

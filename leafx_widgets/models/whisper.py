@@ -236,10 +236,14 @@ class WhisperAdapter:
               keep_tokens: torch.Tensor | None = None) -> torch.Tensor:
         """log p(ids[i] | prefix, audio) for a batch of feature tensors: (B, n_mels, 3000) -> (B, n_ids).
 
-        ``keep_tokens`` (B, n_ids) bool: text tokens whose input embedding is zeroed where False
-        (the prefix perturbation of SPES); the prompt and the positions are always kept.
+        ``keep_tokens`` (K, n_ids) bool: text tokens whose input embedding is zeroed where False
+        (the prefix perturbation of SPES); the prompt and the positions are always kept. One
+        feature tensor with K token masks encodes the audio once for all K.
         """
         encoded = self.encode(features)
+        if keep_tokens is not None and len(features) == 1 and len(keep_tokens) > 1:
+            encoded = encoded.expand(len(keep_tokens), -1, -1)
+            features = features.expand(len(keep_tokens), -1, -1)
         tokens = torch.tensor([list(prompt) + list(ids)], device=self.device).expand(len(features), -1)
         if keep_tokens is None:
             logits, _ = self._logits(tokens, encoded)
