@@ -206,7 +206,13 @@ class WhisperAdapter:
         cross, selfs = [], []
         with self._hooks(bypass_layer, reduce_cross, reduce_self, cross, selfs):
             hidden = self.model.model.decoder(input_ids=tokens, encoder_hidden_states=encoded).last_hidden_state
-        return TeacherPass(cross=cross, self_attn=selfs, logprobs_fn=lambda: self.token_logprobs(hidden, prompt, ids))
+        grad_mode = torch.is_grad_enabled()  # the log-probs are formed later, in the pass's own grad mode
+
+        def logprobs():
+            with torch.set_grad_enabled(grad_mode):
+                return self.token_logprobs(hidden, prompt, ids)
+
+        return TeacherPass(cross=cross, self_attn=selfs, logprobs_fn=logprobs)
 
     def token_logprobs(self, hidden: torch.Tensor, prompt: list[int], ids: list[int]) -> torch.Tensor:
         """log p(ids[i] | prefix, audio) from the decoder's final states (1, >= P - 1, d) -> (n_ids,)."""
