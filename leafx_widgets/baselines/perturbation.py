@@ -83,8 +83,8 @@ def spes_scores(window, positions, *, n_samples: int = 32, patch_frames: int = 5
     Spectrogram: ``n_samples`` random masks silence each time-frequency patch (``patch_frames``
     encoder frames x ``patch_mels`` mel bins) with probability ``p_mask``, teacher-forced on the
     true prefix. Prefix: ``n_text_samples`` (default ``n_samples``) random masks drop each earlier
-    text token (its input embedding zeroed) with probability ``p_text`` on the clean audio; these
-    are decoder passes only (the encoder output is reused).
+    text token (its input embedding zeroed) with probability ``p_text`` on the clean audio (one
+    encoder pass for all of them); ``n_text_samples=0`` skips this part.
 
     Returns (frames (T, n_valid) positive patch saliency summed over frequency,
     prefix (T, n_ids) saliency of each earlier text token, NaN at and after t).
@@ -113,12 +113,14 @@ def spes_scores(window, positions, *, n_samples: int = 32, patch_frames: int = 5
     frames = _rise(probs, keep.reshape(n_samples, -1)).clip(0, None).reshape(len(positions), n_f, n_t).sum(1)
     frames = np.repeat(frames, patch_frames, axis=1)[:, :nv]
 
-    keep_text = rng.random((n_text_samples or n_samples, len(ids))) >= p_text
-    text_probs = []
-    for start in range(0, len(keep_text), batch_size):
+    n_text = n_samples if n_text_samples is None else n_text_samples
+    keep_text = rng.random((n_text, len(ids))) >= p_text
+    text_probs = [np.zeros((0, len(positions)))]
+    for start in range(0, n_text, batch_size):
         text = torch.from_numpy(keep_text[start:start + batch_size])
-        text_probs.append(adapter.score(feats, window.prompt, ids, keep_tokens=text)[:, positions].float().exp().cpu())
-    prefix = _rise(torch.cat(text_probs).numpy().astype(np.float64), keep_text)  # (T, n_ids)
+        text_probs.append(adapter.score(feats, window.prompt, ids, keep_tokens=text)[:, positions].float().exp().cpu().numpy())
+    prefix = (_rise(np.concatenate(text_probs).astype(np.float64), keep_text) if n_text
+              else np.zeros((len(positions), len(ids))))  # (T, n_ids)
     for i, p in enumerate(positions):
         prefix[i, p:] = np.nan  # token p itself and later ones cannot influence y_p
     return frames, prefix
@@ -137,5 +139,5 @@ def spes(window, positions, *, n_samples: int = 32, patch_frames: int = 5, patch
     """SPES's spectrogram explanation as a frame map; its explanation over the earlier tokens
     is ``spes_scores(...)[1]`` (not a map over frames)."""
     frames, _ = spes_scores(window, positions, n_samples=n_samples, patch_frames=patch_frames, patch_mels=patch_mels,
-                            p_mask=p_mask, n_text_samples=1, seed=seed, batch_size=batch_size)
+                            p_mask=p_mask, n_text_samples=0, seed=seed, batch_size=batch_size)
     return crop_normalise(frames, window.n_valid)
