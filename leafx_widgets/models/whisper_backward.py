@@ -6,7 +6,7 @@ products; written out here they share one forward trace and run as a batch of
 C tokens: every product is C times larger, the tokens of a batch only go as far as
 their longest prefix, and the cross-attention gradient dA, an intermediate of the
 backward pass anyway, is handed out directly instead of being rebuilt from the
-heads' outputs. ``tests/test_explanation.py`` checks it against autograd.
+heads' outputs. ``tests/test_models.py`` checks it against autograd.
 
 Shapes: P positions, D model width, H heads of width dh, S encoder frames, C tokens.
 """
@@ -36,14 +36,14 @@ class _Layer:
     v_cross: torch.Tensor  # (H, S, dh)
     q_cross: torch.Tensor  # (H, P, dh) scaled queries of the cross-attention
     p_cross: torch.Tensor | None  # (H, P, S) cross-attention, kept only while memory allows
+    norm_mlp: _Norm
+    pre_act: torch.Tensor  # (P, 4D) input of the GELU
 
     def cross_attention(self) -> torch.Tensor:
         """(H, P, S), recomputed from the queries when it was not kept."""
         if self.p_cross is not None:
             return self.p_cross
         return torch.softmax(self.q_cross @ self.k_cross.transpose(-1, -2), dim=-1)
-    norm_mlp: _Norm
-    pre_act: torch.Tensor  # (P, 4D) input of the GELU
 
 
 def _layer_norm(x, ln) -> tuple[torch.Tensor, _Norm]:
@@ -85,6 +85,9 @@ def trace(decoder, tokens: torch.Tensor, encoded: torch.Tensor,
     x positions x frames) is kept only if it fits in ``keep_attention_mb``; otherwise each
     layer's is recomputed from its queries when needed (large models).
     """
+    activation = getattr(decoder.config, "activation_function", "gelu")
+    if activation != "gelu":  # the backward pass below differentiates the exact (erf) GELU
+        raise ValueError(f"per-token gradients support Whisper's exact GELU, not {activation!r}")
     n_layers, n_heads = len(decoder.layers), decoder.layers[0].encoder_attn.num_heads
     attention_mb = n_layers * n_heads * len(tokens) * encoded.shape[0] * encoded.element_size() / 2**20
     keep = attention_mb <= (KEEP_ATTENTION_MB if keep_attention_mb is None else keep_attention_mb)
