@@ -181,8 +181,8 @@ def _grad_layer_maps(adapter, encoded, prompt, ids, n_valid, layers, rows, cfg, 
     n_frames = n_valid if cfg.frames == "valid" else None  # frames that enter Eqs. 2-4
     gradients = adapter.token_gradients(encoded, prompt, ids)
     ops = _operators(torch.stack([gradients.attention(l)[1].float().mean(dim=0) for l in layers]), cfg)  # (L', L', P, P)
-    heads, _, frames = gradients.attention(layers[0])[0][:, :, :n_frames].shape
-    per_token_bytes = 4 * 4 * heads * (rows[-1] + 1) * adapter.n_window_frames  # ~4 live (H, P, S) tensors
+    frames = min(n_frames or adapter.n_window_frames, adapter.n_window_frames)  # S'
+    per_token_bytes = 4 * 4 * adapter.n_heads * (rows[-1] + 1) * adapter.n_window_frames  # ~4 live (H, P, S) tensors
     budget_mb = cfg.grad_memory_mb or (96.0 if encoded.device.type == "cpu" else 2048.0)
     chunk = max(1, int(budget_mb * 2**20 // per_token_bytes))
     out = []

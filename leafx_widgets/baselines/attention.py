@@ -49,23 +49,27 @@ def plain_rollout(window, positions, **params) -> np.ndarray:
 def _gradient_weighted(window, positions, with_self: bool, chunk: int = 16):
     """Per target t and layer: Abar = E_h[relu(dlogp_t/dA (.) A)] of the cross-attention
     (and of the self-attention with ``with_self``), from the adapter's batched per-token
-    backward. Yields (position, cross (L, P, S), self (L, P, P) or None) one target at a time,
-    so memory holds one chunk of targets."""
+    backward. Returns (head-mean self-attention (L, P, P), an iterator of (position,
+    cross (L, P, S), self (L, P, P) or None) one target at a time: memory holds one chunk)."""
     adapter = window.adapter
     gradients = adapter.token_gradients(window.encoded, window.prompt, window.ids)
     attention = [gradients.attention(l) for l in range(adapter.n_layers)]
     n_pos, n_frames = attention[0][1].shape[-1], attention[0][0].shape[-1]
-    for c0 in range(0, len(positions), chunk):
-        targets = positions[c0:c0 + chunk]
-        cross = torch.zeros(len(targets), adapter.n_layers, n_pos, n_frames)
-        selfs = torch.zeros(len(targets), adapter.n_layers, n_pos, n_pos) if with_self else None
-        for layer, kind, grad in gradients.attention_grads(targets, self_attention=with_self):
-            n = grad.shape[2]
-            probs = attention[layer][0 if kind == "cross" else 1][:, None, :n, : grad.shape[3]].float()
-            weighted = torch.relu(grad.float() * probs).mean(0)  # (C, n, S or n)
-            (cross if kind == "cross" else selfs)[:, layer, :n, : grad.shape[3]] = weighted
-        for c, position in enumerate(targets):
-            yield position, cross[c], None if selfs is None else selfs[c], attention
+
+    def per_target():
+        for c0 in range(0, len(positions), chunk):
+            targets = positions[c0:c0 + chunk]
+            cross = torch.zeros(len(targets), adapter.n_layers, n_pos, n_frames)
+            selfs = torch.zeros(len(targets), adapter.n_layers, n_pos, n_pos) if with_self else None
+            for layer, kind, grad in gradients.attention_grads(targets, self_attention=with_self):
+                n = grad.shape[2]
+                probs = attention[layer][0 if kind == "cross" else 1][:, None, :n, : grad.shape[3]].float()
+                weighted = torch.relu(grad.float() * probs).mean(0)  # (C, n, S or n)
+                (cross if kind == "cross" else selfs)[:, layer, :n, : grad.shape[3]] = weighted
+            for c, position in enumerate(targets):
+                yield position, cross[c], None if selfs is None else selfs[c]
+
+    return torch.stack([a[1].float().mean(0) for a in attention]), per_target()
 
 
 def _rownorm(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -80,15 +84,15 @@ def saco(window, positions, **params) -> np.ndarray:
     (head mean) carries it through the layers with the residual rule 0.5 I + 0.5 A
     (Abnar & Zuidema); the map is the target query's row.
     """
+    mean_self, targets = _gradient_weighted(window, list(positions), with_self=False)
+    eye = torch.eye(mean_self.shape[-1])
+    a_self = 0.5 * eye + 0.5 * mean_self  # (L, P, P), the same for every target
     out = []
-    for position, a_cross, _, attention in _gradient_weighted(window, list(positions), with_self=False):
-        n_pos = a_cross.shape[1]
-        eye = torch.eye(n_pos)
-        r_tt, r_ta = eye.clone(), torch.zeros(n_pos, a_cross.shape[-1])
+    for position, a_cross, _ in targets:
+        r_tt, r_ta = eye.clone(), torch.zeros(eye.shape[0], a_cross.shape[-1])
         for l in range(a_cross.shape[0]):
-            a_self = 0.5 * eye + 0.5 * attention[l][1].float().mean(0)
-            r_tt = a_self @ r_tt
-            r_ta = a_self @ r_ta + r_tt @ a_cross[l]
+            r_tt = a_self[l] @ r_tt
+            r_ta = a_self[l] @ r_ta + r_tt @ a_cross[l]
         out.append(r_ta[query_rows(window, [position])[0]].numpy())
     return crop_normalise(np.stack(out), window.n_valid)
 
@@ -104,11 +108,11 @@ def ta(window, positions, **params) -> np.ndarray:
     propagated through the encoder's own self-attention, a stated simplification that keeps TA
     free of encoder backward passes. Rows are decoder queries; the map is the target's row.
     """
+    mean_self, targets = _gradient_weighted(window, list(positions), with_self=True)
+    eye = torch.eye(mean_self.shape[-1])
     out = []
-    for position, a_cross, a_selfs, _ in _gradient_weighted(window, list(positions), with_self=True):
-        n_pos = a_cross.shape[1]
-        eye = torch.eye(n_pos)
-        r_tt, r_ts = eye.clone(), torch.zeros(n_pos, a_cross.shape[-1])
+    for position, a_cross, a_selfs in targets:
+        r_tt, r_ts = eye.clone(), torch.zeros(eye.shape[0], a_cross.shape[-1])
         for l in range(a_cross.shape[0]):
             r_tt = r_tt + a_selfs[l] @ r_tt
             r_ts = r_ts + a_selfs[l] @ r_ts

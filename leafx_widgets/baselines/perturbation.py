@@ -114,13 +114,12 @@ def spes_scores(window, positions, *, n_samples: int = 32, patch_frames: int = 5
     frames = np.repeat(frames, patch_frames, axis=1)[:, :nv]
 
     n_text = n_samples if n_text_samples is None else n_text_samples
-    keep_text = rng.random((n_text, len(ids))) >= p_text
-    text_probs = [np.zeros((0, len(positions)))]
-    for start in range(0, n_text, batch_size):
-        text = torch.from_numpy(keep_text[start:start + batch_size])
-        text_probs.append(adapter.score(feats, window.prompt, ids, keep_tokens=text)[:, positions].float().exp().cpu().numpy())
-    prefix = (_rise(np.concatenate(text_probs).astype(np.float64), keep_text) if n_text
-              else np.zeros((len(positions), len(ids))))  # (T, n_ids)
+    prefix = np.zeros((len(positions), len(ids)))  # (T, n_ids)
+    if n_text:
+        keep_text = rng.random((n_text, len(ids))) >= p_text
+        text_probs = [adapter.score(feats, window.prompt, ids, keep_tokens=torch.from_numpy(keep_text[i:i + batch_size]))
+                      [:, positions].float().exp().cpu() for i in range(0, n_text, batch_size)]
+        prefix = _rise(torch.cat(text_probs).numpy().astype(np.float64), keep_text)
     for i, p in enumerate(positions):
         prefix[i, p:] = np.nan  # token p itself and later ones cannot influence y_p
     return frames, prefix

@@ -176,7 +176,6 @@ class WhisperAdapter:
         handles = []
         layers = self.model.model.decoder.layers
         for l, layer in enumerate(layers):
-
             def on_cross(module, args, output, l=l):
                 attn_out, weights = output  # weights: (1, H, P, S), the tensor the graph uses
                 cross_out.append(weights[0] if reduce_cross is None else reduce_cross(l, weights))
@@ -198,8 +197,7 @@ class WhisperAdapter:
     def teacher_forced(self, encoded: torch.Tensor, prompt: list[int], ids: list[int], *,
                        bypass_layer: int | None = None, reduce_cross: Reduce | None = None,
                        reduce_self: Reduce | None = None) -> TeacherPass:
-        """One decoder pass over ``prompt + ids``; gradients flow if grad mode is on.
-        """
+        """One decoder pass over ``prompt + ids``; gradients flow if grad mode is on."""
         if bypass_layer is not None and not 0 <= bypass_layer < self.n_layers:
             raise ValueError(f"bypass_layer must be in [0, {self.n_layers}), got {bypass_layer}")
         tokens = torch.tensor([list(prompt) + list(ids)], device=self.device)
@@ -210,15 +208,16 @@ class WhisperAdapter:
 
         def logprobs():
             with torch.set_grad_enabled(grad_mode):
-                return self.token_logprobs(hidden, prompt, ids)
+                return self.token_logprobs(hidden, prompt, ids)[0]
 
         return TeacherPass(cross=cross, self_attn=selfs, logprobs_fn=logprobs)
 
     def token_logprobs(self, hidden: torch.Tensor, prompt: list[int], ids: list[int]) -> torch.Tensor:
-        """log p(ids[i] | prefix, audio) from the decoder's final states (1, >= P - 1, d) -> (n_ids,)."""
-        rows = hidden[0, len(prompt) - 1 : len(prompt) - 1 + len(ids)]
+        """log p(ids[i] | prefix, audio) from the decoder's final states (B, >= P - 1, d) -> (B, n_ids)."""
+        rows = hidden[:, len(prompt) - 1 : len(prompt) - 1 + len(ids)]
         logp = torch.log_softmax(self.model.proj_out(rows).float(), dim=-1)
-        return logp.gather(-1, torch.tensor(ids, device=hidden.device)[:, None])[:, 0]
+        target = torch.tensor(ids, device=hidden.device)[None, :, None].expand(len(hidden), -1, 1)
+        return logp.gather(-1, target)[..., 0]
 
     def token_gradients(self, encoded: torch.Tensor, prompt: list[int], ids: list[int]) -> TokenGradients:
         """Per-token gradients with respect to the cross-attention (``whisper_backward``)."""
@@ -249,19 +248,14 @@ class WhisperAdapter:
         encoded = self.encode(features)
         if keep_tokens is not None and len(features) == 1 and len(keep_tokens) > 1:
             encoded = encoded.expand(len(keep_tokens), -1, -1)
-            features = features.expand(len(keep_tokens), -1, -1)
-        tokens = torch.tensor([list(prompt) + list(ids)], device=self.device).expand(len(features), -1)
-        if keep_tokens is None:
-            logits, _ = self._logits(tokens, encoded)
-        else:
+        tokens = torch.tensor([list(prompt) + list(ids)], device=self.device).expand(len(encoded), -1)
+        embeds = self.model.model.decoder.embed_tokens(tokens)
+        if keep_tokens is not None:
             keep = torch.ones(tokens.shape, dtype=torch.bool, device=self.device)
             keep[:, len(prompt):] = keep_tokens.to(self.device)
-            embeds = self.model.model.decoder.embed_tokens(tokens) * keep[..., None].to(self.dtype)
-            out = self.model.model.decoder(inputs_embeds=embeds, encoder_hidden_states=encoded)
-            logits = self.model.proj_out(out.last_hidden_state).float()
-        logp = torch.log_softmax(logits[:, len(prompt) - 1 : -1], dim=-1)
-        target = torch.tensor(ids, device=self.device)[None, :, None].expand(len(features), -1, 1)
-        return logp.gather(-1, target)[..., 0]
+            embeds = embeds * keep[..., None].to(embeds.dtype)
+        hidden = self.model.model.decoder(inputs_embeds=embeds, encoder_hidden_states=encoded).last_hidden_state
+        return self.token_logprobs(hidden, prompt, ids)
 
     # -- text -------------------------------------------------------------------------
     def token_bytes(self, token_id: int) -> bytes:
