@@ -108,3 +108,47 @@ def test_infidelity_matches_captum():
 def test_minmax():
     out = M.minmax({"a": 1.0, "b": 3.0, "c": float("nan"), "d": 2.0})
     assert out["a"] == 0.0 and out["b"] == 1.0 and out["d"] == 0.5 and np.isnan(out["c"])
+
+
+def test_paired_difference_identical_is_zero_tie():
+    a = np.array([0.3, 0.1, 0.7, 0.2, 0.9])
+    d = M.paired_difference(a, a.copy(), n_boot=200, seed=0)
+    assert (d.mean, d.low, d.high, d.n) == (0.0, 0.0, 0.0, 5)
+    assert M.paired_verdict(d, True) == "tie" and M.paired_verdict(d, False) == "tie"
+
+
+def test_paired_difference_constant_shift_and_direction():
+    rng = np.random.default_rng(1)
+    b = rng.random(40)
+    d = M.paired_difference(b + 0.25, b, n_boot=200, seed=0)   # reference higher by 0.25 on every token
+    assert d.mean == pytest.approx(0.25) and d.low == pytest.approx(0.25) and d.high == pytest.approx(0.25)
+    assert M.paired_verdict(d, higher_is_better=True) == "win"     # e.g. pointing: higher is better
+    assert M.paired_verdict(d, higher_is_better=False) == "loss"   # e.g. inf: lower is better
+    d = M.paired_difference(b - 0.25, b, n_boot=200, seed=0)
+    assert M.paired_verdict(d, higher_is_better=True) == "loss"
+    assert M.paired_verdict(d, higher_is_better=False) == "win"
+    assert M.paired_verdict(d, False, min_n=41) == "tie"          # too few pairs: no claim
+
+
+def test_paired_difference_pairs_not_pools():
+    # large spread across tokens, tiny consistent per-token gain: the unpaired intervals overlap,
+    # the paired one excludes 0
+    b = np.linspace(0.0, 10.0, 30)
+    a = b + 0.01 + 0.001 * np.sin(np.arange(30))
+    ci_a, ci_b = M.bootstrap_ci(a, n_boot=300), M.bootstrap_ci(b, n_boot=300)
+    assert ci_a.low < ci_b.high
+    d = M.paired_difference(a, b, n_boot=300, seed=0)
+    assert 0.0 < d.low <= d.mean <= d.high < 0.02
+
+
+def test_paired_difference_drops_nonfinite_pairs_and_is_seeded():
+    a = np.array([1.0, np.nan, 3.0, 4.0, 0.5, 2.0])
+    b = np.array([0.0, 1.0, np.inf, 1.0, 1.0, 2.5])
+    d = M.paired_difference(a, b, n_boot=500, seed=3)
+    assert d.n == 4 and d.mean == pytest.approx((1.0 + 3.0 - 0.5 - 0.5) / 4)
+    assert d.low < d.mean < d.high
+    assert M.paired_difference(a, b, n_boot=500, seed=3) == d
+    empty = M.paired_difference([np.nan], [1.0])
+    assert empty.n == 0 and np.isnan(empty.mean) and M.paired_verdict(empty, True) == "tie"
+    with pytest.raises(ValueError):
+        M.paired_difference([1.0, 2.0], [1.0])

@@ -142,6 +142,42 @@ def bootstrap_ci(values: np.ndarray, *, n_boot: int = 1000, alpha: float = 0.05,
     return Interval(float(np.quantile(means, alpha / 2)), float(np.quantile(means, 1 - alpha / 2)))
 
 
+@dataclass
+class PairedDifference:
+    mean: float   # mean of a - b over the pairs
+    low: float
+    high: float
+    n: int        # pairs with both values finite
+
+
+def paired_difference(a, b, *, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0) -> PairedDifference:
+    """Mean of ``a - b`` over aligned pairs and its percentile bootstrap interval.
+
+    ``a[i]`` and ``b[i]`` belong to the same unit (token); pairs where either is NaN/inf
+    are dropped. Resampling pairs with replacement and averaging their differences is
+    resampling the differences, so the interval is ``bootstrap_ci`` of ``a - b``.
+    """
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"paired arrays differ in shape: {a.shape} vs {b.shape}")
+    d = a - b
+    d = d[np.isfinite(a) & np.isfinite(b)]
+    ci = bootstrap_ci(d, n_boot=n_boot, alpha=alpha, seed=seed)
+    return PairedDifference(float(d.mean()) if len(d) else float("nan"), ci.low, ci.high, int(len(d)))
+
+
+def paired_verdict(diff: PairedDifference, higher_is_better: bool, *, min_n: int = 1) -> str:
+    """"win" when the interval of (reference - other) excludes 0 on the good side, "loss" on
+    the bad side, else "tie" (also when fewer than ``min_n`` pairs or no interval)."""
+    if diff.n < min_n or not (math.isfinite(diff.low) and math.isfinite(diff.high)):
+        return "tie"
+    if diff.low > 0:
+        return "win" if higher_is_better else "loss"
+    if diff.high < 0:
+        return "loss" if higher_is_better else "win"
+    return "tie"
+
+
 def infidelity_optimal(attr: np.ndarray, masks: np.ndarray, drops: np.ndarray) -> float:
     """Yeh et al. 2019 infidelity with the optimal scaling of ``attr``.
 

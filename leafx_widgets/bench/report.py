@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import csv
+import html
 import json
 import math
 from pathlib import Path
 
 import numpy as np
 
-from .metrics import bootstrap_ci, minmax
+from .metrics import bootstrap_ci, minmax, paired_difference, paired_verdict
 
 # (record key, column title, higher is better?)
 METRICS = [
@@ -37,6 +38,99 @@ def summarise(records: list[dict], *, n_boot: int = 1000) -> dict:
                           "low": ci.low, "high": ci.high, "n": int(len(values))}
         out.setdefault(dataset, {})[method] = entry
     return out
+
+
+# head-to-head metrics in table order (record key, title, higher is better?); SPR counts as
+# higher-is-better, as in METRICS. STAB keys are added when the records have them.
+PAIRED_METRICS = [
+    ("daopc", "D-AOPC ↓", False), ("ins_auc", "Ins AUC ↑", True), ("inf", "INF ↓", False),
+    ("pointing", "PG ↑", True), ("iou", "IoU ↑", True), ("mass", "Mass ↑", True), ("spr", "SPR ↑", True),
+]
+PAIRED_STAB = [("stab", "STAB cos"), ("stab_noise_cos", "STAB cos noise"), ("stab_shift_cos", "STAB cos shift"),
+               ("stab_noise_spearman", "STAB ρ noise"), ("stab_shift_spearman", "STAB ρ shift")]
+PAIRED_BASELINES = ("raa_last", "raa_mean")
+PAIRED_MIN_N = 10  # fewer token pairs than this: no win/loss claimed (the percentile bootstrap is too narrow)
+
+
+def paired(records: list[dict], reference: str = "leafx_sf", compare=None, *, n_boot: int = 1000,
+           seed: int = 0) -> dict | None:
+    """Reference minus each other method, paired by (dataset, clip, token_index), per metric.
+
+    Returns ``None`` when no record has the reference method, else
+    ``{"reference", "n_boot", "seed", "min_n", "metrics": [[key, title, higher_is_better], ...],
+    "datasets": {dataset: {method: {metric: {"diff", "low", "high", "n", "verdict"}}}}}``.
+    ``compare``: the methods to compare (default: raa_last, raa_mean, then every other method
+    in record order). A cell needs at least one token with the metric finite for both methods.
+    """
+    methods = list(dict.fromkeys(r["method"] for r in records))
+    if reference not in methods:
+        return None
+    if compare is None:
+        compare = [m for m in PAIRED_BASELINES if m in methods] + [m for m in methods if m not in PAIRED_BASELINES]
+    compare = [m for m in compare if m != reference]
+    present = {k for r in records for k in r}
+    metrics = PAIRED_METRICS + [(k, t + " ↑", True) for k, t in PAIRED_STAB if k in present]
+    by_token: dict = {}
+    for r in records:  # {(dataset, method): {(clip, token_index): record}}, first record of a token wins
+        by_token.setdefault((r["dataset"], r["method"]), {}).setdefault((r["clip"], r["token_index"]), r)
+    datasets = list(dict.fromkeys(r["dataset"] for r in records))
+    table: dict = {}
+    for ds in datasets:
+        ref = by_token.get((ds, reference))
+        if not ref:
+            continue
+        for method in compare:
+            other = by_token.get((ds, method))
+            if not other:
+                continue
+            common = [k for k in ref if k in other]
+            cells = {}
+            for key, _, higher in metrics:
+                a = np.array([_value(ref[k], key) for k in common], float)
+                b = np.array([_value(other[k], key) for k in common], float)
+                d = paired_difference(a, b, n_boot=n_boot, seed=seed)
+                if d.n:
+                    cells[key] = {"diff": d.mean, "low": d.low, "high": d.high, "n": d.n,
+                                  "verdict": paired_verdict(d, higher, min_n=PAIRED_MIN_N)}
+            if cells:
+                table.setdefault(ds, {})[method] = cells
+    return {"reference": reference, "n_boot": n_boot, "seed": seed, "min_n": PAIRED_MIN_N,
+            "metrics": [list(m) for m in metrics], "datasets": table}
+
+
+def _value(record: dict, key: str) -> float:
+    v = record.get(key)
+    return float("nan") if v is None else float(v)
+
+
+def _paired_rows(pair: dict):
+    """(method, metric title, {dataset: cell or None}) for each row of the head-to-head table."""
+    datasets = list(pair["datasets"])
+    methods = list(dict.fromkeys(m for ds in datasets for m in pair["datasets"][ds]))
+    for method in methods:
+        for key, title, _ in pair["metrics"]:
+            cells = {ds: pair["datasets"][ds].get(method, {}).get(key) for ds in datasets}
+            if any(cells.values()):
+                yield method, title, cells
+
+
+def _fmt_pair(cell: dict | None) -> str:
+    if not cell:
+        return "–"
+    return f"{cell['diff']:+.3f} [{cell['low']:+.3f}, {cell['high']:+.3f}] {cell['verdict']} (n={cell['n']})"
+
+
+def _paired_title(pair: dict) -> str:
+    return f"Head-to-head: {pair['reference']} vs each method (paired, 95% bootstrap over tokens)"
+
+
+def _paired_note(pair: dict) -> str:
+    return (f"Each cell: mean of {pair['reference']} minus the row's method over the tokens that have the metric "
+            "for both (same dataset, clip and token), a 95% percentile bootstrap interval resampling those "
+            f"token pairs ({pair['n_boot']} resamples, seed {pair['seed']}), the verdict and n. win / loss: the "
+            "interval excludes 0 on the metric's good / bad side (↓ lower is better: D-AOPC, INF; ↑ higher: "
+            "the rest, SPR included, as in the tables above); tie otherwise, and always when n < "
+            f"{pair['min_n']}. Intervals are not corrected for the many comparisons.")
 
 
 def curves(records: list[dict]) -> dict:
@@ -73,7 +167,7 @@ def _fmt(cell: dict, digits: int = 2) -> str:
     return f"{cell['mean']:.{digits}f} [{cell['low']:.{digits}f}, {cell['high']:.{digits}f}]"
 
 
-def markdown(result: dict, summary: dict, norm: dict) -> str:
+def markdown(result: dict, summary: dict, norm: dict, pair: dict | None = None) -> str:
     s = result["settings"]
     lines = ["# LEAF-XBench results", ""]
     compute_s = sum(c.get("seconds") or 0 for c in result["clips"])
@@ -108,6 +202,13 @@ def markdown(result: dict, summary: dict, norm: dict) -> str:
             lines.append("| " + method + " | " + " | ".join(
                 "–" if not math.isfinite(entry[k]) else f"{entry[k]:.2f}" for k, _ in HEADLINE) + " |")
         lines.append("")
+    if pair and pair["datasets"]:
+        datasets = list(pair["datasets"])
+        lines += [f"## {_paired_title(pair)}", "", _paired_note(pair), "",
+                  "| method | metric | " + " | ".join(datasets) + " |", "|---|---|" + "---|" * len(datasets)]
+        for method, title, cells in _paired_rows(pair):
+            lines.append(f"| {method} | {title} | " + " | ".join(map(_fmt_pair, cells.values())) + " |")
+        lines.append("")
     lines += ["## Per-clip", "", "| dataset | clip | WER | words | faith | seconds | hypothesis |", "|---|---|---|---|---|---|---|"]
     for c in result["clips"]:
         lines.append(f"| {c['dataset']} | {c['clip']} | {c['wer']:.2f} | {c['n_tokens']} | {c['n_faith']} | "
@@ -116,7 +217,7 @@ def markdown(result: dict, summary: dict, norm: dict) -> str:
     return "\n".join(lines)
 
 
-def html_report(result: dict, summary: dict, curve_data: dict, path: Path) -> None:
+def html_report(result: dict, summary: dict, curve_data: dict, path: Path, pair: dict | None = None) -> None:
     from bokeh.embed import file_html
     from bokeh.layouts import column, gridplot
     from bokeh.models import ColumnDataSource, Div, Whisker
@@ -157,10 +258,32 @@ def html_report(result: dict, summary: dict, curve_data: dict, path: Path) -> No
             bars.append(f)
         blocks.append(gridplot([figs], toolbar_location="right"))
         blocks.append(gridplot(bars, ncols=3, toolbar_location=None))
+    if pair and pair["datasets"]:
+        blocks.append(Div(text=_paired_html(pair), width=1300))
     path.write_text(file_html(column(*blocks), INLINE, "LEAF-XBench"), encoding="utf-8")
 
 
-def write_reports(result: dict, out_dir) -> dict:
+# tints of Okabe-Ito blue (win) and vermillion (loss); the verdict is written in the cell too
+_VERDICT_STYLE = {"win": "background:#d6e9f5", "loss": "background:#f9dcc4", "tie": ""}
+
+
+def _paired_html(pair: dict) -> str:
+    head = "".join(f"<th>{html.escape(ds)}</th>" for ds in pair["datasets"])
+    rows = []
+    for method, title, cells in _paired_rows(pair):
+        tds = [f'<td style="{_VERDICT_STYLE[c["verdict"]] if c else ""}">{html.escape(_fmt_pair(c))}</td>'
+               for c in cells.values()]
+        rows.append(f"<tr><td>{html.escape(method)}</td><td>{html.escape(title)}</td>{''.join(tds)}</tr>")
+    return (f"<h2>{html.escape(_paired_title(pair))}</h2><p>{html.escape(_paired_note(pair))}</p>"
+            '<table style="border-collapse:collapse;font-family:monospace;font-size:12px" border="1" cellpadding="3">'
+            f"<tr><th>method</th><th>metric</th>{head}</tr>{''.join(rows)}</table>")
+
+
+def write_reports(result: dict, out_dir, *, reference: str = "leafx_sf", compare=None) -> dict:
+    """Write records (JSON, CSV), summary.json, report.md and report.html into ``out_dir``.
+
+    ``reference``/``compare``: the head-to-head section (``paired``); skipped when no record
+    has the reference method. Returns the summary."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     records = result["records"]
@@ -174,12 +297,14 @@ def write_reports(result: dict, out_dir) -> dict:
     summary = summarise(records)
     norm = normalised(summary)
     curve_data = curves(records)
+    pair = paired(records, reference, compare)
     (out / "summary.json").write_text(json.dumps({"summary": summary, "normalised": norm, "curves": curve_data,
-                                                  "clips": result["clips"], "settings": result["settings"]},
+                                                  "paired": pair, "clips": result["clips"],
+                                                  "settings": result["settings"]},
                                                  indent=1, default=str))
-    (out / "report.md").write_text(markdown(result, summary, norm))
+    (out / "report.md").write_text(markdown(result, summary, norm, pair))
     try:
-        html_report(result, summary, curve_data, out / "report.html")
+        html_report(result, summary, curve_data, out / "report.html", pair)
     except ImportError:  # bokeh missing: the other outputs still stand
         pass
     return summary
