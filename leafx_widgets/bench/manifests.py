@@ -1,4 +1,4 @@
-"""Benchmark manifests: reading, and builders for the two development sets.
+"""Benchmark manifests: reading, builders for the two development sets and the two test sets.
 
 A manifest is a JSON list of clips::
 
@@ -14,12 +14,22 @@ read with praatio. Builders:
 * :func:`build_espeak` - espeak-ng speech synthesised word by word; the trimmed words
   are joined with known pauses, so every word span is exact. Several voices and
   rates, clean and with white noise at 20 dB SNR.
+
+Development manifests (:func:`build_dev_manifests`) are for choosing settings; the
+held-out test manifests (:func:`build_test_manifests`, ``--test`` on the command line)
+are only for confirming settings already chosen, never for choosing them:
+
+* :func:`build_cards` - real speech from the same Debian package, other recordings:
+  the ``cards`` clips and ``goforward.raw``, spans by the same forced alignment.
+* :func:`build_espeak_test` - other sentences, voices, rates, noise levels and seeds
+  than :func:`build_espeak`.
 """
 from __future__ import annotations
 
 import json
 import re
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +37,13 @@ from pathlib import Path
 import numpy as np
 
 SAMPLE_RATE = 16000
-LIBRIVOX_DIR = Path("/usr/share/pocketsphinx/test/data/librivox")
+SPHINX_TEST_DATA = Path("/usr/share/pocketsphinx/test/data")
+LIBRIVOX_DIR = SPHINX_TEST_DATA / "librivox"
+CARDS_DIR = SPHINX_TEST_DATA / "cards"
+GOFORWARD_RAW = SPHINX_TEST_DATA / "goforward.raw"
+# Not shipped with a transcript file; Whisper tiny.en ("Go forward 10 meters.") and
+# pocketsphinx's en-us decoder ("go forward ten meters") agree on it.
+GOFORWARD_TEXT = "go forward ten meters"
 
 
 @dataclass
@@ -75,8 +91,13 @@ def _relpath(target: Path, start: Path) -> str:
 
 def read_librivox_transcription(folder: Path = LIBRIVOX_DIR) -> dict[str, str]:
     """``{file id: text}`` from the sphinx ``transcription`` file (``<s> ... </s> (id)``)."""
+    return read_sphinx_transcription(folder / "transcription")
+
+
+def read_sphinx_transcription(path: Path) -> dict[str, str]:
+    """``{file id: text}`` from a sphinx transcription file (lines ``<s> ... </s> (id)``)."""
     out = {}
-    for line in (folder / "transcription").read_text().splitlines():
+    for line in Path(path).read_text().splitlines():
         m = re.match(r"\s*(.*?)\s*\(([^()]+)\)\s*$", line)
         if not m:
             continue
@@ -97,8 +118,11 @@ def force_align(pcm16: np.ndarray, text: str, *, sample_rate: int = SAMPLE_RATE)
     decoder.start_utt()
     decoder.process_raw(np.ascontiguousarray(pcm16, dtype=np.int16).tobytes(), full_utt=True)
     decoder.end_utt()
+    segments = decoder.seg()
+    if segments is None:  # no path through the audio for this text
+        raise RuntimeError(f"forced alignment found no alignment of {text!r}")
     words = []
-    for seg in decoder.seg():
+    for seg in segments:
         word = re.sub(r"\(\d+\)$", "", seg.word)
         if word.startswith("<") or word.startswith("[") or word.startswith("+"):
             continue
@@ -122,6 +146,35 @@ def build_librivox(out_dir: str | Path, *, folder: Path = LIBRIVOX_DIR) -> Path:
         pcm, sr = sf.read(wav, dtype="int16")
         clips.append(Clip(file_id, wav, text, force_align(pcm, text, sample_rate=sr)))
     return write_manifest(out_dir / "librivox.json", clips)
+
+
+def build_cards(out_dir: str | Path, *, folder: Path = CARDS_DIR, goforward: Path | None = GOFORWARD_RAW) -> Path:
+    """Write ``cards.json`` (test set): the sphinx ``cards`` clips and ``goforward.raw``.
+
+    ``goforward.raw`` (16-bit little-endian mono 16 kHz PCM) is written out as
+    ``out_dir/cards/goforward.wav``. A clip that forced alignment cannot align is
+    left out with a warning, never given made-up spans.
+    """
+    import soundfile as sf
+
+    out_dir = Path(out_dir)
+    sources = [(f"cards-{file_id}", folder / f"{file_id}.wav", text)
+               for file_id, text in sorted(read_sphinx_transcription(folder / "cards.transcription").items())]
+    if goforward is not None:
+        wav = out_dir / "cards" / "goforward.wav"
+        wav.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(wav, np.fromfile(goforward, dtype="<i2"), SAMPLE_RATE, subtype="PCM_16")
+        sources.append(("goforward", wav, GOFORWARD_TEXT))
+    clips = []
+    for clip_id, wav, text in sources:
+        pcm, sr = sf.read(wav, dtype="int16")
+        try:
+            words = force_align(pcm, text, sample_rate=sr)
+        except RuntimeError as e:
+            print(f"warning: {clip_id} left out of cards.json: {e}", file=sys.stderr)
+            continue
+        clips.append(Clip(clip_id, wav, text, words))
+    return write_manifest(out_dir / "cards.json", clips)
 
 
 # ---------------------------------------------------------------- espeak-ng (exact spans)
@@ -192,28 +245,72 @@ def add_noise(audio: np.ndarray, snr_db: float, *, seed: int = 0,
     return (audio + noise).astype(np.float32)
 
 
+# Test set: none of these sentences, settings or seeds is in the development set.
+ESPEAK_TEST_SENTENCES = (
+    "my sister bought a new bicycle and rides it to work every day",
+    "the old library closes early on sundays so we should leave soon",
+    "after dinner the children played games by the fire until it was dark",
+    "the train to the city was late because of snow on the tracks",
+    "she wrote a short letter to her grandmother and posted it on friday",
+)
+ESPEAK_TEST_SETTINGS = (
+    ("en-us+m3", 130, None),
+    ("en-gb-scotland", 175, 20.0),
+    ("en-us+f1", 155, 10.0),  # f1: no echo (f2-f5 and m2 add echo tails that would stretch the spans)
+    ("en-029", 160, None),
+    ("en-gb-x-gbclan", 145, 15.0),
+)
+ESPEAK_TEST_SEED = 100  # clip i uses seed 100 + i (pauses) and 101 + i (noise); the dev set uses 0-4
+
+
 def build_espeak(out_dir: str | Path, *, sentences=ESPEAK_SENTENCES, settings=ESPEAK_SETTINGS) -> Path:
     """Write ``espeak.json`` and its wav files (one clip per sentence/setting pair)."""
+    return _build_synthetic(out_dir, "espeak", sentences, settings, seed=0)
+
+
+def build_espeak_test(out_dir: str | Path, *, sentences=ESPEAK_TEST_SENTENCES, settings=ESPEAK_TEST_SETTINGS,
+                      seed: int = ESPEAK_TEST_SEED) -> Path:
+    """Write ``espeak_test.json`` and ``espeak_test/*.wav`` (test set; one clip per sentence/setting pair)."""
+    if len(sentences) != len(settings):
+        raise ValueError(f"{len(sentences)} sentences but {len(settings)} settings")
+    return _build_synthetic(out_dir, "espeak_test", sentences, settings, seed=seed)
+
+
+def _build_synthetic(out_dir, name: str, sentences, settings, *, seed: int) -> Path:
+    """``out_dir/name.json`` and ``out_dir/name/*.wav``; clip i is synthesised with seed ``seed + i``."""
     import soundfile as sf
 
     out_dir = Path(out_dir)
-    (out_dir / "espeak").mkdir(parents=True, exist_ok=True)
+    (out_dir / name).mkdir(parents=True, exist_ok=True)
+    prefix = name.replace("_", "-")
     clips = []
     for i, (text, (voice, rate, snr)) in enumerate(zip(sentences, settings)):
-        audio, words = synthesise_sentence(text, voice, rate, seed=i, snr_db=snr)
-        clip_id = f"espeak-{i:02d}-{voice.replace('+', '_')}-{rate}wpm-{'clean' if snr is None else f'snr{snr:g}'}"
-        wav = out_dir / "espeak" / f"{clip_id}.wav"
+        audio, words = synthesise_sentence(text, voice, rate, seed=seed + i, snr_db=snr)
+        clip_id = f"{prefix}-{i:02d}-{voice.replace('+', '_')}-{rate}wpm-{'clean' if snr is None else f'snr{snr:g}'}"
+        wav = out_dir / name / f"{clip_id}.wav"
         sf.write(wav, audio, SAMPLE_RATE, subtype="FLOAT")
         clips.append(Clip(clip_id, wav, text, words))
-    return write_manifest(out_dir / "espeak.json", clips)
+    return write_manifest(out_dir / f"{name}.json", clips)
 
 
 def build_dev_manifests(out_dir: str | Path) -> list[Path]:
-    """Both development manifests under ``out_dir``."""
+    """Both development manifests under ``out_dir`` (for choosing settings)."""
     return [build_librivox(out_dir), build_espeak(out_dir)]
 
 
-if __name__ == "__main__":  # python -m leafx_widgets.bench.manifests OUT_DIR
-    import sys
-    for p in build_dev_manifests(sys.argv[1] if len(sys.argv) > 1 else "bench_data"):
+def build_test_manifests(out_dir: str | Path) -> list[Path]:
+    """Both held-out test manifests under ``out_dir`` (only for confirming chosen settings)."""
+    return [build_cards(out_dir), build_espeak_test(out_dir)]
+
+
+if __name__ == "__main__":  # python -m leafx_widgets.bench.manifests OUT_DIR [--test]
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m leafx_widgets.bench.manifests",
+                                     description="Build LEAF-XBench manifests (default: the development set).")
+    parser.add_argument("out_dir", nargs="?", default="bench_data")
+    parser.add_argument("--test", action="store_true",
+                        help="build the held-out test manifests (cards.json, espeak_test.json) instead")
+    args = parser.parse_args()
+    for p in (build_test_manifests if args.test else build_dev_manifests)(args.out_dir):
         print(p)
