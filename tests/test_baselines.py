@@ -7,7 +7,7 @@ from leafx_widgets.baselines._common import crop_normalise, frame_groups
 from leafx_widgets.baselines.attention import dtw, median_filter
 from leafx_widgets.baselines.leafx_sf import sink_free_maps
 
-FAST = ["leafx_sf", "leafx_sf_g1", "raa_last", "raa_mean", "rollout", "saco", "ta", "whisper_dtw"]
+FAST = ["leafx_sf", "leafx_sf_full", "raa_last", "raa_mean", "rollout", "saco", "ta", "whisper_dtw"]
 SLOW = {"ig": {"n_steps": 2}, "occlusion": {"window_frames": 50, "stride_frames": 50},
         "lime": {"n_samples": 4}, "kernelshap": {"n_samples": 4}, "spes": {"n_samples": 4}}
 
@@ -41,14 +41,22 @@ def test_sink_free_maps_hand_case():
     # one layer, one head, two text queries over 3 real frames + 1 padding frame.
     # frame 0 is a sink (both queries attend it), frames 1 / 2 are token-specific.
     a = torch.tensor([[[[0.5, 0.4, 0.0, 0.1], [0.5, 0.0, 0.4, 0.1]]]])  # (L'=1, H=1, P=2, S=4)
-    r = sink_free_maps(a, [0, 1], 3, delta=1e-6, gamma=1.0)
+    r = sink_free_maps(a, [0, 1], 3, delta=1e-6, desink=1.0, gamma=1.0)
     # sink = (0.5, 0.2, 0.2); ratios row 0 = (1, 2, 0) -> (1/3, 2/3, 0)
     np.testing.assert_allclose(r[0].numpy(), [1 / 3, 2 / 3, 0.0], atol=1e-5)
     np.testing.assert_allclose(r[1].numpy(), [1 / 3, 0.0, 2 / 3], atol=1e-5)
-    r2 = sink_free_maps(a, [0, 1], 3, delta=1e-6, gamma=2.0)
+    r2 = sink_free_maps(a, [0, 1], 3, delta=1e-6, desink=1.0, gamma=2.0)
     np.testing.assert_allclose(r2[0].numpy(), [0.2, 0.8, 0.0], atol=1e-5)
-    with pytest.raises(ValueError):
+    # partial de-sink: row 0 = (0.5 / 0.5^0.5, 0.4 / 0.2^0.5, 0) = (0.7071, 0.8944, 0), normalised
+    r3 = sink_free_maps(a, [0, 1], 3, delta=1e-6, desink=0.5, gamma=1.0)
+    np.testing.assert_allclose(r3[0].numpy(), [0.7071 / 1.6016, 0.8944 / 1.6016, 0.0], atol=1e-4)
+    # no de-sink: the attention itself over the real frames, renormalised
+    r4 = sink_free_maps(a, [0, 1], 3, delta=1e-6, desink=0.0, gamma=1.0)
+    np.testing.assert_allclose(r4[0].numpy(), [5 / 9, 4 / 9, 0.0], atol=1e-5)
+    with pytest.raises(ValueError, match="tau"):
         sink_free_maps(a, [0, 1], 3, tau=0.0)
+    with pytest.raises(ValueError, match="desink"):
+        sink_free_maps(a, [0, 1], 3, desink=-0.5)
 
 
 def test_all_baselines_registered():

@@ -9,16 +9,17 @@ from __future__ import annotations
 from ..methods import METHODS, Method, register
 from .attention import plain_rollout, raa_last, raa_mean, saco, ta, whisper_dtw
 from .gradient import integrated_gradients
-from .leafx_sf import SF_PARAMS, leafx_sf
+from .leafx_sf import FULL_DESINK_PARAMS, SF_PARAMS, leafx_sf
 from .perturbation import kernelshap, lime, occlusion, spes
 
 BASELINES = [
     Method("leafx_sf", "LEAF-X-SF (sink-free)", leafx_sf, family="leafx", cost="fast",
            params=dict(SF_PARAMS),
            description="fixed LEAF-X: last-layer entropy-weighted heads, no self-attention rollout, "
-                       "frames divided by their mean attention over the window's tokens, sharpened"),
-    Method("leafx_sf_g1", "LEAF-X-SF, gamma=1", leafx_sf, family="leafx", cost="fast",
-           params={**SF_PARAMS, "gamma": 1.0}, description="LEAF-X-SF without sharpening"),
+                       "frames divided by (their mean attention over the window's tokens)^0.75"),
+    Method("leafx_sf_full", "LEAF-X-SF, full de-sink", leafx_sf, family="leafx", cost="fast",
+           params=dict(FULL_DESINK_PARAMS),
+           description="LEAF-X-SF with the whole sink division and gamma 1.5 (sharper, loses INF to RAA)"),
     Method("leafx_sf_grad", "LEAF-X-SF +grad", leafx_sf, family="leafx", cost="fast",
            params={**SF_PARAMS, "grad": True},
            description="LEAF-X-SF on gradient-modulated attention (Eq. 7 on each token's own query)"),

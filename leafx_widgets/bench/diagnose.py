@@ -27,8 +27,8 @@ CUSTOM = {  # LeafxConfig switches the registry does not expose as parameters
     "base(entropy=False,rollout=False)": dict(entropy=False, rollout=False),
 }
 SPECS = ["base", "base@frames=all", *CUSTOM, "base@depth=one", "base@depth=one,frames=all", "grad", "causal",
-         "leafx_no_rollout", "raa_mean", "raa_last", "rollout", "leafx_sf", "leafx_sf_g1", "leafx_sf@delta=0.001",
-         "leafx_sf@tau=0.5", "leafx_sf@layers=last_half", "whisper_dtw", "saco", "ta"]
+         "leafx_no_rollout", "raa_mean", "raa_last", "rollout", "leafx_sf", "leafx_sf_full", "leafx_sf@delta=0.001",
+         "leafx_sf@tau=1", "leafx_sf@layers=last_half", "whisper_dtw", "saco", "ta"]
 KEYS = ("pg", "iou", "mass", "border", "start", "before")
 
 

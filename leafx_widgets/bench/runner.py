@@ -46,14 +46,14 @@ DEFAULT_METHODS = (
     "base", "grad", "causal", "leafx_no_entropy", "leafx_no_rollout", "leafx_no_grad",
     "causal@tau=0.5", "causal@tau=1.5", "causal@tau=2.0",
     "causal@depth=one", "causal@depth=middle_half", "causal@depth=last_half",
-    "leafx_sf", "leafx_sf_g1", "leafx_sf_grad", "base-vn",
+    "leafx_sf", "leafx_sf_full", "leafx_sf_grad", "base-vn",
     "raa_last", "raa_mean", "rollout", "saco", "ta", "whisper_dtw",
     "ig", "occlusion", "lime", "kernelshap", "spes",
 )
 # methods that also get D-AOPC / insertion in the default run (the paper's main table); the
 # ablations get every other metric (TLoc, SPR, INF, STAB) - masking passes are the budget
 DEFAULT_FAITH_METHODS = (
-    "base", "grad", "causal", "leafx_sf", "leafx_sf_g1", "leafx_sf_grad", "base-vn",
+    "base", "grad", "causal", "leafx_sf", "leafx_sf_full", "leafx_sf_grad", "base-vn",
     "raa_last", "raa_mean", "rollout", "saco", "ta", "whisper_dtw",
     "ig", "occlusion", "lime", "kernelshap", "spes",
 )
@@ -63,7 +63,7 @@ DEFAULT_FAITH_METHODS = (
 class Settings:
     faith_per_clip: int = 3  # tokens per clip for D-AOPC / insertion (and IG); 0 = all
     levels: tuple = DELETION_LEVELS
-    n_inf: int = 16  # random masks for INF per window
+    n_inf: int = 64  # random masks for INF per window (16 left method differences inside the noise)
     inf_segment_frames: int = 5
     inf_p: float = 0.25  # probability that a segment is masked
     faith_methods: tuple | None = DEFAULT_FAITH_METHODS  # None = every method
