@@ -69,3 +69,28 @@ def test_espeak_exact_spans():
         assert abs(audio[a]) > 0 and abs(audio[b - 1]) > 0
     gap = audio[round(words[0]["end"] * SAMPLE_RATE) + 1: round(words[1]["start"] * SAMPLE_RATE) - 1]
     assert gap.size > 0 and np.all(gap == 0)
+
+
+def test_numerals_are_spelled_out():
+    from leafx_widgets.bench.align import number_words, spell_numeral
+
+    assert number_words(0) == ["zero"] and number_words(19) == ["nineteen"]
+    assert number_words(40) == ["forty"] and number_words(99) == ["ninety", "nine"]
+    assert number_words(305) == ["three", "hundred", "five"]
+    assert number_words(1_000_001) == ["one", "million", "one"]
+    assert spell_numeral("21st") == ["twenty", "first"] and spell_numeral("12th") == ["twelfth"]
+    assert spell_numeral("30th") == ["thirtieth"] and spell_numeral("abc1") == ["abc1"]
+    assert fold_words("Go forward 10 meters.") == ["go", "forward", "ten", "meters"]
+    assert fold_words("1,000 people") == ["one", "thousand", "people"]
+    # Whisper's digits now match a spelled-out reference: WER 0 instead of 1/4
+    assert align_words(fold_words("go forward 10 meters"), fold_words("go forward ten meters")).wer == 0
+
+
+def test_word_pieces_map_a_numeral_to_its_first_token():
+    from types import SimpleNamespace as NS
+
+    from leafx_widgets.bench.runner import word_pieces
+
+    ex = NS(tokens=[NS(text=" 25"), NS(text=" cold"), NS(text="-"), NS(text="heart"), NS(text="ed")])
+    assert word_pieces(ex, NS(text=" 25", tokens=[0])) == [("twenty", 0), ("five", 0)]
+    assert word_pieces(ex, NS(text=" cold-hearted", tokens=[1, 2, 3, 4])) == [("cold", 1), ("hearted", 3)]

@@ -1,7 +1,8 @@
 """Word alignment of a decoded transcript to a reference, and WER.
 
 Words are folded (lower case, punctuation removed, a few spoken forms of
-abbreviations expanded) and aligned by Levenshtein distance with a backtrace.
+abbreviations expanded, numerals spelled out: Whisper writes "10 meters" where a
+reference says "ten meters") and aligned by Levenshtein distance with a backtrace.
 Only exact matches after folding inherit the reference word's time span;
 substitutions, insertions and deletions count towards WER and get no span.
 """
@@ -22,15 +23,50 @@ def fold(word: str) -> str:
     return SPOKEN_FORMS.get(w, w)
 
 
+_ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+         "fifteen sixteen seventeen eighteen nineteen").split()
+_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+_SCALES = ((10**9, "billion"), (10**6, "million"), (1000, "thousand"), (100, "hundred"))
+_ORDINALS = {"one": "first", "two": "second", "three": "third", "five": "fifth", "eight": "eighth",
+             "nine": "ninth", "twelve": "twelfth"}
+_NUMERAL = re.compile(r"(\d+)(st|nd|rd|th)?")
+
+
+def number_words(n: int) -> list[str]:
+    """Cardinal ``n`` (0 <= n < 10**12) spelled out: 2025 -> two thousand twenty five."""
+    if n < 20:
+        return [_ONES[n]]
+    if n < 100:
+        return [_TENS[n // 10]] + (number_words(n % 10) if n % 10 else [])
+    for value, name in _SCALES:
+        if n >= value:
+            rest = number_words(n % value) if n % value else []
+            return number_words(n // value) + [name] + rest
+    raise AssertionError("unreachable")
+
+
+def spell_numeral(word: str) -> list[str]:
+    """A folded word that is a numeral ("10", "1000", "21st") as spoken words, else ``[word]``."""
+    m = _NUMERAL.fullmatch(word)
+    if not m or len(m.group(1)) > 12:
+        return [word]
+    words = number_words(int(m.group(1)))
+    if m.group(2):  # ordinal: change the last word only (twenty first, one hundredth)
+        last = words[-1]
+        words[-1] = _ORDINALS.get(last) or (last[:-1] + "ieth" if last.endswith("y") else last + "th")
+    return words
+
+
 def fold_words(text_or_words) -> list[str]:
-    """Folded word list from a string or a list of words (hyphens split words)."""
+    """Folded word list from a string or a list of words (hyphens split words, numerals are
+    spelled out)."""
     words = text_or_words.split() if isinstance(text_or_words, str) else list(text_or_words)
     out: list[str] = []
     for w in words:
         for piece in w.replace("-", " ").split():
             f = fold(piece)
             if f:
-                out.append(f)
+                out.extend(spell_numeral(f))
     return out
 
 

@@ -126,21 +126,22 @@ def _raw_chars(text: str) -> str:
 
 def word_pieces(ex, word) -> list[tuple[str, int]]:
     """Folded pieces of one decoded word with the token index where each piece starts
-    ("cold-hearted" -> ("cold", tok of "cold"), ("hearted", tok of "heart"))."""
-    pieces = fold_words(word.text)
+    ("cold-hearted" -> ("cold", tok of "cold"), ("hearted", tok of "heart"); a numeral's
+    spoken words all start at its first token: "25" -> ("twenty", t), ("five", t))."""
     content = [t for t in word.tokens if any(c.isalnum() for c in ex.tokens[t].text)] or list(word.tokens)
-    if len(pieces) <= 1:
-        return [(p, content[0]) for p in pieces]
+    raws = [x for x in word.text.replace("-", " ").split() if _raw_chars(x)]
+    if len(raws) <= 1:
+        return [(p, content[0]) for p in fold_words(word.text)]
     spans, pos = [], 0
     for t in word.tokens:
         n = len(_raw_chars(ex.tokens[t].text))
         spans.append((pos, pos + n, t))
         pos += n
     out, offset = [], 0
-    for piece, raw in zip(pieces, [_raw_chars(x) for x in word.text.replace("-", " ").split() if _raw_chars(x)]):
+    for raw in raws:
         tok = next((t for a, b, t in spans if a <= offset < b), content[0])
-        out.append((piece, tok))
-        offset += len(raw)
+        out.extend((piece, tok) for piece in fold_words(raw))
+        offset += len(_raw_chars(raw))
     return out
 
 
@@ -149,19 +150,24 @@ def matched_tokens(ex, clip: Clip) -> tuple[list[EvalToken], float, str]:
     reference span; also the clip's WER against the reference text."""
     pieces = [pt for word in ex.words for pt in word_pieces(ex, word)]
     alignment = align_words([p for p, _ in pieces], fold_words(clip.text))
-    ref_words = clip.words or []
-    if [fold_words(w["word"]) for w in ref_words] != [[x] for x in fold_words(clip.text)]:
-        ref_words = []  # spans do not line up one-to-one with the text's words: WER only
-    out = []
-    for hi, ri in sorted(alignment.matches().items()) if ref_words else []:
+    # each folded reference word with the span of the word it came from ("25" -> twenty, five)
+    ref_pieces = [(piece, w) for w in clip.words or [] for piece in fold_words(w["word"])]
+    if [p for p, _ in ref_pieces] != fold_words(clip.text):
+        ref_pieces = []  # spans do not line up with the text's words: WER only
+    out, seen = [], set()
+    for hi, ri in sorted(alignment.matches().items()) if ref_pieces else []:
         tok = ex.tokens[pieces[hi][1]]
+        if tok.index in seen:  # "twenty" and "five" of one "25": evaluate its token once
+            continue
+        seen.add(tok.index)
         window = ex.windows[tok.window]
         offset_s = window.offset_samples / ex.sample_rate
-        span = (ref_words[ri]["start"] - offset_s, ref_words[ri]["end"] - offset_s)
+        ref = ref_pieces[ri][1]
+        span = (ref["start"] - offset_s, ref["end"] - offset_s)
         if span[1] <= 0 or span[0] >= window.n_valid * ex.frame_s:
             continue
         out.append(EvalToken(tok.window, window.tokens.index(tok.index), tok.index, tok.text,
-                             pieces[hi][0], ref_words[ri]["word"], span))
+                             pieces[hi][0], ref["word"], span))
     return out, alignment.wer, ex.text
 
 
