@@ -188,12 +188,15 @@ class LeafXWidget(anywidget.AnyWidget):
         self._payload: dict | None = None
         self._payload_lock = threading.Lock()
         self._streams: dict[str, int] = {}  # view -> next audio sample to send
-        base = self.methods.get("base") or next(iter(self.methods.values()))
-        defaults = dict(getattr(base, "params", None) or {})
+        # tau/depth follow the shown method's own defaults until the user sets them
+        self._user_params = {k for k in WIDGET_PARAMS if k in kwargs}
+        self._following = True  # the constructor's own settings are not user choices
         kwargs.setdefault("variant", _default_method(self.methods))
+        defaults = self._declared(kwargs["variant"])
         kwargs.setdefault("tau", float(defaults.get("tau", 1.0)))
         kwargs.setdefault("depth", str(defaults.get("depth", "full")))
         super().__init__(_meta=self._build_meta(), **kwargs)
+        self._following = False
         self.on_msg(self._on_custom_msg)
         if background:  # PCM and spectrogram codes ready before the browser asks
             self._worker.submit(PRIORITY_MAP, self._audio_and_mel)
@@ -219,6 +222,31 @@ class LeafXWidget(anywidget.AnyWidget):
         if not 0 <= k < max(n, 1):
             raise traitlets.TraitError(f"selected_token {k} out of range [0, {n})")
         return k
+
+    def _declared(self, method: str) -> dict:
+        """The widget-controlled parameters ``method`` declares, with their defaults (base's
+        when the method declares none of them)."""
+        entry = self.methods.get(method) or self.methods.get("base") or next(iter(self.methods.values()))
+        own = {k: v for k, v in (getattr(entry, "params", None) or {}).items() if k in WIDGET_PARAMS}
+        base = self.methods.get("base")
+        return {**{k: v for k, v in (getattr(base, "params", None) or {}).items() if k in WIDGET_PARAMS}, **own}
+
+    @traitlets.observe("tau", "depth")
+    def _remember_user_choice(self, change):
+        if not self._following:
+            self._user_params.add(change["name"])
+
+    @traitlets.observe("variant")
+    def _follow_variant_defaults(self, change):
+        """LEAF-X-SF's tau (0.5) differs from the paper methods' (1.0): show each method at its
+        own default, unless the user has chosen a value, which then applies to every method."""
+        defaults = self._declared(change["new"])
+        self._following = True
+        try:
+            for name in set(defaults) - self._user_params:
+                setattr(self, name, float(defaults[name]) if name == "tau" else str(defaults[name]))
+        finally:
+            self._following = False
 
     @traitlets.validate("tau")
     def _check_tau(self, proposal):

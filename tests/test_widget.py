@@ -80,7 +80,8 @@ def test_default_traits_and_meta(widget, ex):
     assert widget.selected_token == 0 and widget.current_time == 0.0
     assert widget.variant == DEFAULT_METHOD
     assert widget.compare_variant is None and widget.compare_mode == "side"
-    assert (widget.tau, widget.depth) == (1.0, "full")
+    # tau follows the shown method's own default (LEAF-X-SF: 0.5), depth falls back to base's
+    assert (widget.tau, widget.depth) == (METHODS[DEFAULT_METHOD].params["tau"], "full")
     meta = widget._meta
     assert meta["n_frames"] == ex.n_frames and meta["frame_s"] == ex.frame_s
     assert meta["duration_s"] == pytest.approx(ex.duration_s) and meta["sample_rate"] == 16000
@@ -106,6 +107,20 @@ def test_traits_validate(widget, ex):
                       ("selected_token", -1), ("tau", 0.0), ("depth", "half"), ("compare_mode", "x")]:
         with pytest.raises(traitlets.TraitError):
             setattr(widget, name, bad)
+
+
+def test_tau_follows_each_method_until_the_user_sets_it(widget):
+    sf_tau, base_tau = METHODS["leafx_sf"].params["tau"], METHODS["base"].params["tau"]
+    assert sf_tau != base_tau
+    widget.variant = "leafx_sf"
+    assert widget.tau == sf_tau
+    widget.variant = "base"
+    assert widget.tau == base_tau
+    widget.variant = "leafx_sf"
+    assert widget.tau == sf_tau and widget.method_params("leafx_sf") == {"tau": sf_tau}
+    widget.tau = 2.0  # a user's choice applies to every method from then on
+    widget.variant = "base"
+    assert widget.tau == 2.0 and widget.method_params("base") == {"tau": 2.0, "depth": "full"}
 
 
 def test_constructor_traits_and_unknown_kwargs(ex):
