@@ -241,12 +241,12 @@ class LeafXWidget(anywidget.AnyWidget):
         """LEAF-X-SF's tau (0.5) differs from the paper methods' (1.0): show each method at its
         own default, unless the user has chosen a value, which then applies to every method."""
         defaults = self._declared(change["new"])
-        self._following = True
+        following, self._following = self._following, True  # also runs inside __init__
         try:
             for name in set(defaults) - self._user_params:
                 setattr(self, name, float(defaults[name]) if name == "tau" else str(defaults[name]))
         finally:
-            self._following = False
+            self._following = following
 
     @traitlets.validate("tau")
     def _check_tau(self, proposal):

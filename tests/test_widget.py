@@ -109,9 +109,22 @@ def test_traits_validate(widget, ex):
             setattr(widget, name, bad)
 
 
-def test_tau_follows_each_method_until_the_user_sets_it(widget):
+def test_tau_follows_each_method_until_the_user_sets_it(widget, ex):
     sf_tau, base_tau = METHODS["leafx_sf"].params["tau"], METHODS["base"].params["tau"]
     assert sf_tau != base_tau
+    # the constructor's own settings are no user choice, whatever order traitlets fires them in
+    for kwargs in ({}, {"variant": "base"}, {"variant": "leafx_sf"}, {"selected_token": 1}):
+        w = LeafXWidget(ex, background=False, **kwargs)
+        assert w._user_params == set() and w.tau == METHODS[w.variant].params["tau"]
+        w.close()
+    assert LeafXWidget(ex, background=False, tau=2.0)._user_params == {"tau"}
+    # traitlets may fire the variant change before tau's inside __init__: following the
+    # variant must not end the constructor's grace period early
+    w = LeafXWidget(ex, background=False)
+    w._following = True
+    w._follow_variant_defaults({"new": "base"})
+    assert w._following and w.tau == base_tau
+    w._following = False
     widget.variant = "leafx_sf"
     assert widget.tau == sf_tau
     widget.variant = "base"
