@@ -223,13 +223,15 @@ class LeafXWidget(anywidget.AnyWidget):
             raise traitlets.TraitError(f"selected_token {k} out of range [0, {n})")
         return k
 
+    def _widget_params(self, method: str) -> dict:
+        """The widget-controlled parameters ``method`` declares, with their defaults ({} when
+        the registry has no such method)."""
+        params = getattr(self.methods.get(method), "params", None) or {}
+        return {k: v for k, v in params.items() if k in WIDGET_PARAMS}
+
     def _declared(self, method: str) -> dict:
-        """The widget-controlled parameters ``method`` declares, with their defaults (base's
-        when the method declares none of them)."""
-        entry = self.methods.get(method) or self.methods.get("base") or next(iter(self.methods.values()))
-        own = {k: v for k, v in (getattr(entry, "params", None) or {}).items() if k in WIDGET_PARAMS}
-        base = self.methods.get("base")
-        return {**{k: v for k, v in (getattr(base, "params", None) or {}).items() if k in WIDGET_PARAMS}, **own}
+        """``method``'s widget parameters over base's (the traits' fallback values)."""
+        return {**self._widget_params("base"), **self._widget_params(method)}
 
     @traitlets.observe("tau", "depth")
     def _remember_user_choice(self, change):
@@ -322,8 +324,7 @@ class LeafXWidget(anywidget.AnyWidget):
         """The parameters ``method`` declares, taken from ``params`` or the traits."""
         if method not in self.methods:
             raise ValueError(f"unknown method {method!r}; choose from {sorted(self.methods)}")
-        declared = {k: v for k, v in (getattr(self.methods[method], "params", None) or {}).items()
-                    if k in WIDGET_PARAMS}
+        declared = self._widget_params(method)
         given = dict(params) if params is not None else {"tau": self.tau, "depth": self.depth}
         out = {}
         for name, default in declared.items():
