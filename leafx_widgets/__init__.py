@@ -1,14 +1,26 @@
-"""leafx_widgets: LEAF-X token-to-time explanations for Whisper, in a Jupyter widget."""
-from pathlib import Path
+"""leafx_widgets: LEAF-X token-to-time explanations for Whisper, in a Jupyter widget.
 
-from .audio import Audio, AudioError, load_audio
-from .explanation import Explanation, Token, Word, explain
-from .methods import METHODS, VARIANTS, Method, get_method, register
-from .models import DEFAULT_MODEL, load_model
+The public names are imported on first use (PEP 562), so that ``import leafx_widgets``
+and the command line's ``--help`` do not pay for torch and transformers.
+"""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
 
 __version__ = "0.1.0"
 
 _DATA = Path(__file__).parent / "data"
+
+# public name -> the submodule that defines it
+_EXPORTS = {
+    "Audio": "audio", "AudioError": "audio", "load_audio": "audio",
+    "Explanation": "explanation", "Token": "explanation", "Word": "explanation", "explain": "explanation",
+    "METHODS": "methods", "VARIANTS": "methods", "DEFAULT_METHOD": "methods", "Method": "methods",
+    "get_method": "methods", "register": "methods", "available_methods": "methods",
+    "DEFAULT_MODEL": "models", "load_model": "models",
+    "LeafXWidget": "widget", "show": "widget",
+}
 
 
 def sample_path(name: str = "librivox_dashwood.wav") -> Path:
@@ -20,13 +32,15 @@ def sample_path(name: str = "librivox_dashwood.wav") -> Path:
 
 
 def __getattr__(name):
-    # the widget pulls in anywidget/ipywidgets: import it only when asked for
-    if name in ("LeafXWidget", "show"):
-        from . import widget
-
-        return getattr(widget, name)
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value  # later lookups skip this hook
+        return value
     raise AttributeError(f"module 'leafx_widgets' has no attribute {name!r}")
 
 
-__all__ = ["LeafXWidget", "show", "explain", "Explanation", "Token", "Word", "load_model", "load_audio", "Audio", "AudioError",
-           "METHODS", "VARIANTS", "Method", "register", "get_method", "sample_path", "DEFAULT_MODEL"]
+def __dir__():
+    return sorted([*globals(), *_EXPORTS])
+
+
+__all__ = ["sample_path", "__version__", *_EXPORTS]

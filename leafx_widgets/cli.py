@@ -1,86 +1,311 @@
-"""Command line: ``leafx-widgets explain | bench | lab``. Only wiring; the work lives elsewhere."""
+"""Command line: ``leafx-widgets explain | bench | lab | methods``. Only wiring; the work lives elsewhere.
+
+It answers at once: nothing heavy (torch, transformers, librosa) is imported until the
+arguments are checked, and every argument is checked before the model loads.
+"""
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
+import os
+import shutil
+import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-from .methods import DEFAULT_METHOD
+from . import __version__
 
-DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16"}
+DEFAULT_METHOD = "leafx_sf"  # methods.DEFAULT_METHOD, repeated so --help needs no import (a test holds them equal)
+DTYPES = ("float32", "float16", "bfloat16")
+# formats soundfile cannot read but the loader's librosa/audioread fallback may (ffmpeg)
+FALLBACK_SUFFIXES = {".m4a", ".mp4", ".aac", ".wma", ".webm", ".opus", ".amr"}
+BENCH_MODULES = {"captum": "captum", "sklearn": "scikit-learn", "praatio": "praatio", "pocketsphinx": "pocketsphinx"}
+LAB_MODULES = {"jupyterlab": "jupyterlab"}
+NOTEBOOKS_DIR = "leafx-notebooks"  # where `lab` copies the shipped notebooks (wheel installs)
 
 
-def _explain(args) -> int:
+class UsageError(Exception):
+    """A bad argument: printed as one line, exit 2."""
+
+
+# -- checks that run before anything heavy -----------------------------------------------------
+def check_audio_path(path: str) -> Path:
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise UsageError(f"audio file not found: {path}")
+    if p.is_dir():
+        raise UsageError(f"{path} is a folder, not an audio file")
+    if not os.access(p, os.R_OK):
+        raise UsageError(f"audio file {path} is not readable (permissions)")
+    if p.stat().st_size == 0:
+        raise UsageError(f"audio file {path} is empty (0 bytes)")
+    import soundfile
+
+    try:
+        soundfile.info(str(p))
+    except Exception as err:  # noqa: BLE001 - any reason the header does not read
+        if p.suffix.lower() not in FALLBACK_SUFFIXES:
+            raise UsageError(f"cannot read {path} as audio: {str(err).splitlines()[0]}") from None
+    return p
+
+
+def check_writable(path: str, what: str) -> Path:
+    """``path``'s folder exists (or can be made) and takes a new file."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        raise UsageError(f"{what} {path} is a folder; give a file name")
+    folder = p.parent if str(p.parent) else Path(".")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".leafx-check-"):
+            pass
+    except OSError as err:
+        raise UsageError(f"cannot write {what} {path}: {err.strerror or err}") from None
+    return p
+
+
+def check_folder_writable(path: str, what: str) -> Path:
+    p = Path(path).expanduser()
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=p, prefix=".leafx-check-"):
+            pass
+    except OSError as err:
+        raise UsageError(f"cannot write {what} {path}: {err.strerror or err}") from None
+    return p
+
+
+def check_extra(modules: dict[str, str], extra: str, what: str) -> None:
+    missing = [pip for mod, pip in modules.items() if importlib.util.find_spec(mod) is None]
+    if missing:
+        raise UsageError(f"{what} needs {', '.join(missing)}, which is not installed: "
+                         f'pip install "leafx-widgets[{extra}]"')
+
+
+def set_threads(threads: int | None) -> None:
+    """``--threads`` wins; else OMP_NUM_THREADS (which torch reads itself); else torch's default."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {threads}")
     import torch
 
-    from . import explain, load_model, sample_path
-    from .methods import get_method
+    torch.set_num_threads(threads)
 
-    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    for v in variants:
-        get_method(v)  # unknown names fail before the model loads
-    audio = args.audio or sample_path()
+
+# -- explain -----------------------------------------------------------------------------------
+def _explain(args) -> int:
+    audio = check_audio_path(args.audio) if args.audio else None
+    if args.json:
+        check_writable(args.json, "--json")
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {args.threads}")
+
+    import torch
+
+    from .methods import get_method
+    from .models import resolve_device
+
+    try:
+        resolve_device(args.device)
+        variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+        if not variants:
+            raise UsageError("--variants is empty; name at least one method, e.g. --variants base")
+        for name in [*variants, args.peaks]:
+            get_method(name)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    set_threads(args.threads)
+
+    from . import explain, load_model, sample_path
+
+    audio = audio or sample_path()
+    quiet = args.quiet
     t0 = time.perf_counter()
     model = load_model(args.model, device=args.device, dtype=getattr(torch, args.dtype))
     t1 = time.perf_counter()
-    ex = explain(model, audio)
+    ex = explain(model, audio, progress=False if quiet else None, max_duration_s=args.max_duration)
     t2 = time.perf_counter()
-    for v in variants:
-        for tok in ex.tokens:
-            ex.map(tok.index, v)
+    from ._progress import progress
+
+    todo = [(v, tok.index) for v in dict.fromkeys([*variants, args.peaks]) for tok in ex.tokens]
+    for v, i in progress(todo, total=len(todo), desc="maps", unit="map", enabled=False if quiet else None):
+        ex.map(i, v)
     t3 = time.perf_counter()
+    peaks = ex.word_peaks(args.peaks)
     print(f"{audio}  ({ex.duration_s:.2f} s, model {ex.model_name}, {len(ex.tokens)} tokens)")
     print(f"transcript: {ex.text}")
-    print(f"{'word':<20} {'peak (s)':>8} {'p(first token)':>15}")
-    for word in ex.words:
+    peak_head = f"peak (s) [{args.peaks}]"
+    print(f"{'word':<20} {peak_head:>{max(8, len(peak_head))}} {'p(first token)':>15}")
+    for word, peak in zip(ex.words, peaks):
         p = math.exp(ex.tokens[word.tokens[0]].logprob)
-        print(f"{word.text:<20} {word.peak_s:>8.2f} {p:>15.2f}")
+        print(f"{word.text:<20} {peak:>{max(8, len(peak_head))}.2f} {p:>15.2f}")
     print(f"load {t1 - t0:.2f} s, decode {t2 - t1:.2f} s, maps ({','.join(variants)}) {t3 - t2:.2f} s")
     if args.json:
-        path = ex.save_json(args.json, variants)
-        print(f"wrote {path}")
+        path = ex.save_json(args.json, variants, peak_method=args.peaks)
+        print(f"wrote {path} (maps: {', '.join(dict.fromkeys([*variants, args.peaks]))}; word peaks: {args.peaks})")
     return 0
 
 
-def _bench(args, rest) -> int:
+# -- bench -------------------------------------------------------------------------------------
+def _bench(rest: list[str]) -> int:
+    if not any(a in ("-h", "--help") for a in rest):
+        check_extra(BENCH_MODULES, "bench", "the benchmark")
     from .bench import runner
 
     return runner.main(rest)
 
 
-def _lab(args) -> int:
+# -- lab ---------------------------------------------------------------------------------------
+def shipped_notebooks() -> Path | None:
+    """The notebooks folder: inside the package (wheel install) or beside it (source checkout)."""
+    here = Path(__file__).resolve().parent
+    for folder in (here / "notebooks", here.parent / "notebooks"):
+        if (folder / "quickstart.ipynb").exists():
+            return folder
+    return None
+
+
+def notebooks_for_lab(target: str | None) -> Path:
+    """The folder JupyterLab opens. A source checkout opens its own ``notebooks/``; a wheel install
+    copies the shipped notebooks into ``target`` (default ./leafx-notebooks) once, never overwriting
+    a notebook the user has edited."""
+    source = shipped_notebooks()
+    if source is None:
+        raise UsageError("this installation ships no notebooks; reinstall leafx-widgets from a wheel or a checkout")
+    inside_package = source.parent == Path(__file__).resolve().parent
+    if target is None and not inside_package:
+        return source
+    dest = check_folder_writable(target or NOTEBOOKS_DIR, "the notebooks folder")
+    copied = 0
+    for nb in sorted(source.iterdir()):
+        if nb.suffix in (".ipynb", ".md") and not (dest / nb.name).exists():
+            shutil.copy2(nb, dest / nb.name)
+            copied += 1
+    if copied:
+        print(f"leafx-widgets: copied {copied} notebooks to {dest}/", file=sys.stderr)
+    return dest
+
+
+def lab_command(jupyter_args: list[str], folder: Path) -> list[str]:
+    """``jupyter lab`` on the quickstart, with the user's arguments passed through; as root it adds
+    --allow-root (containers and Binder-like hosts), which Jupyter otherwise refuses."""
+    cmd = [sys.executable, "-m", "jupyter", "lab"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and "--allow-root" not in jupyter_args:
+        cmd.append("--allow-root")
+    if not any(a.startswith(("--notebook-dir", "--ServerApp.root_dir", "--root-dir")) for a in jupyter_args):
+        cmd.append(f"--ServerApp.root_dir={folder}")
+        if not any(not a.startswith("-") for a in jupyter_args):  # no file named: open the quickstart
+            cmd.append(str(folder / "quickstart.ipynb"))
+    return [*cmd, *jupyter_args]
+
+
+def _lab(args, rest: list[str]) -> int:
+    check_extra(LAB_MODULES, "lab", "leafx-widgets lab")
+    folder = notebooks_for_lab(args.notebooks)
+    cmd = lab_command(rest, folder)
+    sys.stdout.flush(), sys.stderr.flush()
+    if os.name == "posix":  # Jupyter takes over the process: its own Ctrl-C handling, its exit code
+        os.execv(cmd[0], cmd)
     import subprocess
 
-    notebook = Path(__file__).resolve().parent.parent / "notebooks" / "quickstart.ipynb"
-    target = [str(notebook)] if notebook.exists() else []
-    return subprocess.call([sys.executable, "-m", "jupyter", "lab", *target])
+    return subprocess.call(cmd)
+
+
+# -- methods -----------------------------------------------------------------------------------
+def _methods(args) -> int:
+    from .methods import METHODS, _load_baselines
+
+    _load_baselines()
+    print(f"{'name':<18} {'family':<13} {'cost':<5} {'available':<10} label")
+    for name, m in METHODS.items():
+        status = "yes" if m.available else f'no: pip install "leafx-widgets[{m.extra}]"'
+        mark = "*" if name == DEFAULT_METHOD else " "
+        print(f"{name:<17}{mark} {m.family:<13} {m.cost:<5} {status:<10} {m.label}")
+    print(f"* the default (word peaks, the widget's first view)")
+    return 0
+
+
+# -- parser ------------------------------------------------------------------------------------
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+EPILOG = """examples:
+  leafx-widgets explain                              # the bundled LibriVox clip with the bundled tiny.en
+  leafx-widgets explain talk.wav --variants base,grad,causal --json talk.json
+  leafx-widgets explain talk.wav --model openai/whisper-small --device cuda --dtype float16
+  leafx-widgets lab                                  # JupyterLab on the quickstart notebook
+  leafx-widgets lab --no-browser --port 8899         # extra arguments go to jupyter lab
+  leafx-widgets bench --manifest M.json --out results/
+  leafx-widgets methods                              # every method, and which extra it needs
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="leafx-widgets", description="LEAF-X explanations for Whisper: which "
+                                     "stretch of the audio each decoded token rests on.",
+                                     epilog=EPILOG, formatter_class=_Formatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{explain,lab,bench,methods}")
+    ex = sub.add_parser("explain", help="decode audio and print each word's peak evidence time",
+                        description="Decode AUDIO once, compute the maps of --variants for every token, print "
+                                    "each word's peak time and optionally write the JSON.",
+                        epilog=EPILOG, formatter_class=_Formatter)
+    ex.add_argument("audio", nargs="?", help="wav/flac/mp3/ogg file (default: the bundled LibriVox sample)")
+    ex.add_argument("--model", default="tiny.en", help="tiny.en (bundled), a model folder, or a Hugging Face id")
+    ex.add_argument("--variants", default=DEFAULT_METHOD,
+                    help="comma-separated methods to compute and save, e.g. base,grad,causal,base-vn "
+                         "(list them with `leafx-widgets methods`)")
+    ex.add_argument("--peaks", default=DEFAULT_METHOD, metavar="METHOD",
+                    help="the method whose map gives each word's peak time (printed and saved)")
+    ex.add_argument("--json", metavar="OUT.json", help="write the leafx-explanation/1 JSON here")
+    ex.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps")
+    ex.add_argument("--dtype", default="float32", choices=DTYPES, help="model weights and activations")
+    ex.add_argument("--threads", type=int, metavar="N",
+                    help="CPU threads for torch (default: OMP_NUM_THREADS if set, else torch's own choice)")
+    ex.add_argument("--max-duration", type=float, default=3 * 3600.0, metavar="SECONDS",
+                    help="refuse longer audio (a guard against mistaken inputs)")
+    ex.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    lab = sub.add_parser("lab", help="open JupyterLab on the quickstart notebook",
+                         description="JupyterLab on the quickstart notebook. Any argument not listed here goes "
+                                     "to `jupyter lab` (--port, --no-browser, --ip ...). As root it adds "
+                                     "--allow-root. An install from a wheel copies the notebooks into "
+                                     f"./{NOTEBOOKS_DIR} first (edited notebooks are never overwritten).",
+                         formatter_class=_Formatter)
+    lab.add_argument("--notebooks", metavar="DIR", default=None,
+                     help=f"copy the notebooks here and open them (default: the checkout's notebooks/, "
+                          f"or ./{NOTEBOOKS_DIR} for a wheel install)")
+    sub.add_parser("bench", help="LEAF-XBench on a manifest (see `leafx-widgets bench --help`)", add_help=False)
+    sub.add_parser("methods", help="list the attribution methods and whether each is installed",
+                   formatter_class=_Formatter)
+    return parser
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="leafx-widgets", description="LEAF-X explanations for Whisper")
-    sub = parser.add_subparsers(dest="command", required=True)
-    ex = sub.add_parser("explain", help="decode audio and print each word's peak evidence time")
-    ex.add_argument("audio", nargs="?", help="wav/flac/mp3/ogg file (default: the bundled LibriVox sample)")
-    ex.add_argument("--model", default="tiny.en", help="tiny.en (bundled), a folder, or a Hugging Face id")
-    ex.add_argument("--variants", default=DEFAULT_METHOD,
-                    help=f"comma-separated methods (default {DEFAULT_METHOD}), e.g. base,grad,causal,base-vn")
-    ex.add_argument("--json", help="write the leafx-explanation/1 JSON here")
-    ex.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps ...")
-    ex.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
-    sub.add_parser("bench", help="LEAF-XBench on a manifest (see `leafx-widgets bench --help`)", add_help=False)
-    sub.add_parser("lab", help="open JupyterLab on the quickstart notebook")
-    args, rest = parser.parse_known_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if argv[:1] == ["bench"]:  # the bench parses its own options
+        args, rest = parser.parse_args(argv[:1]), argv[1:]
+    elif argv[:1] == ["lab"]:
+        args, rest = parser.parse_known_args(argv)
+    else:
+        args, rest = parser.parse_args(argv), []
     try:
         if args.command == "explain":
-            if rest:
-                parser.error(f"unrecognised arguments: {' '.join(rest)}")
             return _explain(args)
         if args.command == "bench":
-            return _bench(args, rest)
-        return _lab(args)
-    except (ValueError, FileNotFoundError, IndexError, TypeError) as err:
+            return _bench(rest)
+        if args.command == "lab":
+            return _lab(args, rest)
+        return _methods(args)
+    except KeyboardInterrupt:
+        print("leafx-widgets: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
+    except (UsageError, ValueError, FileNotFoundError, IndexError, TypeError) as err:
         print(f"leafx-widgets: error: {err}", file=sys.stderr)
         return 2
 

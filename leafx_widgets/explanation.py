@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from .audio import DEFAULT_MAX_DURATION_S, Audio, load_audio
+from ._progress import progress as _progress
 from .methods import DEFAULT_METHOD, VARIANTS, get_method
 
 SCHEMA = "leafx-explanation/1"
@@ -55,12 +56,13 @@ class Window:
 
 
 def explain(model, audio, *, sample_rate: int | None = None,
-            max_duration_s: float | None = DEFAULT_MAX_DURATION_S) -> "Explanation":
+            max_duration_s: float | None = DEFAULT_MAX_DURATION_S, progress: bool | None = None) -> "Explanation":
     """Decode ``audio`` once with ``model`` and return a lazy ``Explanation``.
 
     ``model``: an adapter from ``load_model`` or a model name. ``audio``: a path or
     an array (then ``sample_rate`` is required). Audio over 30 s is decoded in 30 s
-    windows, each explained on its own with its time offset.
+    windows, each explained on its own with its time offset. ``progress``: a bar over
+    the windows (None: in a terminal or a notebook when there is more than one window).
     """
     if isinstance(model, (str, Path)):
         from .models import load_model
@@ -68,7 +70,10 @@ def explain(model, audio, *, sample_rate: int | None = None,
         model = load_model(model)
     clip = load_audio(audio, sample_rate, target_rate=model.sample_rate, max_duration_s=max_duration_s)
     windows, tokens = [], []
-    for w, start in enumerate(range(0, len(clip.samples), model.window_samples)):
+    starts = range(0, len(clip.samples), model.window_samples)
+    bar = _progress(enumerate(starts), total=len(starts), desc="decoding", unit="window",
+                    enabled=False if len(starts) < 2 else progress)
+    for w, start in bar:
         chunk = clip.samples[start : start + model.window_samples]
         window = Window(index=w, adapter=model, offset_frames=w * model.n_window_frames, offset_samples=start,
                         n_valid=model.valid_frames(len(chunk)), features=None, encoded=None,
@@ -223,15 +228,24 @@ class Explanation:
     def words(self) -> list[Word]:
         """Words, with the time of their peak attribution (DEFAULT_METHOD, computed on first access)."""
         if self._words and self._words[0].peak_s is None and self.windows:
-            for word in self._words:
-                mass = sum(self.map_global(t, DEFAULT_METHOD) for t in word.tokens)
-                word.peak_s = round((int(np.argmax(mass)) + 0.5) * self.frame_s, 4)
+            for word, peak in zip(self._words, self.word_peaks(DEFAULT_METHOD)):
+                word.peak_s = peak
         return self._words
 
+    def word_peaks(self, method: str = DEFAULT_METHOD, **params) -> list[float]:
+        """Each word's peak time in seconds under ``method``: the frame where its tokens' summed map is largest."""
+        peaks = []
+        for word in self._words:
+            mass = sum(self.map_global(t, method, **params) for t in word.tokens)
+            peaks.append(round((int(np.argmax(mass)) + 0.5) * self.frame_s, 4))
+        return peaks
+
     # -- serialisation ----------------------------------------------------------------------
-    def to_json(self, variants=VARIANTS, **params) -> dict:
-        """The ``leafx-explanation/1`` schema; maps of ``variants`` computed now if needed."""
-        variants = tuple(variants)
+    def to_json(self, variants=VARIANTS, *, peak_method: str = DEFAULT_METHOD, **params) -> dict:
+        """The ``leafx-explanation/1`` schema; maps of ``variants`` computed now if needed.
+
+        Each word's ``peak_s`` comes from ``peak_method``, whose maps are saved too (named in ``peak_method``)."""
+        variants = tuple(dict.fromkeys([*variants, peak_method]))
         if self.windows:  # with a model, unknown names fail before any work (without, map() says what is stored)
             for v in variants:
                 get_method(v)
@@ -241,16 +255,18 @@ class Explanation:
             tokens.append({"index": tok.index, "id": tok.id, "text": tok.text, "word": tok.word,
                            "logprob": tok.logprob, "start_frame": tok.start_frame, "window": tok.window,
                            "n_frames": tok.n_frames, "maps": maps})
-        words = [{"index": w.index, "text": w.text, "tokens": list(w.tokens), "peak_s": w.peak_s}
-                 for w in self.words]
+        peaks = self.word_peaks(peak_method, **params) if self.windows else [w.peak_s for w in self.words]
+        words = [{"index": w.index, "text": w.text, "tokens": list(w.tokens), "peak_s": peak}
+                 for w, peak in zip(self.words, peaks)]
         return {"schema": SCHEMA, "model": self.model_name,
                 "audio": {"path": self.audio_path, "duration_s": self.duration_s, "sample_rate": self.sample_rate},
                 "frame_s": self.frame_s, "n_frames": self.n_frames, "text": self.text,
-                "params": {k: v for k, v in params.items()}, "tokens": tokens, "words": words}
+                "params": {k: v for k, v in params.items()}, "peak_method": peak_method,
+                "tokens": tokens, "words": words}
 
-    def save_json(self, path, variants=VARIANTS, **params) -> Path:
+    def save_json(self, path, variants=VARIANTS, *, peak_method: str = DEFAULT_METHOD, **params) -> Path:
         path = Path(path)
-        path.write_text(json.dumps(self.to_json(variants, **params)))
+        path.write_text(json.dumps(self.to_json(variants, peak_method=peak_method, **params)))
         return path
 
     @classmethod

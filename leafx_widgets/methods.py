@@ -6,12 +6,11 @@ baselines register themselves from ``leafx_widgets.baselines``.
 """
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
-
-from .attribution import LeafxConfig, leafx_window
 
 Compute = Callable[..., np.ndarray]  # (window, positions: list[int], **params) -> (len(positions), n_valid)
 
@@ -26,6 +25,23 @@ class Method:
     batched: bool = True  # True: one call computes every token of a window as cheaply as one
     params: dict = field(default_factory=dict)  # tunable parameters and their defaults
     description: str = ""
+    requires: tuple[str, ...] = ()  # modules from an optional extra, e.g. ("captum",)
+    extra: str = "bench"  # the extra that brings them: pip install "leafx-widgets[bench]"
+
+    @property
+    def missing(self) -> list[str]:
+        """The required modules that are not installed (empty when the method can run)."""
+        return [m for m in self.requires if importlib.util.find_spec(m) is None]
+
+    @property
+    def available(self) -> bool:
+        return not self.missing
+
+    def check_available(self) -> None:
+        if self.missing:
+            raise MethodUnavailable(
+                f"method {self.name!r} needs {', '.join(self.missing)}, which is not installed: "
+                f'pip install "leafx-widgets[{self.extra}]"')
 
     def resolve(self, params: dict) -> dict:
         """Defaults overlaid with ``params``; unknown names are an error."""
@@ -34,6 +50,10 @@ class Method:
             known = ", ".join(sorted(self.params)) or "none"
             raise ValueError(f"method {self.name!r} has no parameter(s) {sorted(unknown)}; it takes: {known}")
         return {**self.params, **params}
+
+
+class MethodUnavailable(ValueError):
+    """The method is registered but a package it needs (from an extra) is not installed."""
 
 
 METHODS: dict[str, Method] = {}
@@ -46,20 +66,26 @@ def register(method: Method, *, replace: bool = False) -> Method:
     return method
 
 
-def get_method(name: str) -> Method:
+def get_method(name: str, *, check_available: bool = True) -> Method:
+    """The registered method ``name``; a method whose extra is missing raises ``MethodUnavailable``."""
     _load_baselines()
-    if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; available: {', '.join(METHODS)}")
-    return METHODS[name]
+    if not isinstance(name, str) or name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; available: {', '.join(available_methods())}")
+    method = METHODS[name]
+    if check_available:
+        method.check_available()
+    return method
+
+
+def available_methods() -> list[str]:
+    """Names of the registered methods whose dependencies are installed."""
+    _load_baselines()
+    return [name for name, m in METHODS.items() if m.available]
 
 
 def _load_baselines():
-    """Baselines live in their own package and register on import (kept lazy: they pull in captum)."""
-    try:
-        import leafx_widgets.baselines  # noqa: F401
-    except ImportError as err:
-        if "leafx_widgets.baselines" not in str(err):
-            raise
+    """Baselines register on import; kept out of this module's import so it stays cheap."""
+    import leafx_widgets.baselines  # noqa: F401
 
 
 LEAFX_PARAMS = {"tau": 1.0, "depth": "full", "frames": "valid", "eps": 1e-8}
@@ -67,6 +93,8 @@ LEAFX_PARAMS = {"tau": 1.0, "depth": "full", "frames": "valid", "eps": 1e-8}
 
 def _leafx(**switches) -> Compute:
     def compute(window, positions, **params) -> np.ndarray:
+        from .attribution import LeafxConfig, leafx_window  # torch: imported when work starts
+
         cfg = LeafxConfig(**switches, **params)
         maps = leafx_window(window.adapter, window.encoded, window.prompt, window.ids, window.n_valid, cfg,
                             cache=getattr(window, "cache", None)).maps

@@ -21,6 +21,25 @@ def bundled_model_path(name: str = DEFAULT_MODEL) -> Path:
     return Path(module.get_model_path())
 
 
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch.device that this torch build can use; a ValueError in one sentence if not."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"unknown device {device!r}; use cpu, cuda, cuda:1 or mps") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            build = f"torch {torch.__version__}" + ("" if torch.version.cuda else ", a CPU-only build")
+            raise ValueError(f"device {str(device)!r}: CUDA is not available here ({build}); use device 'cpu'")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {str(device)!r}: only {torch.cuda.device_count()} CUDA device(s) here")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {str(device)!r}: Apple MPS is not available here; use device 'cpu'")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device {str(device)!r} is not supported; use cpu, cuda, cuda:N or mps")
+    return dev
+
+
 def load_model(name_or_path: str | Path = DEFAULT_MODEL, *, device: str | torch.device = "cpu",
                dtype: torch.dtype = torch.float32, language: str | None = "en") -> WhisperAdapter:
     """Load a Whisper model as a ``WhisperAdapter``.
@@ -33,7 +52,7 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL, *, device: str | torch.
     name = str(name_or_path)
     if not isinstance(dtype, torch.dtype):
         raise TypeError(f"dtype must be a torch.dtype such as torch.float32, got {dtype!r}")
-    device = torch.device(device)
+    device = resolve_device(device)
     if name in BUNDLED:
         return _load_ct2(bundled_model_path(name), name, device, dtype, language)
     folder = Path(name).expanduser()
@@ -41,11 +60,59 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL, *, device: str | torch.
         if (folder / "model.bin").exists():
             return _load_ct2(folder, name, device, dtype, language)
         if (folder / "config.json").exists():
-            return _load_hf(str(folder), name, device, dtype, language, local=True)
+            return _load_hf(str(folder), name, device, dtype, language)
         raise ValueError(f"{folder} holds neither a CTranslate2 model.bin nor a transformers config.json")
     if Path(name).suffix or name.startswith((".", "/", "~")):
         raise FileNotFoundError(f"model folder {name!r} does not exist")
-    return _load_hf(name, name, device, dtype, language, local=False)
+    if name.count("/") != 1:
+        raise ValueError(f"unknown model {name!r}: use the bundled {DEFAULT_MODEL!r}, a folder, "
+                         f"or a Hugging Face id such as 'openai/whisper-small'")
+    return _load_hf(str(_hub_snapshot(name)), name, device, dtype, language)
+
+
+# what a transformers Whisper checkpoint needs from the hub (not the fp32 copies or other frameworks)
+HUB_FILES = ["*.json", "model.safetensors", "model-*-of-*.safetensors"]
+
+
+def _hub_snapshot(repo_id: str) -> Path:
+    """A local folder with ``repo_id``'s checkpoint: the cache if it holds it, else a download.
+
+    An unreachable hub is one sentence at once, not huggingface_hub's retries with backoff."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.utils import disable_progress_bars
+
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=HUB_FILES, local_files_only=True))
+    except Exception:  # not cached (LocalEntryNotFoundError and friends): go online
+        pass
+    reason = _hub_unreachable()
+    if reason:
+        raise ValueError(f"cannot reach the Hugging Face hub ({reason}) and {repo_id!r} is not in the local "
+                         f"cache; pass a model folder or the bundled {DEFAULT_MODEL!r}")
+    disable_progress_bars()
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=HUB_FILES))
+    except Exception as err:
+        raise ValueError(f"could not download Whisper model {repo_id!r} from the Hugging Face hub: "
+                         f"{str(err).splitlines()[0]}") from None
+
+
+def _hub_unreachable(timeout_s: float = 5.0) -> str | None:
+    """None when the hub endpoint (HF_ENDPOINT) accepts a connection, else why not."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set"
+    url = urlparse(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout_s).close()
+    except OSError as err:
+        return f"{url.hostname}:{port}: {err.strerror or err}"
+    return None
 
 
 def _load_ct2(folder: Path, name, device, dtype, language) -> WhisperAdapter:
@@ -58,40 +125,28 @@ def _load_ct2(folder: Path, name, device, dtype, language) -> WhisperAdapter:
                           suppress_begin=settings.get("suppress_ids_begin", []), language=language)
 
 
-def _load_hf(source: str, name, device, dtype, language, *, local: bool) -> WhisperAdapter:
+def _load_hf(source: str, name, device, dtype, language) -> WhisperAdapter:
+    """A transformers Whisper checkpoint from the folder ``source`` (hub ids arrive as their snapshot)."""
     from transformers import WhisperForConditionalGeneration
 
     try:
         model = WhisperForConditionalGeneration.from_pretrained(
-            source, attn_implementation="eager", dtype=dtype, use_safetensors=True, local_files_only=local)
-        if local:
-            tokenizer_file = str(Path(source) / "tokenizer.json")
-        else:
-            from huggingface_hub import hf_hub_download
-
-            tokenizer_file = hf_hub_download(source, "tokenizer.json")
-        tokenizer = Tokenizer.from_file(tokenizer_file)
+            source, attn_implementation="eager", dtype=dtype, use_safetensors=True, local_files_only=True)
+        tokenizer = Tokenizer.from_file(str(Path(source) / "tokenizer.json"))
     except (OSError, ValueError) as err:
-        where = "this folder" if local else "the Hugging Face hub (is the network reachable and the id right?)"
-        raise ValueError(f"could not load Whisper model {name!r} from {where}: {err}. "
+        raise ValueError(f"could not load Whisper model {name!r} from {source}: {str(err).splitlines()[0]}. "
                          f"The bundled model is {DEFAULT_MODEL!r}.") from None
-    gen = _generation_settings(source, local)
+    gen = _generation_settings(source)
     return WhisperAdapter(model.to(device), tokenizer, name=name,
                           alignment_heads=gen.get("alignment_heads") or [],
                           suppress=gen.get("suppress_tokens") or [],
                           suppress_begin=gen.get("begin_suppress_tokens") or [], language=language)
 
 
-def _generation_settings(source: str, local: bool) -> dict:
+def _generation_settings(source: str) -> dict:
     """generation_config.json as plain JSON (transformers' GenerationConfig drops Whisper's extra keys)."""
     try:
-        if local:
-            path = Path(source) / "generation_config.json"
-        else:
-            from huggingface_hub import hf_hub_download
-
-            path = Path(hf_hub_download(source, "generation_config.json"))
-        return json.loads(path.read_text())
+        return json.loads((Path(source) / "generation_config.json").read_text())
     except (OSError, ValueError):
         return {}
 
@@ -109,4 +164,4 @@ def save_pretrained(adapter: WhisperAdapter, folder: str | Path) -> Path:
 
 
 __all__ = ["load_model", "save_pretrained", "WhisperAdapter", "SpeechAdapter", "Decoded", "TeacherPass",
-           "DEFAULT_MODEL", "bundled_model_path"]
+           "DEFAULT_MODEL", "bundled_model_path", "resolve_device"]
