@@ -27,8 +27,14 @@ NOTEBOOKS = ("quickstart.ipynb", "teaching.ipynb", "error_analysis.ipynb", "pape
 TORCH = "torch==2.13.0"  # as binder/requirements.txt and .ci/run pin it: a bare torch pulls a CUDA build
 
 
+def clean_env(**extra) -> dict:
+    """The user's environment, without anything that points Python at the checkout."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    return {**env, **extra}
+
+
 def run(cmd, cwd=None, env=None, timeout=900) -> subprocess.CompletedProcess:
-    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(cmd, cwd=cwd, env=env or clean_env(), capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, f"{' '.join(map(str, cmd))} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return done
 
@@ -130,8 +136,8 @@ def test_installed_cli_answers_and_lab_serves_the_copied_quickstart(venv, tmp_pa
                      "import importlib.metadata as m; print(m.version('leafx-widgets'))"]).stdout.strip()
     assert version == f"leafx-widgets {installed}"
     port, token = free_port(), "leafx-install-test"
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "jcfg"), "JUPYTER_DATA_DIR": str(tmp_path / "jdata"),
-           "JUPYTER_RUNTIME_DIR": str(tmp_path / "jrun")}
+    env = clean_env(JUPYTER_CONFIG_DIR=str(tmp_path / "jcfg"), JUPYTER_DATA_DIR=str(tmp_path / "jdata"),
+                    JUPYTER_RUNTIME_DIR=str(tmp_path / "jrun"))
     lab = subprocess.Popen([str(cli), "lab", "--no-browser", f"--port={port}", f"--IdentityProvider.token={token}"],
                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
