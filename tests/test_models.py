@@ -174,12 +174,15 @@ def check_token_gradients(adapter, audio, targets):
             ref = ref[:, : d_attn.shape[2], : d_attn.shape[3]]
             scale = ref.abs().max()
             assert scale > 0
-            assert torch.allclose(d_attn[:, i, : row + 1], ref[:, : row + 1], atol=1e-4 * scale)
+            tol = (1e-5 if ref.dtype == torch.float64 else 1e-4) * scale
+            assert torch.allclose(d_attn[:, i, : row + 1], ref[:, : row + 1], atol=tol)
             assert not d_attn[:, i, row + 1:].any() and not ref[:, row + 1:].any()  # causal: nothing later
 
 
-def test_batched_token_gradients_equal_autograd(model):
-    check_token_gradients(model, lw.sample_path(), [0, 5, -1])
+def test_batched_token_gradients_equal_autograd():
+    # float64: in float32 the two summation orders differ by ~1.3e-4 of the largest gradient on some
+    # CPUs (seen on 2026-11-30), which would hide a real error of that size
+    check_token_gradients(lw.load_model("tiny.en", dtype=torch.float64), lw.sample_path(), [0, 5, -1])
 
 
 def test_other_model_sizes_run_end_to_end(tmp_path, model):
