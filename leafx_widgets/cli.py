@@ -198,7 +198,8 @@ def lab_command(jupyter_args: list[str], folder: Path) -> list[str]:
         cmd.append("--allow-root")
     if not any(a.startswith(("--notebook-dir", "--ServerApp.root_dir", "--root-dir")) for a in jupyter_args):
         cmd.append(f"--ServerApp.root_dir={folder}")
-        if not any(not a.startswith("-") for a in jupyter_args):  # no file named: open the quickstart
+        names_a_file = any(a.endswith(".ipynb") or (not a.startswith("-") and Path(a).exists()) for a in jupyter_args)
+        if not names_a_file:  # open the quickstart
             cmd.append(str(folder / "quickstart.ipynb"))
     return [*cmd, *jupyter_args]
 

@@ -1,22 +1,58 @@
-"""The command line: `leafx-widgets explain` prints word peaks and writes the JSON schema."""
+"""The command line: `leafx-widgets explain` prints word peaks and writes the JSON schema, and answers
+at once: every argument is checked before torch or the model loads."""
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
+
+import pytest
 
 import leafx_widgets as lw
 from leafx_widgets import cli
 
 
+def cli_run(*args, env=None, timeout=300) -> tuple[subprocess.CompletedProcess, float]:
+    t0 = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "leafx_widgets.cli", *args], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+    return done, time.perf_counter() - t0
+
+
+def one_line_error(done: subprocess.CompletedProcess) -> str:
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert lines[0].startswith("leafx-widgets: error: ")
+    return lines[0]
+
+
 def test_explain_prints_words_and_writes_json(tmp_path, capsys):
     out = tmp_path / "ex.json"
-    assert cli.main(["explain", str(lw.sample_path()), "--variants", "base,base-vn", "--json", str(out)]) == 0
+    assert cli.main(["explain", str(lw.sample_path()), "--variants", "base,base-vn", "--json", str(out),
+                     "--peaks", "base-vn", "--quiet"]) == 0
     printed = capsys.readouterr().out
     assert "transcript: And Mr. John Dashwood had then leisure" in printed
+    assert "peak (s) [base-vn]" in printed  # the column names its method
     assert any(line.split()[:1] == ["Dashwood"] for line in printed.splitlines())
     doc = json.loads(out.read_text())
     assert doc["schema"] == "leafx-explanation/1" and doc["audio"]["path"].endswith("librivox_dashwood.wav")
-    assert set(doc["tokens"][0]["maps"]) == {"base", "base-vn"}
+    assert set(doc["tokens"][0]["maps"]) == {"base", "base-vn"} and doc["peak_method"] == "base-vn"
     assert [w["text"] for w in doc["words"]][-1] == "them."
+    # the saved peaks are the argmax of the saved maps of the named method
+    for word in doc["words"]:
+        mass = [sum(doc["tokens"][t]["maps"]["base-vn"][f] for t in word["tokens"])
+                for f in range(len(doc["tokens"][word["tokens"][0]]["maps"]["base-vn"]))]
+        assert word["peak_s"] == pytest.approx((mass.index(max(mass)) + 0.5) * doc["frame_s"], abs=1e-3)
+
+
+def test_peaks_default_is_named_and_saved(tmp_path, capsys):
+    out = tmp_path / "ex.json"
+    assert cli.main(["explain", "--variants", "base", "--json", str(out), "-q"]) == 0
+    assert f"peak (s) [{lw.DEFAULT_METHOD}]" in capsys.readouterr().out
+    doc = json.loads(out.read_text())
+    assert doc["peak_method"] == lw.DEFAULT_METHOD and set(doc["tokens"][0]["maps"]) == {"base", lw.DEFAULT_METHOD}
 
 
 def test_errors_are_one_clear_line(tmp_path, capsys):
@@ -28,9 +64,148 @@ def test_errors_are_one_clear_line(tmp_path, capsys):
     empty.write_bytes(b"")
     assert cli.main(["explain", str(empty)]) == 2
     assert "is empty" in capsys.readouterr().err
+    text = tmp_path / "notes.wav"
+    text.write_text("not audio at all")
+    assert cli.main(["explain", str(text)]) == 2
+    assert f"cannot read {text} as audio" in capsys.readouterr().err
+    assert cli.main(["explain", "--threads", "0"]) == 2
+    assert "--threads must be at least 1" in capsys.readouterr().err
+    assert cli.main(["explain", "--model", "tiny"]) == 2
+    assert "unknown model 'tiny'" in capsys.readouterr().err
 
 
-def test_console_script_is_installed():
-    done = subprocess.run([sys.executable, "-m", "leafx_widgets.cli", "explain", "--help"],
+def test_help_and_version_import_nothing_heavy():
+    code = ("import sys\nfrom leafx_widgets import cli\n"
+            "for argv in (['--help'], ['explain', '--help'], ['lab', '--help'], ['--version']):\n"
+            "    try:\n        cli.main(argv)\n    except SystemExit as e:\n        assert e.code == 0, e.code\n"
+            "heavy = [m for m in ('torch', 'transformers', 'librosa', 'anywidget', 'bokeh') if m in sys.modules]\n"
+            "print('HEAVY', heavy)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "HEAVY []" in done.stdout
+    version, _ = cli_run("--version")
+    from importlib.metadata import version as installed
+
+    assert version.stdout.strip() == f"leafx-widgets {installed('leafx-widgets')}" == f"leafx-widgets {lw.__version__}"
+
+
+def test_every_option_has_help_and_the_default_method_is_the_registry_s():
+    from leafx_widgets.methods import DEFAULT_METHOD
+
+    assert cli.DEFAULT_METHOD == DEFAULT_METHOD
+    parser = cli.build_parser()
+    subparsers = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    for name, sub in subparsers.choices.items():
+        for action in sub._actions:
+            if action.option_strings and name != "bench":  # bench's own parser: tests/test_bench_*.py
+                assert action.help, f"{name} {action.option_strings} has no help text"
+    assert "examples:" in parser.format_help()
+
+
+def test_bad_paths_fail_well_before_the_model_would_load(tmp_path):
+    """A missing audio file and an unwritable --json path are refused before torch loads: compare with
+    how long loading the model takes, in the same test."""
+    load = subprocess.run([sys.executable, "-c", "import leafx_widgets as lw; lw.load_model('tiny.en')"],
                           capture_output=True, text=True)
-    assert done.returncode == 0 and "--variants" in done.stdout
+    assert load.returncode == 0, load.stderr
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import leafx_widgets as lw; lw.load_model('tiny.en')"], check=True)
+    load_s = time.perf_counter() - t0
+    missing, missing_s = cli_run("explain", str(tmp_path / "missing.wav"))
+    assert "audio file not found" in one_line_error(missing)
+    blocked = tmp_path / "file"
+    blocked.write_text("")  # a file where the --json folder should be
+    unwritable, unwritable_s = cli_run("explain", "--json", str(blocked / "out.json"))
+    assert f"cannot write --json {blocked / 'out.json'}" in one_line_error(unwritable)
+    assert missing_s < 0.5 * load_s and unwritable_s < 0.5 * load_s, (missing_s, unwritable_s, load_s)
+
+
+@pytest.mark.parametrize("device, says", [("cuda:99", "cuda:99"), ("tpu0", "unknown device 'tpu0'"),
+                                          ("xla", "is not supported")])
+def test_unusable_device_is_one_line(device, says):
+    done, _ = cli_run("explain", "--device", device)
+    assert says in one_line_error(done)
+
+
+def test_unreachable_hub_is_one_sentence_without_retries(tmp_path):
+    env = {**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf")}
+    done, _ = cli_run("explain", "--model", "openai/whisper-tiny", env=env)
+    line = one_line_error(done)
+    assert "cannot reach the Hugging Face hub" in line and "not in the local cache" in line
+    assert "Retry" not in done.stdout + done.stderr
+
+
+def test_ctrl_c_is_one_line_and_exit_130():
+    proc = subprocess.Popen([sys.executable, "-m", "leafx_widgets.cli", "explain", "--variants", "ig"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3.0)  # inside main(): importing torch, loading the model or computing
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, (proc.returncode, err)
+    assert err.strip().splitlines() == ["leafx-widgets: interrupted"], err
+
+
+def test_threads_option_sets_torch_threads():
+    code = ("import torch\nfrom leafx_widgets import cli\ncli.set_threads(1)\nprint(torch.get_num_threads())\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={
+        **os.environ, "OMP_NUM_THREADS": "2"})
+    assert done.stdout.strip() == "1", done.stderr
+    respected = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
+                               capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert respected.stdout.strip() == "1"  # no --threads: OMP_NUM_THREADS is left to torch
+
+
+def test_missing_extra_names_the_pip_command(monkeypatch):
+    from leafx_widgets import methods
+
+    with pytest.raises(cli.UsageError, match=r'pip install "leafx-widgets\[bench\]"'):
+        cli.check_extra({"leafx_no_such_module": "no-such-package"}, "bench", "the benchmark")
+    fake = methods.Method("needs_missing", "Needs a missing package", lambda *a, **k: None,
+                          requires=("leafx_no_such_module",))
+    monkeypatch.setitem(methods.METHODS, fake.name, fake)
+    assert "needs_missing" not in methods.available_methods()
+    with pytest.raises(methods.MethodUnavailable, match=r"needs leafx_no_such_module.*leafx-widgets\[bench\]"):
+        methods.get_method("needs_missing")
+    assert cli.main(["explain", "--variants", "needs_missing"]) == 2
+
+
+def test_methods_lists_availability(capsys):
+    assert cli.main(["methods"]) == 0
+    out = capsys.readouterr().out
+    assert "leafx_sf" in out and "*" in out and "ig" in out
+
+
+def test_lab_passes_arguments_and_allows_root(monkeypatch, tmp_path):
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    cmd = cli.lab_command(["--no-browser", "--port", "8899"], tmp_path)
+    assert cmd[1:4] == ["-m", "jupyter", "lab"] and "--allow-root" in cmd
+    assert cmd[-3:] == ["--no-browser", "--port", "8899"]  # in order, after ours
+    assert f"--ServerApp.root_dir={tmp_path}" in cmd and str(tmp_path / "quickstart.ipynb") in cmd
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert "--allow-root" not in cli.lab_command([], tmp_path)
+    assert cli.lab_command(["--allow-root"], tmp_path).count("--allow-root") == 1
+
+
+def test_lab_copies_notebooks_once_and_keeps_edits(monkeypatch, tmp_path):
+    shipped = tmp_path / "pkg" / "notebooks"
+    shipped.mkdir(parents=True)
+    for name in ("quickstart.ipynb", "teaching.ipynb"):
+        (shipped / name).write_text("{}")
+    monkeypatch.setattr(cli, "shipped_notebooks", lambda: shipped)
+    work = tmp_path / "work"
+    assert cli.notebooks_for_lab(str(work)) == work
+    assert sorted(p.name for p in work.iterdir()) == ["quickstart.ipynb", "teaching.ipynb"]
+    (work / "quickstart.ipynb").write_text('{"edited": true}')
+    cli.notebooks_for_lab(str(work))
+    assert (work / "quickstart.ipynb").read_text() == '{"edited": true}'
+
+
+def test_explain_progress_bar_over_windows(model, capsys):
+    import numpy as np
+
+    samples = lw.load_audio(lw.sample_path()).samples
+    long = np.concatenate([samples] * 5)  # > 30 s: two windows
+    lw.explain(model, long, sample_rate=16000, progress=True)
+    assert "decoding" in capsys.readouterr().err
+    lw.explain(model, long, sample_rate=16000, progress=None)  # stderr is not a terminal here
+    assert "decoding" not in capsys.readouterr().err
