@@ -413,6 +413,11 @@ def webdriver(*, scale_factor: float = 2.0):
 
     Paths come from ``$PATH``: no download, no network. The caller quits it (``export`` does).
     """
+    import importlib.util
+
+    if importlib.util.find_spec("selenium") is None:
+        raise RuntimeError('PNG/SVG export needs selenium, which is not installed: pip install "leafx-widgets[export]" '
+                           "(HTML export needs nothing more)")
     from selenium.webdriver import Chrome, ChromeOptions
     from selenium.webdriver.chrome.service import Service
 

@@ -10,6 +10,7 @@ import json
 import re
 import stat
 import subprocess
+import tomllib
 from pathlib import Path
 
 
@@ -41,15 +42,17 @@ def test_runtime_matches_project():
     assert (BINDER / "runtime.txt").read_text().strip() == "python-3.11"
 
 
-def test_post_build_builds_bundle_then_installs():
+def test_post_build_installs_the_package_whose_hook_builds_the_bundle():
     post = BINDER / "postBuild"
     assert post.stat().st_mode & stat.S_IXUSR, "repo2docker runs postBuild only when it is executable"
     text = post.read_text()
     assert text.startswith("#!/usr/bin/env bash") and "set -e" in text
-    build = text.index("npm run build")
-    install = text.index("pip install")
-    assert text.index("npm ci") < build < install, "bundle first: the package serves leafx_widgets/static/"
-    # the JS sources and lock file postBuild needs are tracked
+    assert 'pip install --no-cache-dir -e ".[lab,bench,export]"' in text
+    # the install runs the build hook that builds leafx_widgets/static/ from js/
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "hatch-jupyter-builder>=0.9" in project["build-system"]["requires"]
+    hook = project["tool"]["hatch"]["build"]["hooks"]["jupyter-builder"]
+    assert hook["build-kwargs"]["path"] == "js" and len(hook["ensured-targets"]) == 3
     for path in ("js/package.json", "js/package-lock.json", "js/build.mjs"):
         assert (ROOT / path).exists(), path
 

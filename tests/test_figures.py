@@ -137,3 +137,12 @@ def test_export_layouts(sample_explanation, driver, tmp_path):
     _png_ok(out["png"])
     with pytest.raises(ValueError, match="unknown format"):
         F.export(grid, tmp_path / "x", formats=("pdf",))
+
+
+def test_png_export_without_selenium_names_the_extra(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "selenium" else real(name, *a))
+    with pytest.raises(RuntimeError, match=r'pip install "leafx-widgets\[export\]"'):
+        F.webdriver()
