@@ -21,6 +21,9 @@ SILENCE_PEAK = 1e-4  # below this peak amplitude nothing is audible and Whisper 
 MAX_CHANNELS = 16
 MIN_RATE, MAX_RATE = 1000, 384000
 BLOCK_FRAMES = 1 << 16  # frames decoded at a time
+# writers that stream (ffmpeg 0xFFFFFFFF, sox 0x7FFFFFFF, espeak-ng --stdout 0x7FFFF000) cannot know the
+# length and write a data size near 2 or 4 GiB: such a WAV is read to its end, not called truncated
+STREAMING_DATA_SIZE = 0x7FFF0000
 
 
 class AudioError(ValueError):
@@ -166,7 +169,7 @@ def _wav_claimed_frames(path: Path) -> int | None:
                 block_align = int.from_bytes(fmt[12:14], "little") if len(fmt) >= 14 else None
                 f.seek(size - len(fmt) + (size & 1), 1)
             elif kind == b"data":
-                if not block_align or size in (0, 0xFFFFFFFF):  # writers that stream leave the size open
+                if not block_align or size == 0 or size >= STREAMING_DATA_SIZE:  # a length left open
                     return None
                 return size // block_align
             else:

@@ -142,7 +142,8 @@ class Explanation:
     # -- audio and features -------------------------------------------------------------
     @property
     def audio(self) -> np.ndarray | None:
-        """The mono samples at ``sample_rate`` (None for an explanation read from JSON without audio)."""
+        """The mono samples at ``sample_rate``; None for an explanation read from JSON, unless
+        ``from_json`` was given the recording (``audio=`` or ``load_audio=True``)."""
         return None if self._audio is None else self._audio.samples
 
     @property
