@@ -6,6 +6,7 @@ anything, and only then is the mono signal built, block by block, and resampled.
 """
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,7 +95,7 @@ def _plausible_rate(rate, name: str) -> int:
 def _to_unit(block: np.ndarray) -> np.ndarray:
     """Samples of any numeric dtype as float64 around 0: integer PCM scaled, unsigned PCM centred."""
     if block.dtype.kind == "f":
-        return block.astype(np.float64)
+        return block.astype(np.float64, copy=False)
     half = float(2 ** (8 * block.dtype.itemsize - 1))
     if block.dtype.kind == "u":  # unsigned PCM (8-bit WAV, uint8 arrays) has its zero at mid-range
         return (block.astype(np.float64) - half) / half
@@ -225,10 +226,13 @@ def _scan(src: _Source, allow_truncated: bool) -> int:
     try:
         for block in src.blocks():
             block = block[: src.frames - count]
-            finite = np.isfinite(block)
-            bad += int(block.size - np.count_nonzero(finite))
             if block.size:
-                peak = max(peak, float(np.abs(np.where(finite, block, 0.0)).max()))
+                lo, hi = float(block.min()), float(block.max())  # NaN and inf show up here: one cheap pass
+                if not math.isfinite(lo - hi):
+                    finite = np.isfinite(block)
+                    bad += int(block.size - np.count_nonzero(finite))
+                    lo, hi = (float(block[finite].min()), float(block[finite].max())) if finite.any() else (0, 0)
+                peak = max(peak, -lo, hi)
             count += len(block)
             if count >= src.frames:
                 break

@@ -136,10 +136,12 @@ def _tokens(raw: list, n_frames: int, n_words: int) -> tuple[list[dict], list[di
             raise ValueError(f"{at}.maps: holds {sorted(stored)}, but tokens[0].maps holds {variants} "
                              "(every token stores the same variants)")
         length = t.get("n_frames")
-        if length is None:  # documents written before tokens carried n_frames: as the window's first token
+        if length is None:  # documents written before tokens carried n_frames: as their window's first token
             first = next(iter(stored.values()), None)
-            length = windows[window_of_start[start]][1] if start in window_of_start and "window" not in t \
-                else len(first) if isinstance(first, list) and first else n_frames - start
+            if start in window_of_start:
+                length = windows[window_of_start[start]][1]
+            else:
+                length = len(first) if isinstance(first, list) and first else n_frames - start
         length = _whole(length, at + ".n_frames", 1, n_frames)
         if start + length > n_frames:
             raise ValueError(f"{at}.n_frames: frames {start}..{start + length} run past n_frames {n_frames}")
