@@ -1,16 +1,30 @@
-"""Load and check audio: a path or an array in, 16 kHz mono float32 out, or a clear error."""
+"""Load and check audio: a path or an array in, 16 kHz mono float32 out, or a clear error.
+
+Everything is read in blocks: the header (or the array's shape) is checked first, a first pass
+counts the frames that are really there and looks for NaN, clipping and silence without keeping
+anything, and only then is the mono signal built, block by block, and resampled.
+"""
 from __future__ import annotations
 
+import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 
 TARGET_RATE = 16000
 MIN_DURATION_S = 0.1
 DEFAULT_MAX_DURATION_S = 3 * 3600.0  # a guard against mistaken inputs; pass max_duration_s=None to lift it
+MAX_VALUES_PER_S = 2 * 48000  # a file holds at most max_duration_s of 48 kHz stereo (frames x channels)
 SILENCE_PEAK = 1e-4  # below this peak amplitude nothing is audible and Whisper only hallucinates
 MAX_CHANNELS = 16
+MIN_RATE, MAX_RATE = 1000, 384000
+BLOCK_FRAMES = 1 << 16  # frames decoded at a time
+# writers that stream (ffmpeg 0xFFFFFFFF, sox 0x7FFFFFFF, espeak-ng --stdout 0x7FFFF000) cannot know the
+# length and write a data size near 2 or 4 GiB: such a WAV is read to its end, not called truncated
+STREAMING_DATA_SIZE = 0x7FFF0000
 
 
 class AudioError(ValueError):
@@ -29,28 +43,91 @@ class Audio:
         return len(self.samples) / self.sample_rate
 
 
+@dataclass
+class _Source:
+    """What the header (or the array's shape) promises, and how to read it block by block."""
+
+    name: str
+    rate: int
+    channels: int
+    frames: int  # frames the header promises
+    blocks: Callable[[], Iterator[np.ndarray]]  # (n, channels) float64 in [-1, 1]-ish, in order
+    present: int | None = None  # frames really in the file, when the header alone tells (WAV)
+
+
 def load_audio(source, sample_rate: int | None = None, *, target_rate: int = TARGET_RATE,
-               max_duration_s: float | None = DEFAULT_MAX_DURATION_S) -> Audio:
+               max_duration_s: float | None = DEFAULT_MAX_DURATION_S, allow_truncated: bool = False) -> Audio:
     """Read ``source`` (a path to wav/flac/mp3/ogg, an ``Audio``, or an array with ``sample_rate``).
 
     Mixes channels to mono, resamples to ``target_rate`` and rejects empty, silent,
-    non-finite, too long or otherwise absurd input with an ``AudioError``.
+    non-finite, truncated, too long or otherwise absurd input with an ``AudioError``.
+    ``allow_truncated=True`` reads what a truncated file holds, with a warning saying how much is missing.
     """
     if isinstance(source, Audio):
-        samples, rate, path = source.samples, source.sample_rate, source.path
+        src, path = _array_source(source.samples, source.sample_rate, source.path), source.path
     elif isinstance(source, (str, Path)):
-        samples, rate = _read_file(Path(source), max_duration_s)
-        path = str(source)
-        if sample_rate is not None and sample_rate != rate:
-            raise AudioError(f"{path} is recorded at {rate} Hz; do not pass sample_rate={sample_rate} for a file")
+        src, path = _file_source(Path(source), max_duration_s), str(source)
+        if sample_rate is not None and sample_rate != src.rate:
+            raise AudioError(f"{path} is recorded at {src.rate} Hz; do not pass sample_rate={sample_rate} for a file")
     else:
         if sample_rate is None:
             raise AudioError("an audio array needs its sample_rate, e.g. explain(model, samples, sample_rate=16000)")
-        samples, rate, path = _as_array(source), sample_rate, None
-    return _check(samples, rate, path, target_rate, max_duration_s)
+        src, path = _array_source(source, sample_rate, None), None
+    _check_header(src, max_duration_s)
+    frames = _scan(src, allow_truncated)
+    mono = _mixdown(src, frames)
+    if src.rate != target_rate:
+        import librosa
+
+        mono = librosa.resample(mono, orig_sr=src.rate, target_sr=target_rate).astype(np.float32)
+    return Audio(samples=np.ascontiguousarray(mono), sample_rate=target_rate, path=path, original_rate=src.rate)
 
 
-def _read_file(path: Path, max_duration_s: float | None) -> tuple[np.ndarray, int]:
+# -- sources ------------------------------------------------------------------------------------------
+def _plausible_rate(rate, name: str) -> int:
+    number = isinstance(rate, (int, float, np.integer, np.floating)) and not isinstance(rate, (bool, np.bool_))
+    if not (number and MIN_RATE <= rate <= MAX_RATE and float(rate).is_integer()):  # NaN fails the range test
+        raise AudioError(f"sample rate {rate!r} of {name} is not a plausible audio rate "
+                         f"(a whole number of Hz, {MIN_RATE}..{MAX_RATE})")
+    return int(rate)
+
+
+def _to_unit(block: np.ndarray) -> np.ndarray:
+    """Samples of any numeric dtype as float64 around 0: integer PCM scaled, unsigned PCM centred."""
+    if block.dtype.kind == "f":
+        return block.astype(np.float64, copy=False)
+    half = float(2 ** (8 * block.dtype.itemsize - 1))
+    if block.dtype.kind == "u":  # unsigned PCM (8-bit WAV, uint8 arrays) has its zero at mid-range
+        return (block.astype(np.float64) - half) / half
+    return block.astype(np.float64) / half
+
+
+def _array_source(source, rate, name) -> _Source:
+    name = name or "the audio array"
+    try:
+        arr = np.asarray(source)
+    except Exception as err:
+        raise AudioError(f"audio must be an array of samples, got {type(source).__name__}: {err}") from None
+    if arr.dtype.kind not in "iuf":
+        raise AudioError(f"audio samples must be numbers, got dtype {arr.dtype}")
+    if arr.size == 0:
+        raise AudioError(f"{name} holds no samples")
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    elif arr.ndim != 2:
+        raise AudioError(f"audio must be 1-D (mono) or 2-D (channels), got shape {arr.shape}")
+    elif arr.shape[0] < arr.shape[1]:  # accept (samples, channels) and (channels, samples): channels is the short side
+        arr = arr.T
+    rate = _plausible_rate(rate, name)
+
+    def blocks():
+        for start in range(0, arr.shape[0], BLOCK_FRAMES):
+            yield _to_unit(arr[start : start + BLOCK_FRAMES])
+
+    return _Source(name=name, rate=rate, channels=arr.shape[1], frames=arr.shape[0], blocks=blocks)
+
+
+def _file_source(path: Path, max_duration_s: float | None) -> _Source:
     if not path.exists():
         raise FileNotFoundError(f"audio file not found: {path}")
     if path.is_dir():
@@ -61,74 +138,143 @@ def _read_file(path: Path, max_duration_s: float | None) -> tuple[np.ndarray, in
 
     try:
         info = soundfile.info(str(path))
+    except Exception as sf_err:
+        return _fallback_source(path, max_duration_s, sf_err)
+    name = str(path)
+    rate = _plausible_rate(info.samplerate, name)
+
+    def blocks():
+        yield from soundfile.blocks(str(path), blocksize=BLOCK_FRAMES, dtype="float64", always_2d=True)
+
+    frames, present = int(info.frames), None
+    claimed = _wav_claimed_frames(path)
+    if claimed is not None and claimed > frames:  # libsndfile quietly reads a short data chunk
+        frames, present = claimed, int(info.frames)
+    return _Source(name=name, rate=rate, channels=int(info.channels), frames=frames, blocks=blocks, present=present)
+
+
+def _wav_claimed_frames(path: Path) -> int | None:
+    """Frames the data chunk of a RIFF/WAVE header promises (None: not a WAV, or a streaming header)."""
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        block_align = None
+        while True:
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                return None
+            kind, size = chunk[:4], int.from_bytes(chunk[4:], "little")
+            if kind == b"fmt ":
+                fmt = f.read(min(size, 16))
+                block_align = int.from_bytes(fmt[12:14], "little") if len(fmt) >= 14 else None
+                f.seek(size - len(fmt) + (size & 1), 1)
+            elif kind == b"data":
+                if not block_align or size == 0 or size >= STREAMING_DATA_SIZE:  # a length left open
+                    return None
+                return size // block_align
+            else:
+                f.seek(size + (size & 1), 1)
+
+
+def _fallback_source(path: Path, max_duration_s, sf_err) -> _Source:
+    """Formats soundfile lacks go through librosa (audioread/ffmpeg); the duration is still checked first."""
+    import librosa
+
+    unreadable = AudioError(f"could not read {path} as audio (wav, flac, mp3 or ogg expected): {sf_err}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            duration = librosa.get_duration(path=str(path))
+            if max_duration_s is not None and duration > max_duration_s:
+                raise AudioError(f"{path} lasts {duration / 3600:.1f} h, over the limit of "
+                                 f"{max_duration_s / 3600:.1f} h; cut it, or pass max_duration_s=None if you mean it")
+            samples, rate = librosa.load(str(path), sr=None, mono=False)  # this path cannot stream
+    except AudioError:
+        raise
     except Exception:
-        info = None
-    if info is not None and max_duration_s is not None and info.duration > max_duration_s:
-        raise AudioError(f"{path} lasts {info.duration / 3600:.1f} h, over the limit of {max_duration_s / 3600:.1f} h; "
-                         "cut it, or pass max_duration_s=None if you mean it")
-    try:
-        samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-        return samples, int(rate)
-    except Exception as sf_err:  # soundfile lacks some codecs; librosa falls back to audioread/ffmpeg
-        try:
-            import warnings
-
-            import librosa
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                samples, rate = librosa.load(str(path), sr=None, mono=False)
-            return np.atleast_2d(samples).T, int(rate)
-        except Exception:
-            raise AudioError(f"could not read {path} as audio (wav, flac, mp3 or ogg expected): {sf_err}") from None
+        raise unreadable from None
+    return _array_source(np.atleast_2d(samples), rate, str(path))
 
 
-def _as_array(source) -> np.ndarray:
-    try:
-        arr = np.asarray(source)
-    except Exception as err:
-        raise AudioError(f"audio must be an array of samples, got {type(source).__name__}: {err}") from None
-    if arr.dtype.kind in "iu":  # integer PCM: scale to [-1, 1]
-        arr = arr.astype(np.float32) / float(np.iinfo(arr.dtype).max)
-    elif arr.dtype.kind != "f":
-        raise AudioError(f"audio samples must be numbers, got dtype {arr.dtype}")
-    if arr.ndim == 1:
-        return arr[:, None]
-    if arr.ndim != 2:
-        raise AudioError(f"audio must be 1-D (mono) or 2-D (channels), got shape {arr.shape}")
-    # accept (samples, channels) and (channels, samples): channels is the short side
-    return arr if arr.shape[0] >= arr.shape[1] else arr.T
-
-
-def _check(samples: np.ndarray, rate: int, path, target_rate, max_duration_s) -> Audio:
-    name = path or "the audio array"
-    if not isinstance(rate, (int, np.integer)) or not 1000 <= rate <= 384000:
-        raise AudioError(f"sample rate {rate!r} of {name} is not a plausible audio rate (1000..384000 Hz)")
-    samples = np.asarray(samples, dtype=np.float32)
-    if samples.size == 0:
+# -- checks ---------------------------------------------------------------------------------------------
+def _check_header(src: _Source, max_duration_s: float | None) -> None:
+    """Everything the header promises, before a single sample is decoded."""
+    name, frames = src.name, src.present if src.present is not None else src.frames
+    if not 1 <= src.channels <= MAX_CHANNELS:
+        raise AudioError(f"{name} has {src.channels} channels; 1 to {MAX_CHANNELS} are mixed to mono")
+    if frames == 0:
         raise AudioError(f"{name} holds no samples")
-    # duration first: refuse hours of audio before touching every sample
-    duration = len(samples) / rate
+    duration = frames / src.rate
     if duration < MIN_DURATION_S:
         raise AudioError(f"{name} lasts {duration * 1000:.0f} ms; at least {MIN_DURATION_S * 1000:.0f} ms are needed")
-    if max_duration_s is not None and duration > max_duration_s:
+    if max_duration_s is None:
+        return
+    if duration > max_duration_s:
         raise AudioError(f"{name} lasts {duration / 3600:.1f} h, over the limit of {max_duration_s / 3600:.1f} h; "
                          "cut it, or pass max_duration_s=None if you mean it")
-    if samples.ndim == 2:
-        if samples.shape[1] > MAX_CHANNELS:
-            raise AudioError(f"{name} has {samples.shape[1]} channels; at most {MAX_CHANNELS} are mixed to mono")
-        samples = samples.mean(axis=1)
-    if not np.isfinite(samples).all():
-        bad = int((~np.isfinite(samples)).sum())
+    budget = max_duration_s * MAX_VALUES_PER_S
+    if frames * src.channels > budget:
+        raise AudioError(f"{name} holds {frames * src.channels:.2e} samples ({duration / 3600:.1f} h x "
+                         f"{src.channels} channels at {src.rate} Hz), over the {budget:.2e} read at most "
+                         f"({max_duration_s / 3600:.1f} h of 48 kHz stereo); pass max_duration_s=None if you mean it")
+
+
+def _scan(src: _Source, allow_truncated: bool) -> int:
+    """First pass, nothing kept: the frames really there, NaN, clipping and silence. Returns the frames to read."""
+    name, count, peak, bad, error = src.name, 0, 0.0, 0, None
+    try:
+        for block in src.blocks():
+            block = block[: src.frames - count]
+            if block.size:
+                lo, hi = float(block.min()), float(block.max())  # NaN and inf show up here: one cheap pass
+                if not math.isfinite(lo - hi):
+                    finite = np.isfinite(block)
+                    bad += int(block.size - np.count_nonzero(finite))
+                    lo, hi = (float(block[finite].min()), float(block[finite].max())) if finite.any() else (0, 0)
+                peak = max(peak, -lo, hi)
+            count += len(block)
+            if count >= src.frames:
+                break
+    except Exception as err:  # a decoder that loses its way mid-file: what came before is all there is
+        error = err
+    if count < src.frames:
+        _truncated(src, count, error, allow_truncated)
+    if bad:
         raise AudioError(f"{name} contains {bad} NaN or infinite samples")
-    peak = float(np.abs(samples).max())
+    if count / src.rate < MIN_DURATION_S:
+        raise AudioError(f"{name} lasts {count / src.rate * 1000:.0f} ms; at least {MIN_DURATION_S * 1000:.0f} ms "
+                         "are needed")
     if peak > 1.5:
         raise AudioError(f"{name} peaks at {peak:.1f}; float samples must lie in [-1, 1] "
                          "(integer PCM given as floats? divide by 32768)")
     if peak < SILENCE_PEAK:
         raise AudioError(f"{name} is silent (peak amplitude {peak:.1e}); there is no speech to explain")
-    if rate != target_rate:
-        import librosa
+    return count
 
-        samples = librosa.resample(samples, orig_sr=rate, target_sr=target_rate).astype(np.float32)
-    return Audio(samples=np.ascontiguousarray(samples), sample_rate=target_rate, path=path, original_rate=int(rate))
+
+def _truncated(src: _Source, count: int, error, allow_truncated: bool) -> None:
+    promised, there = src.frames / src.rate, count / src.rate
+    if error is None:
+        what = (f"{src.name} is truncated: its header promises {promised:.2f} s but only {there:.2f} s "
+                f"are there ({promised - there:.2f} s missing)")
+    else:
+        what = (f"{src.name} cannot be decoded past {there:.2f} s of the {promised:.2f} s its header promises "
+                f"({promised - there:.2f} s missing: {error})")
+    if not allow_truncated:
+        raise AudioError(f"{what}; pass allow_truncated=True to use what is there")
+    warnings.warn(f"{what}; using the {there:.2f} s that are there", stacklevel=4)
+
+
+def _mixdown(src: _Source, frames: int) -> np.ndarray:
+    """Second pass: the mono signal, one block of channels at a time."""
+    mono, at = np.empty(frames, dtype=np.float32), 0
+    for block in src.blocks():
+        block = block[: frames - at]
+        mono[at : at + len(block)] = block.mean(axis=1)
+        at += len(block)
+        if at >= frames:  # stop where the first pass stopped, before any decoder error it met
+            break
+    if at < frames:
+        raise AudioError(f"{src.name} changed while it was read ({at} of {frames} frames the second time)")
+    return mono

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,11 +10,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import schema
 from .audio import DEFAULT_MAX_DURATION_S, Audio, load_audio
 from ._progress import progress as _progress
 from .methods import DEFAULT_METHOD, VARIANTS, get_method
+from .schema import SCHEMA
 
-SCHEMA = "leafx-explanation/1"
+_load_audio = load_audio  # from_json has a load_audio flag
 WINDOW_SILENCE_PEAK = 1e-4  # a window this quiet is skipped instead of decoded (Whisper would hallucinate)
 
 
@@ -139,12 +142,14 @@ class Explanation:
         self.sample_rate = audio.sample_rate if audio is not None else sample_rate
         self._cache: dict[tuple, np.ndarray] = {}  # (method, params, window or token) -> maps
         self._lock = threading.RLock()  # the widget computes in a worker thread
+        self.peak_method: str | None = DEFAULT_METHOD if self.windows else None  # what words' peak_s come from
         self.notes: list[str] = []
 
     # -- audio and features -------------------------------------------------------------
     @property
     def audio(self) -> np.ndarray | None:
-        """The mono samples at ``sample_rate`` (None for an explanation read from JSON without audio)."""
+        """The mono samples at ``sample_rate``; None for an explanation read from JSON, unless
+        ``from_json`` was given the recording (``audio=`` or ``load_audio=True``)."""
         return None if self._audio is None else self._audio.samples
 
     @property
@@ -241,11 +246,13 @@ class Explanation:
         return peaks
 
     # -- serialisation ----------------------------------------------------------------------
-    def to_json(self, variants=VARIANTS, *, peak_method: str = DEFAULT_METHOD, **params) -> dict:
+    def to_json(self, variants=VARIANTS, *, peak_method: str | None = None, **params) -> dict:
         """The ``leafx-explanation/1`` schema; maps of ``variants`` computed now if needed.
 
-        Each word's ``peak_s`` comes from ``peak_method``, whose maps are saved too (named in ``peak_method``)."""
-        variants = tuple(dict.fromkeys([*variants, peak_method]))
+        Each word's ``peak_s`` comes from ``peak_method`` (default: DEFAULT_METHOD with a model, the
+        document's own when read from JSON), whose maps are saved too and which the document names."""
+        peak_method = peak_method or self.peak_method
+        variants = tuple(dict.fromkeys([*variants, *([peak_method] if peak_method else [])]))
         if self.windows:  # with a model, unknown names fail before any work (without, map() says what is stored)
             for v in variants:
                 get_method(v)
@@ -255,7 +262,7 @@ class Explanation:
             tokens.append({"index": tok.index, "id": tok.id, "text": tok.text, "word": tok.word,
                            "logprob": tok.logprob, "start_frame": tok.start_frame, "window": tok.window,
                            "n_frames": tok.n_frames, "maps": maps})
-        peaks = self.word_peaks(peak_method, **params) if self.windows else [w.peak_s for w in self.words]
+        peaks = self.word_peaks(peak_method, **params) if peak_method else [w.peak_s for w in self.words]
         words = [{"index": w.index, "text": w.text, "tokens": list(w.tokens), "peak_s": peak}
                  for w, peak in zip(self.words, peaks)]
         return {"schema": SCHEMA, "model": self.model_name,
@@ -264,42 +271,54 @@ class Explanation:
                 "params": {k: v for k, v in params.items()}, "peak_method": peak_method,
                 "tokens": tokens, "words": words}
 
-    def save_json(self, path, variants=VARIANTS, *, peak_method: str = DEFAULT_METHOD, **params) -> Path:
+    def save_json(self, path, variants=VARIANTS, *, peak_method: str | None = None, **params) -> Path:
+        """Write ``to_json`` as strict JSON (no NaN), through a temporary file renamed into place."""
         path = Path(path)
-        path.write_text(json.dumps(self.to_json(variants, peak_method=peak_method, **params)))
+        text = json.dumps(self.to_json(variants, peak_method=peak_method, **params), allow_nan=False)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            tmp.write_text(text)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
         return path
 
     @classmethod
-    def from_json(cls, data) -> "Explanation":
+    def from_json(cls, data, *, audio=None, load_audio: bool = False,
+                  max_duration_s: float | None = DEFAULT_MAX_DURATION_S, allow_truncated: bool = False) -> "Explanation":
         """Rebuild from ``to_json`` output (a dict, a JSON string or a path). Maps stored there are served;
-        nothing new can be computed without the model."""
-        if isinstance(data, (str, Path)) and not str(data).lstrip().startswith("{"):
-            data = json.loads(Path(data).read_text())
-        elif isinstance(data, str):
-            data = json.loads(data)
-        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-            raise ValueError(f"not a {SCHEMA} document (schema={data.get('schema') if isinstance(data, dict) else None!r})")
-        tokens = [Token(index=t["index"], id=t["id"], text=t["text"], word=t["word"], logprob=t["logprob"],
-                        window=t.get("window", t["start_frame"] // max(1, t.get("n_frames", 1))),
-                        start_frame=t["start_frame"],
-                        n_frames=t.get("n_frames", len(next(iter(t["maps"].values()), [])) or data["n_frames"]))
-                  for t in data["tokens"]]
-        words = [Word(index=w["index"], text=w["text"], tokens=list(w["tokens"]), peak_s=w["peak_s"])
-                 for w in data["words"]]
-        audio = None
-        path = data["audio"].get("path")
-        if path and Path(path).is_file():
-            try:
-                audio = load_audio(path)
-            except (OSError, ValueError):
-                audio = None
-        ex = cls(model_name=data["model"], audio=audio, frame_s=data["frame_s"], n_frames=data["n_frames"],
-                 text=data["text"], tokens=tokens, words=words, duration_s=data["audio"]["duration_s"],
-                 audio_path=path, sample_rate=data["audio"]["sample_rate"])
-        key = _params_key(data.get("params", {}))
-        for t in data["tokens"]:
-            for variant, values in t["maps"].items():
-                ex._cache[(variant, key, "token", t["index"])] = _as_maps([values], variant)[0]
+        nothing new can be computed without the model.
+
+        Every field is checked (``schema.parse``); a problem is a ValueError naming the field. The
+        recording is not read unless asked: pass it as ``audio`` (a path, an ``Audio``, or an array at
+        the document's sample_rate), or ``load_audio=True`` to read the file named in ``audio.path``.
+        Without it ``.audio`` is None, and the widget shows silence.
+        """
+        doc = schema.parse(schema.read(data), backed_by_audio=audio is not None or load_audio)
+        clip = None
+        if audio is None and load_audio:
+            if doc.audio_path is None:
+                raise ValueError("audio.path: null, so load_audio=True has no file to read; pass audio= instead")
+            audio = doc.audio_path
+        if audio is not None:
+            rate = doc.sample_rate if not isinstance(audio, (str, Path, Audio)) else None
+            clip = _load_audio(audio, rate, target_rate=doc.sample_rate, max_duration_s=max_duration_s,
+                               allow_truncated=allow_truncated)
+            covered = len(clip.samples) / (doc.frame_s * doc.sample_rate)
+            if abs(covered - doc.n_frames) > 1:
+                raise ValueError(f"audio: {clip.path or 'the audio array'} lasts {clip.duration_s:.2f} s, but the "
+                                 f"document covers {doc.n_frames * doc.frame_s:.2f} s (n_frames {doc.n_frames}); "
+                                 "is it the recording this explanation was made from?")
+        tokens = [Token(**t) for t in doc.tokens]
+        words = [Word(**w) for w in doc.words]
+        ex = cls(model_name=doc.model, audio=clip, frame_s=doc.frame_s, n_frames=doc.n_frames, text=doc.text,
+                 tokens=tokens, words=words, duration_s=doc.duration_s, audio_path=doc.audio_path,
+                 sample_rate=doc.sample_rate)
+        ex.peak_method = doc.peak_method
+        key = _params_key(doc.params)
+        for tok, stored in zip(tokens, doc.maps):
+            for variant, values in stored.items():
+                ex._cache[(variant, key, "token", tok.index)] = values
         return ex
 
     def __repr__(self):

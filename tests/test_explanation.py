@@ -142,11 +142,15 @@ def test_json_round_trip(sample_explanation, tmp_path):
     assert doc["audio"]["sample_rate"] == 16000 and doc["frame_s"] == 0.02 and doc["n_frames"] == 355
     tok = doc["tokens"][0]
     assert {"index", "id", "text", "word", "logprob", "start_frame", "maps"} <= set(tok)
-    assert set(tok["maps"]) == {"base", "base-vn"} and len(tok["maps"]["base"]) == 355
+    # the words' peak method (DEFAULT_METHOD) is saved and named beside the variants asked for
+    assert set(tok["maps"]) == {"base", "base-vn", lw.DEFAULT_METHOD} and len(tok["maps"]["base"]) == 355
+    assert doc["peak_method"] == lw.DEFAULT_METHOD
     assert doc["words"][3]["text"] == "Dashwood" and isinstance(doc["words"][3]["peak_s"], float)
     path = ex.save_json(tmp_path / "ex.json", ("base-vn",))
     back = lw.Explanation.from_json(path)
     assert back.text == ex.text and len(back.tokens) == len(ex.tokens)
+    assert back.peak_method == lw.DEFAULT_METHOD and [w.peak_s for w in back.words] == [w.peak_s for w in ex.words]
+    assert back.to_json(["base-vn"])["words"] == ex.to_json(["base-vn"])["words"]  # re-saved: same peaks
     assert np.allclose(back.map(4, "base-vn"), ex.map(4, "base-vn"), atol=1e-6)
     assert [w.peak_s for w in back.words] == [w.peak_s for w in ex.words]
     with pytest.raises(ValueError, match="without a model"):
