@@ -8,7 +8,15 @@ import threading
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults shown after each option's help; description and examples kept as written."""
+    """Defaults shown after each option's help ("required" for required ones); description and
+    examples kept as written."""
+
+    def _get_help_string(self, action):
+        if action.required and action.option_strings:
+            return f"{action.help} (required)"
+        if "(default:" in (action.help or ""):  # the help words its own default
+            return action.help
+        return super()._get_help_string(action)
 
 
 def in_notebook() -> bool:

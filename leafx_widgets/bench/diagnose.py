@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from . import metrics as M
+from .atomic import atomic_write
+from .console import HelpFormatter
 from .manifests import load_manifest
 from .runner import matched_tokens, parse_method
 
@@ -82,15 +84,29 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m leafx_widgets.bench.diagnose")
-    p.add_argument("--manifest", action="append", required=True)
-    p.add_argument("--model", default="tiny.en")
+EXAMPLES = """examples:
+  python -m leafx_widgets.bench.diagnose --manifest bench_data/librivox.json --manifest bench_data/espeak.json
+  python -m leafx_widgets.bench.diagnose --manifest bench_data/librivox.json --json diagnose.json"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m leafx_widgets.bench.diagnose", description=__doc__.split("\n")[0],
+                                formatter_class=HelpFormatter, epilog=EXAMPLES)
+    p.add_argument("--manifest", action="append", required=True, help="manifest JSON (repeat for several)")
+    p.add_argument("--model", default="tiny.en", help="tiny.en (bundled), a folder, or a Hugging Face id")
     p.add_argument("--json", default=None, help="also write the numbers here")
-    args = p.parse_args(argv)
-    result = diagnose(args.manifest, args.model)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = diagnose(args.manifest, args.model)
+    except ValueError as err:  # a ManifestError lists every problem of the manifest
+        print(f"diagnose: error: {err}", file=sys.stderr)
+        return 2
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1))
+        atomic_write(args.json, json.dumps(result, indent=1))
     print(table(result))
     return 0
 
