@@ -283,3 +283,33 @@ def test_every_bench_cli_option_has_help_with_its_default_and_examples():
         for block in blocks:
             help_text = " ".join(block.split())
             assert "(default:" in help_text or help_text.endswith("(required)"), (module, help_text)
+
+
+def test_a_second_ctrl_c_stops_at_once(capsys):
+    from leafx_widgets.bench.console import GracefulStop
+
+    with GracefulStop("stopping soon") as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.01)  # Python runs the handler between bytecodes
+        assert stop.requested
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+    assert capsys.readouterr().err == "stopping soon\n"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is given back
+
+
+def test_a_clip_stopped_midway_is_not_cached_and_the_report_is_partial(tmp_path, speech, monkeypatch):
+    a, b = speech
+    manifest = make_manifest(tmp_path / "d", [("c1", "a.wav", TEXT_A, a), ("c2", "b.wav", TEXT_B, b)])
+
+    def interrupted(*args, **kwargs):  # the second Ctrl-C lands inside the first clip's work
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "evaluate_clip", interrupted)
+    result = runner.run_bench(manifest, object(), METHODS, tmp_path / "out", settings=CHEAP, quiet=True)
+    assert result["interrupted"] and result["clips"] == [] and result["failed"] == []
+    assert list((tmp_path / "out" / "cache").iterdir()) == []
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["interrupted"] and summary["planned_clips"] == 2
+    assert "Partial report: interrupted after 0 of 2 clips" in (tmp_path / "out" / "report.md").read_text()

@@ -40,7 +40,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from . import metrics as M
 from .align import align_words, fold_words
@@ -206,6 +205,7 @@ def inf_masks(n_valid: int, settings: Settings, rng) -> np.ndarray:
 def infidelity_captum(attr: np.ndarray, masks: np.ndarray, f_clean: float, f_masked: np.ndarray) -> float:
     """captum.metrics.infidelity on the frame-presence input z = 1 (x) with perturbation I = mask
     (x - I = the masked input); the forward is answered from the already computed log-probs."""
+    import torch
     from captum.metrics import infidelity
 
     table = {masks[i].astype(np.float32).tobytes(): float(f_masked[i]) for i in range(len(masks))}
@@ -435,6 +435,8 @@ def run_bench(manifest, model="tiny.en", methods=None, out_dir="bench_out", *, s
     finishes the current clip and returns what is done with ``interrupted`` set (reports
     written; the same call resumes from the cache).
     """
+    import torch
+
     from ..models import load_model
 
     settings = settings or Settings()

@@ -149,8 +149,9 @@ def main(argv=None) -> int:
         for row in results:
             print(f"| {row['seconds']:.0f} s | " + " | ".join(f"{row['peak_rss_mb'][s]:.0f}" for s in stages) + " |")
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(results, fh, indent=1)
+        from .atomic import atomic_write
+
+        atomic_write(args.json, json.dumps(results, indent=1))
     return 0
 
 
