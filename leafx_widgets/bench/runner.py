@@ -404,12 +404,13 @@ def clip_key(clip: Clip, dataset: str, run: dict, expensive_stab: bool) -> str:
 
 
 def _read_cache(path: Path) -> dict | None:
+    """A cached clip result, or None when absent, unreadable or not shaped like one (recompute then)."""
     try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
+        result = json.loads(path.read_text())
+    except (OSError, ValueError):
         return None
-    except (OSError, ValueError):  # unreadable or hand-edited: recompute rather than trust it
-        return None
+    ok = isinstance(result, dict) and isinstance(result.get("records"), list) and isinstance(result.get("clip"), dict)
+    return result if ok else None
 
 
 def one_line(err: BaseException) -> str:
