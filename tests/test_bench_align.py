@@ -31,7 +31,10 @@ def test_textgrid_roundtrip_and_manifest(tmp_path):
     words = [{"word": "hi", "start": 0.1, "end": 0.4}, {"word": "there", "start": 0.5, "end": 0.9}]
     write_textgrid_words(tmp_path / "a.TextGrid", words, 1.0)
     assert read_textgrid_words(tmp_path / "a.TextGrid") == words
-    (tmp_path / "a.wav").write_bytes(b"")
+    import numpy as np
+    import soundfile as sf
+
+    sf.write(tmp_path / "a.wav", np.zeros(16000, np.float32), 16000)  # 1 s: the spans must lie inside the clip
     (tmp_path / "m.json").write_text(json.dumps([
         {"id": "a", "file": "a.wav", "text": "hi there", "textgrid": "a.TextGrid"},
         {"id": "b", "file": "a.wav", "text": "hi", "words": None}]))

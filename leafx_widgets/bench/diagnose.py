@@ -13,12 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 
 from . import metrics as M
-from .manifests import load_manifest
+from .atomic import atomic_write
+from .console import HelpFormatter
+from .manifests import load_manifests
 from .runner import matched_tokens, parse_method
 
 CUSTOM = {  # LeafxConfig switches the registry does not expose as parameters
@@ -32,15 +33,15 @@ SPECS = ["base", "base@frames=all", *CUSTOM, "base@depth=one", "base@depth=one,f
 KEYS = ("pg", "iou", "mass", "border", "start", "before")
 
 
-def diagnose(manifests, model="tiny.en", specs=SPECS) -> dict:
+def diagnose(manifests, model="tiny.en", specs=SPECS, *, allow_outside_paths: bool = False) -> dict:
     from .. import explain, load_model
     from ..attribution import LeafxConfig, leafx_window
 
+    datasets = load_manifests(manifests, allow_outside_paths=allow_outside_paths)  # checked before the model loads
     adapter = load_model(model) if isinstance(model, str) else model
     rows: dict = {s: {} for s in specs}
-    for man in manifests:
-        ds = Path(man).stem
-        for clip in load_manifest(man):
+    for ds, clips in datasets:
+        for clip in clips:
             ex = explain(adapter, str(clip.path))
             toks, _, _ = matched_tokens(ex, clip)
             for s in specs:
@@ -82,15 +83,31 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m leafx_widgets.bench.diagnose")
-    p.add_argument("--manifest", action="append", required=True)
-    p.add_argument("--model", default="tiny.en")
+EXAMPLES = """examples:
+  python -m leafx_widgets.bench.diagnose --manifest bench_data/librivox.json --manifest bench_data/espeak.json
+  python -m leafx_widgets.bench.diagnose --manifest bench_data/librivox.json --json diagnose.json"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m leafx_widgets.bench.diagnose", description=__doc__.split("\n")[0],
+                                formatter_class=HelpFormatter, epilog=EXAMPLES)
+    p.add_argument("--manifest", action="append", required=True, help="manifest JSON (repeat for several)")
+    p.add_argument("--model", default="tiny.en", help="tiny.en (bundled), a folder, or a Hugging Face id")
     p.add_argument("--json", default=None, help="also write the numbers here")
-    args = p.parse_args(argv)
-    result = diagnose(args.manifest, args.model)
+    p.add_argument("--allow-outside-paths", action="store_true",
+                   help="let a manifest name audio or TextGrid files outside its own folder")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = diagnose(args.manifest, args.model, allow_outside_paths=args.allow_outside_paths)
+    except ValueError as err:  # a ManifestError lists every problem of the manifest
+        print(f"diagnose: error: {err}", file=sys.stderr)
+        return 2
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1))
+        atomic_write(args.json, json.dumps(result, indent=1))
     print(table(result))
     return 0
 

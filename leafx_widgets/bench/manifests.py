@@ -9,7 +9,7 @@ A manifest is a JSON list of clips::
 read with praatio. Builders:
 
 * :func:`build_librivox` - real read speech from Debian's ``pocketsphinx-testdata``
-  (LibriVox, public domain), word spans from pocketsphinx forced alignment of the
+  (LibriVox, public domain; the wav files are copied beside the manifest), word spans from pocketsphinx forced alignment of the
   shipped ``transcription`` (independent of Whisper).
 * :func:`build_espeak` - espeak-ng speech synthesised word by word; the trimmed words
   are joined with known pauses, so every word span is exact. Several voices and
@@ -36,6 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_write
+from .validate import ManifestError, check_manifest, read_entries
+
 SAMPLE_RATE = 16000
 SPHINX_TEST_DATA = Path("/usr/share/pocketsphinx/test/data")
 LIBRIVOX_DIR = SPHINX_TEST_DATA / "librivox"
@@ -54,23 +57,36 @@ class Clip:
     words: list[dict] | None  # [{"word", "start", "end"}] in seconds from the clip start
 
 
-def load_manifest(path: str | Path) -> list[Clip]:
-    """Read a manifest; ``file`` and ``textgrid`` resolve relative to the manifest."""
-    path = Path(path)
-    entries = json.loads(path.read_text())
-    if not isinstance(entries, list):
-        raise ValueError(f"{path}: a manifest is a JSON list of clips")
-    clips = []
-    for i, e in enumerate(entries):
-        for key in ("id", "file", "text"):
-            if key not in e:
-                raise ValueError(f"{path}: clip {i} has no {key!r}")
-        words = e.get("words")
-        if words is None and e.get("textgrid"):
-            from .textgrid import read_textgrid_words
-            words = read_textgrid_words(path.parent / e["textgrid"])
-        clips.append(Clip(str(e["id"]), (path.parent / e["file"]).resolve(), e["text"], words))
-    return clips
+def load_manifest(path: str | Path, *, allow_outside_paths: bool = False) -> list[Clip]:
+    """Read and check a manifest; ``file`` and ``textgrid`` resolve relative to the manifest.
+
+    Raises :class:`~leafx_widgets.bench.validate.ManifestError` listing every problem
+    (duplicate ids, unreadable audio, non-string text, bad spans, paths outside the
+    manifest's folder unless ``allow_outside_paths``).
+    """
+    return load_manifests([path], allow_outside_paths=allow_outside_paths)[0][1]
+
+
+def load_manifests(paths, *, allow_outside_paths: bool = False) -> list[tuple[str, list[Clip]]]:
+    """``[(dataset name = file stem, clips)]`` for several manifests, all checked before any is used:
+    one ManifestError lists the problems of every manifest (and two manifests with one name)."""
+    out, problems, names = [], [], {}
+    for path in map(Path, paths):
+        if path.stem in names:
+            problems.append(f"{path}: dataset name {path.stem!r} is already used by {names[path.stem]} "
+                            "(records are labelled by the file name; rename one)")
+        names.setdefault(path.stem, path)
+        try:
+            entries = read_entries(path)
+        except ManifestError as err:
+            problems += err.problems
+            continue
+        clips, found = check_manifest(path, entries, allow_outside=allow_outside_paths)
+        problems += found
+        out.append((path.stem, [Clip(*c) for c in clips]))
+    if problems:
+        raise ManifestError(problems)
+    return out
 
 
 def write_manifest(path: str | Path, clips: list[Clip]) -> Path:
@@ -78,8 +94,7 @@ def write_manifest(path: str | Path, clips: list[Clip]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     entries = [{"id": c.id, "file": _relpath(c.path, path.parent), "text": c.text, "words": c.words}
                for c in clips]
-    path.write_text(json.dumps(entries, indent=1))
-    return path
+    return atomic_write(path, json.dumps(entries, indent=1))
 
 
 def _relpath(target: Path, start: Path) -> str:
@@ -134,15 +149,24 @@ def force_align(pcm16: np.ndarray, text: str, *, sample_rate: int = SAMPLE_RATE)
     return words
 
 
+def _copy_in(source: Path, target: Path) -> Path:
+    """A copy of ``source`` beside the manifest: a manifest names files inside its own folder."""
+    import shutil
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+    return target
+
+
 def build_librivox(out_dir: str | Path, *, folder: Path = LIBRIVOX_DIR) -> Path:
-    """Write ``librivox.json`` (5 clips, 62 words) referring to the Debian wav files."""
+    """Write ``librivox.json`` (5 clips, 62 words) and copies of the Debian wav files in ``librivox/``."""
     import soundfile as sf
 
     out_dir = Path(out_dir)
     texts = read_librivox_transcription(folder)
     clips = []
     for file_id, text in sorted(texts.items()):
-        wav = folder / f"{file_id}.wav"
+        wav = _copy_in(folder / f"{file_id}.wav", out_dir / "librivox" / f"{file_id}.wav")
         pcm, sr = sf.read(wav, dtype="int16")
         clips.append(Clip(file_id, wav, text, force_align(pcm, text, sample_rate=sr)))
     return write_manifest(out_dir / "librivox.json", clips)
@@ -151,14 +175,14 @@ def build_librivox(out_dir: str | Path, *, folder: Path = LIBRIVOX_DIR) -> Path:
 def build_cards(out_dir: str | Path, *, folder: Path = CARDS_DIR, goforward: Path | None = GOFORWARD_RAW) -> Path:
     """Write ``cards.json`` (test set): the sphinx ``cards`` clips and ``goforward.raw``.
 
-    ``goforward.raw`` (16-bit little-endian mono 16 kHz PCM) is written out as
-    ``out_dir/cards/goforward.wav``. A clip that forced alignment cannot align is
-    left out with a warning, never given made-up spans.
+    The wav files are copied to ``out_dir/cards/``; ``goforward.raw`` (16-bit little-endian
+    mono 16 kHz PCM) is written out as ``out_dir/cards/goforward.wav``. A clip that forced
+    alignment cannot align is left out with a warning, never given made-up spans.
     """
     import soundfile as sf
 
     out_dir = Path(out_dir)
-    sources = [(f"cards-{file_id}", folder / f"{file_id}.wav", text)
+    sources = [(f"cards-{file_id}", _copy_in(folder / f"{file_id}.wav", out_dir / "cards" / f"{file_id}.wav"), text)
                for file_id, text in sorted(read_sphinx_transcription(folder / "cards.transcription").items())]
     if goforward is not None:
         wav = out_dir / "cards" / "goforward.wav"
@@ -306,9 +330,15 @@ def build_test_manifests(out_dir: str | Path) -> list[Path]:
 if __name__ == "__main__":  # python -m leafx_widgets.bench.manifests OUT_DIR [--test]
     import argparse
 
+    from .console import HelpFormatter
+
     parser = argparse.ArgumentParser(prog="python -m leafx_widgets.bench.manifests",
-                                     description="Build LEAF-XBench manifests (default: the development set).")
-    parser.add_argument("out_dir", nargs="?", default="bench_data")
+                                     description="Build LEAF-XBench manifests (default: the development set).",
+                                     formatter_class=HelpFormatter, epilog="""examples:
+  python -m leafx_widgets.bench.manifests bench_data          # librivox.json, espeak.json
+  python -m leafx_widgets.bench.manifests bench_data --test   # cards.json, espeak_test.json""")
+    parser.add_argument("out_dir", nargs="?", default="bench_data",
+                        help="folder for the manifests and their audio files")
     parser.add_argument("--test", action="store_true",
                         help="build the held-out test manifests (cards.json, espeak_test.json) instead")
     args = parser.parse_args()

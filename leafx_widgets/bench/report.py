@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import csv
 import html
+import io
 import json
 import math
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_write
 from .metrics import bootstrap_ci, minmax, paired_difference, paired_verdict
 
 # (record key, column title, higher is better?)
@@ -167,9 +169,29 @@ def _fmt(cell: dict, digits: int = 2) -> str:
     return f"{cell['mean']:.{digits}f} [{cell['low']:.{digits}f}, {cell['high']:.{digits}f}]"
 
 
+def _cell(text) -> str:
+    """Text safe inside a markdown table cell (ids and transcripts may hold '|')."""
+    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def status_lines(result: dict) -> list[str]:
+    """Plain sentences about an interrupted run (none when it ran to the end)."""
+    if not result.get("interrupted"):
+        return []
+    done = len(result["clips"]) + len(result.get("failed", []))
+    return [f"Partial report: interrupted after {done} of {result.get('planned_clips', '?')} clips; "
+            "run the same command with the same --out to resume (finished clips come from the cache)."]
+
+
 def markdown(result: dict, summary: dict, norm: dict, pair: dict | None = None) -> str:
     s = result["settings"]
     lines = ["# LEAF-XBench results", ""]
+    for line in status_lines(result):
+        lines += [f"**{line}**", ""]
+    failed = result.get("failed", [])
+    if failed:
+        lines += [f"**{len(failed)} clip{'s' if len(failed) != 1 else ''} failed** and "
+                  f"{'are' if len(failed) != 1 else 'is'} left out of every table (see Failed clips below).", ""]
     compute_s = sum(c.get("seconds") or 0 for c in result["clips"])
     lines.append(f"Model `{s['model']}`; {len(result['clips'])} clips; compute time {compute_s / 60:.1f} min "
                  f"(sum over clips; this report's own run {s.get('wall_s', 0) / 60:.1f} min).")
@@ -180,8 +202,6 @@ def markdown(result: dict, summary: dict, norm: dict, pair: dict | None = None) 
                  f"{s['faith_per_clip'] or 'all'} tokens per clip (n column). Masking = the log-Mel frames of a "
                  "masked encoder frame set to the silence floor (Whisper's padding value).")
     lines.append("")
-    for clip in result["clips"]:
-        pass
     datasets = list(summary)
     for ds in datasets:
         clips = [c for c in result["clips"] if c["dataset"] == ds]
@@ -211,13 +231,18 @@ def markdown(result: dict, summary: dict, norm: dict, pair: dict | None = None) 
         lines.append("")
     lines += ["## Per-clip", "", "| dataset | clip | WER | words | faith | seconds | hypothesis |", "|---|---|---|---|---|---|---|"]
     for c in result["clips"]:
-        lines.append(f"| {c['dataset']} | {c['clip']} | {c['wer']:.2f} | {c['n_tokens']} | {c['n_faith']} | "
-                     f"{c.get('seconds', float('nan')):.0f} | {c['hyp']} |")
+        lines.append(f"| {_cell(c['dataset'])} | {_cell(c['clip'])} | {c['wer']:.2f} | {c['n_tokens']} | "
+                     f"{c['n_faith']} | {c.get('seconds', float('nan')):.0f} | {_cell(c['hyp'])} |")
+    if failed:
+        lines += ["", "## Failed clips", "", "| dataset | clip | file | reason |", "|---|---|---|---|"]
+        lines += [f"| {_cell(f['dataset'])} | {_cell(f['clip'])} | {_cell(f.get('file', ''))} | {_cell(f['reason'])} |"
+                  for f in failed]
     lines += ["", "## Settings", "", "```json", json.dumps({k: v for k, v in s.items()}, indent=1, default=str), "```", ""]
     return "\n".join(lines)
 
 
 def html_report(result: dict, summary: dict, curve_data: dict, path: Path, pair: dict | None = None) -> None:
+    """Write the bokeh page (curves, bars, head-to-head, failed clips), self-contained, to ``path``."""
     from bokeh.embed import file_html
     from bokeh.layouts import column, gridplot
     from bokeh.models import ColumnDataSource, Div, Whisker
@@ -227,11 +252,20 @@ def html_report(result: dict, summary: dict, curve_data: dict, path: Path, pair:
 
     levels = [0.0] + list(result["settings"]["levels"])
     blocks = [Div(text="<h1>LEAF-XBench</h1><p>Deletion/insertion curves (mean ratio p(masked)/p(clean) over the "
-                       "faithfulness tokens) and per-method bars with 95% bootstrap CIs over words.</p>")]
+                       "faithfulness tokens) and per-method bars with 95% bootstrap CIs over words.</p>"
+                       + "".join(f"<p><b>{html.escape(line)}</b></p>" for line in status_lines(result)))]
+    failed = result.get("failed", [])
+    if failed:
+        rows = "".join(f"<tr><td>{html.escape(str(f['dataset']))}</td><td>{html.escape(str(f['clip']))}</td>"
+                       f"<td>{html.escape(str(f['reason']))}</td></tr>" for f in failed)
+        blocks.append(Div(text=f"<h2>Failed clips ({len(failed)}, left out of every figure)</h2>"
+                               '<table border="1" cellpadding="3" style="border-collapse:collapse">'
+                               f"<tr><th>dataset</th><th>clip</th><th>reason</th></tr>{rows}</table>", width=1300))
     for ds, methods in summary.items():
-        blocks.append(Div(text=f"<h2>{ds}</h2>"))
+        blocks.append(Div(text=f"<h2>{html.escape(str(ds))}</h2>"))
         figs = []
-        for kind, title in (("del", "Deletion (lower = more faithful)"), ("ins", "Insertion (higher = better)")):
+        kinds = (("del", "Deletion (lower = more faithful)"), ("ins", "Insertion (higher = better)"))
+        for kind, title in kinds if curve_data.get(ds) else ():  # no D-AOPC run: no empty plots (bokeh warns)
             f = figure(title=f"{ds}: {title}", width=620, height=380, x_axis_label="fraction of frames",
                        y_axis_label="p(masked) / p(clean)")
             for i, (m, c) in enumerate(curve_data.get(ds, {}).items()):
@@ -256,11 +290,12 @@ def html_report(result: dict, summary: dict, curve_data: dict, path: Path, pair:
                    color="#4477aa")
             f.add_layout(Whisker(source=src, base="m", lower="lo", upper="hi", dimension="width"))
             bars.append(f)
-        blocks.append(gridplot([figs], toolbar_location="right"))
+        if figs:
+            blocks.append(gridplot([figs], toolbar_location="right"))
         blocks.append(gridplot(bars, ncols=3, toolbar_location=None))
     if pair and pair["datasets"]:
         blocks.append(Div(text=_paired_html(pair), width=1300))
-    path.write_text(file_html(column(*blocks), INLINE, "LEAF-XBench"), encoding="utf-8")
+    atomic_write(path, file_html(column(*blocks), INLINE, "LEAF-XBench"))
 
 
 # tints of Okabe-Ito blue (win) and vermillion (loss); the verdict is written in the cell too
@@ -282,27 +317,32 @@ def _paired_html(pair: dict) -> str:
 def write_reports(result: dict, out_dir, *, reference: str = "leafx_sf", compare=None) -> dict:
     """Write records (JSON, CSV), summary.json, report.md and report.html into ``out_dir``.
 
+    Each file is written whole to a temporary file and renamed, so an interrupted write
+    leaves the previous version. Failed clips (``result["failed"]``) and an interrupted run
+    (``result["interrupted"]``) are stated in summary.json, report.md and report.html.
     ``reference``/``compare``: the head-to-head section (``paired``); skipped when no record
     has the reference method. Returns the summary."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     records = result["records"]
-    (out / "records.json").write_text(json.dumps(records))
+    atomic_write(out / "records.json", json.dumps(records))
     keys = sorted({k for r in records for k in r})
-    with open(out / "records.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=keys)
-        writer.writeheader()
-        for r in records:
-            writer.writerow({k: json.dumps(v) if isinstance(v, list) else v for k, v in r.items()})
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=keys)
+    writer.writeheader()
+    for r in records:
+        writer.writerow({k: json.dumps(v) if isinstance(v, list) else v for k, v in r.items()})
+    atomic_write(out / "records.csv", buffer.getvalue())
     summary = summarise(records)
     norm = normalised(summary)
     curve_data = curves(records)
     pair = paired(records, reference, compare)
-    (out / "summary.json").write_text(json.dumps({"summary": summary, "normalised": norm, "curves": curve_data,
-                                                  "paired": pair, "clips": result["clips"],
-                                                  "settings": result["settings"]},
-                                                 indent=1, default=str))
-    (out / "report.md").write_text(markdown(result, summary, norm, pair))
+    atomic_write(out / "summary.json", json.dumps(
+        {"summary": summary, "normalised": norm, "curves": curve_data, "paired": pair, "clips": result["clips"],
+         "failed": result.get("failed", []), "interrupted": bool(result.get("interrupted")),
+         "planned_clips": result.get("planned_clips", len(result["clips"])), "settings": result["settings"]},
+        indent=1, default=str))
+    atomic_write(out / "report.md", markdown(result, summary, norm, pair))
     try:
         html_report(result, summary, curve_data, out / "report.html", pair)
     except ImportError:  # bokeh missing: the other outputs still stand

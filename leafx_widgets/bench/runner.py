@@ -16,30 +16,40 @@ matched word* (the query that predicts it) with each method:
   and under a 40 ms delay (map shifted back by 2 frames), for tokens decoded identically
   (same token at the same position with the same prefix).
 
-Methods that are not batched (IG) run on the ``faith_per_clip`` tokens only. Results are
-cached per clip under ``out_dir/cache`` (resume after an interruption: finished clips are
-not recomputed while the settings stay the same).
+Methods that are not batched (IG) run on the ``faith_per_clip`` tokens only.
+
+Reliability: every manifest is checked before any work (``validate.py``: one error lists
+every problem). Results are cached per clip under ``out_dir/cache``, keyed by a hash of
+the clip's audio bytes, text and word spans together with the settings, model, methods
+and their resolved parameters, so an edited clip is recomputed and an unchanged one is
+not. A clip that fails is recorded with a one-line reason and the run goes on (exit 1
+at the end); Ctrl-C finishes the current clip, writes a partial report and exits 130,
+and the same command resumes. Every output is written to a temporary file and renamed.
 """
 from __future__ import annotations
 
 import argparse
-import itertools
 import hashlib
+import itertools
 import json
 import math
+import re
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from . import metrics as M
 from .align import align_words, fold_words
-from .manifests import Clip, add_noise, load_manifest
+from .atomic import atomic_write
+from .console import GracefulStop, HelpFormatter, bar, bars_enabled, say
+from .manifests import Clip, add_noise, load_manifests
 
 DELETION_LEVELS = (0.05, 0.10, 0.20, 0.30, 0.50)
+CACHE_VERSION = 2  # bump when a change to the evaluation makes cached clip results obsolete
+EXIT_FAILED_CLIPS, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
 
 # the full method list of the benchmark: LEAF-X variants and ablations, then the baselines
 DEFAULT_METHODS = (
@@ -75,9 +85,10 @@ class Settings:
     seed: int = 0
     params: dict = field(default_factory=dict)  # method -> parameter overrides
 
-    def key(self, model: str, methods: list[str]) -> str:
-        blob = json.dumps([asdict(self), model, methods], sort_keys=True, default=str)
-        return hashlib.sha1(blob.encode()).hexdigest()[:12]
+    def expensive_stab(self, clip_rank: int) -> bool:
+        """Whether perturbation methods and IG get STAB on the clip of this rank in its dataset."""
+        n = self.stab_expensive_clips
+        return n == 0 or 0 <= clip_rank < n
 
 
 @dataclass
@@ -194,6 +205,7 @@ def inf_masks(n_valid: int, settings: Settings, rng) -> np.ndarray:
 def infidelity_captum(attr: np.ndarray, masks: np.ndarray, f_clean: float, f_masked: np.ndarray) -> float:
     """captum.metrics.infidelity on the frame-presence input z = 1 (x) with perturbation I = mask
     (x - I = the masked input); the forward is answered from the already computed log-probs."""
+    import torch
     from captum.metrics import infidelity
 
     table = {masks[i].astype(np.float32).tobytes(): float(f_masked[i]) for i in range(len(masks))}
@@ -237,7 +249,9 @@ def is_expensive(method) -> bool:
 
 
 def evaluate_clip(model, clip: Clip, dataset: str, specs: list[MethodSpec], settings: Settings,
-                  log=print, clip_rank: int = 0) -> dict:
+                  log=print, clip_rank: int = 0, bars: bool = False) -> dict:
+    """Every method and metric on one clip: ``{"clip": info, "records": [...], "timing": {...}}``.
+    ``bars``: progress bars for the stages (shared passes, STAB decodes, methods, metrics, STAB)."""
     from .. import explain
 
     rng = np.random.default_rng(settings.seed + int(hashlib.md5(clip.id.encode()).hexdigest()[:6], 16))
@@ -260,7 +274,7 @@ def evaluate_clip(model, clip: Clip, dataset: str, specs: list[MethodSpec], sett
     # shared model passes per window: clean log-probs and INF perturbations
     from ..baselines._common import MaskedScorer
     scorers, clean_lp, inf_data = {}, {}, {}
-    for w, toks in by_window.items():
+    for w, toks in bar(by_window.items(), "shared passes", enabled=bars, total=len(by_window), unit="window"):
         window = ex.windows[w]
         positions = [t.position for t in toks]
         scorers[w] = MaskedScorer(window, positions)
@@ -273,10 +287,13 @@ def evaluate_clip(model, clip: Clip, dataset: str, specs: list[MethodSpec], sett
     stab_ex = {}
     if settings.stab:
         audio = ex.audio
-        for kind, (pert, shift_frames) in perturbed_versions(audio, ex.sample_rate, settings, settings.seed + 7).items():
+        versions = perturbed_versions(audio, ex.sample_rate, settings, settings.seed + 7).items()
+        for kind, (pert, shift_frames) in bar(versions, "stab: decode perturbed", enabled=bars, unit="clip"):
             stab_ex[kind] = (explain(model, pert, sample_rate=ex.sample_rate), shift_frames)
 
-    for spec in specs:
+    method_bar = bar(specs, "methods", enabled=bars, unit="method")
+    for spec in method_bar:
+        method_bar.set_postfix_str(spec.name)
         m = spec.method
         ts = time.time()
         maps = {}
@@ -289,7 +306,7 @@ def evaluate_clip(model, clip: Clip, dataset: str, specs: list[MethodSpec], sett
                 maps[t.token_index] = M.as_map(r)
         runtime = (time.time() - ts) / max(len(maps), 1)
         tf = time.time()
-        for t in tokens:
+        for t in bar(tokens, f"{spec.name}: metrics", enabled=bars, unit="token"):
             if t.token_index not in maps:
                 continue
             r = maps[t.token_index]
@@ -327,8 +344,7 @@ def evaluate_clip(model, clip: Clip, dataset: str, specs: list[MethodSpec], sett
                             "ins_auc": M.aopc(ins_ratio), "ins_curve": ins_ratio.tolist()})
             records.append(rec)
         # STAB
-        stab_here = not (is_expensive(m) and settings.stab_expensive_clips
-                         and (settings.stab_expensive_clips < 0 or clip_rank >= settings.stab_expensive_clips))
+        stab_here = not is_expensive(m) or settings.expensive_stab(clip_rank)
         if stab_ex and stab_here:
             for kind, (pex, shift_frames) in stab_ex.items():
                 pwin_tokens = {}
@@ -339,7 +355,8 @@ def evaluate_clip(model, clip: Clip, dataset: str, specs: list[MethodSpec], sett
                     if same_prefix(ex.windows[t.window].ids, pw.ids, t.position):
                         pwin_tokens.setdefault(t.window, []).append(t)
                 pmaps = {}
-                for w, toks in pwin_tokens.items():
+                for w, toks in bar(pwin_tokens.items(), f"{spec.name}: stab {kind}", enabled=bars,
+                                   total=len(pwin_tokens), unit="window"):
                     out = m.compute(pex.windows[w], [t.position for t in toks], **spec.params)
                     for t, r in zip(toks, out):
                         pmaps[t.token_index] = M.as_map(r)
@@ -369,61 +386,133 @@ def evaluate_clip(model, clip: Clip, dataset: str, specs: list[MethodSpec], sett
 
 # ----------------------------------------------------------------------------- driver
 
+def _safe_name(text: str) -> str:
+    """A file-name-safe stand-in for an id or dataset name (the cache key keeps it unique)."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", text)[:40].strip("_") or "clip"
+
+
+def clip_key(clip: Clip, dataset: str, run: dict, expensive_stab: bool) -> str:
+    """Content hash of one clip's job: the run (settings, model, methods, their parameters) and the
+    clip itself (dataset, id, text, word spans, the audio file's bytes)."""
+    h = hashlib.sha256(json.dumps({"run": run, "dataset": dataset, "id": clip.id, "text": clip.text,
+                                   "words": clip.words, "expensive_stab": expensive_stab},
+                                  sort_keys=True, default=str).encode())
+    with open(clip.path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:24]
+
+
+def _read_cache(path: Path) -> dict | None:
+    """A cached clip result, or None when absent, unreadable or not shaped like one (recompute then)."""
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    ok = isinstance(result, dict) and isinstance(result.get("records"), list) and isinstance(result.get("clip"), dict)
+    return result if ok else None
+
+
+def one_line(err: BaseException) -> str:
+    """``Type: first line of the message``, at most 300 characters."""
+    text = str(err).strip().splitlines()
+    line = f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+    return line if len(line) <= 300 else line[:297] + "..."
+
+
 def run_bench(manifest, model="tiny.en", methods=None, out_dir="bench_out", *, settings: Settings | None = None,
-              device: str = "cpu", report: bool = True, log=None, cached_only: bool = False) -> dict:
+              device: str = "cpu", report: bool = True, log=None, cached_only: bool = False,
+              allow_outside_paths: bool = False, progress: bool | None = None, quiet: bool = False) -> dict:
     """Run LEAF-XBench on one or more manifests; write records + reports into ``out_dir``.
 
-    ``manifest``: path or list of paths (the dataset name is the file stem). ``model``: a name
-    for ``load_model`` or an adapter. ``methods``: method specs (``name`` or ``name@k=v,...``),
-    default ``DEFAULT_METHODS``. Returns ``{"records": [...], "clips": [...], "settings": ...}``.
+    ``manifest``: path or list of paths (the dataset name is the file stem), all checked before
+    any work (``ManifestError`` lists every problem). ``model``: a name for ``load_model`` or an
+    adapter. ``methods``: method specs (``name`` or ``name@k=v,...``), default ``DEFAULT_METHODS``.
+    ``progress``: progress bars on stderr (default: on a terminal or in a notebook, unless
+    ``quiet``); ``quiet`` also drops the per-clip log lines (failures are still printed).
+
+    Returns ``{"records", "clips", "failed", "interrupted", "planned_clips", "settings"}``: a clip
+    that raises is listed in ``failed`` with a one-line reason and the run goes on; Ctrl-C
+    finishes the current clip and returns what is done with ``interrupted`` set (reports
+    written; the same call resumes from the cache).
     """
+    import torch
+
     from ..models import load_model
 
     settings = settings or Settings()
-    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    bars = bars_enabled(quiet) if progress is None else bool(progress)
+    log = log or ((lambda msg: None) if quiet else say)
     manifests = [manifest] if isinstance(manifest, (str, Path)) else list(manifest)
     methods = list(methods or DEFAULT_METHODS)
     specs = [parse_method(m, settings.params) for m in methods]
+    per_manifest = [[(name, c, rank) for rank, c in enumerate(clips)]
+                    for name, clips in load_manifests(manifests, allow_outside_paths=allow_outside_paths)]
     torch.manual_seed(settings.seed)
     adapter = None if cached_only else load_model(model, device=device) if isinstance(model, (str, Path)) else model
     model_name = str(model) if isinstance(model, (str, Path)) else getattr(adapter, "name", "model")
+    run = {"version": CACHE_VERSION, "settings": asdict(settings), "model": model_name, "methods": methods,
+           "params": {s.name: s.params for s in specs}}
     out = Path(out_dir)
-    cache_dir = out / "cache" / settings.key(model_name, methods)
+    cache_dir = out / "cache"
     cache_dir.mkdir(parents=True, exist_ok=True)
-    all_records, clips = [], []
-    per_manifest = [[(Path(m).stem, c, rank) for rank, c in enumerate(load_manifest(m))] for m in manifests]
+    all_records, clips, failed = [], [], []
     # interleave the datasets, so that an interrupted run still covers each of them
     jobs = [job for group in itertools.zip_longest(*per_manifest) for job in group if job is not None]
     started = time.time()
-    for i, (dataset, clip, rank) in enumerate(jobs):
-        cache_file = cache_dir / f"{dataset}__{clip.id}.json"
-        if cache_file.exists():
-            result = json.loads(cache_file.read_text())
-            log(f"[{i + 1}/{len(jobs)}] {dataset}/{clip.id}: cached")
-        elif cached_only:
-            log(f"[{i + 1}/{len(jobs)}] {dataset}/{clip.id}: not cached, left out (--cached-only)")
-            continue
-        else:
-            log(f"[{i + 1}/{len(jobs)}] {dataset}/{clip.id} ...")
-            t = time.time()
-            result = evaluate_clip(adapter, clip, dataset, specs, settings, log=log, clip_rank=rank)
-            result["clip"]["seconds"] = time.time() - t
-            tmp = cache_file.with_suffix(".tmp")
-            tmp.write_text(json.dumps(result, default=_json_default))
-            tmp.replace(cache_file)
-            done = i + 1
-            eta = (time.time() - started) / done * (len(jobs) - done)
-            log(f"[{done}/{len(jobs)}] {dataset}/{clip.id}: {time.time() - t:.0f}s, "
-                f"WER {result['clip']['wer']:.2f}, {result['clip']['n_tokens']} tokens; ETA {eta / 60:.1f} min")
-        all_records.extend(result["records"])
-        clips.append({**result["clip"], "timing": result.get("timing", {})})
-    result = {"records": all_records, "clips": clips,
-              "settings": {**asdict(settings), "model": model_name, "methods": methods,
-                           "method_params": {s.name: s.params for s in specs},
-                           "wall_s": time.time() - started}}
-    if report:
-        from .report import write_reports
-        write_reports(result, out)
+    interrupted = False
+    stop_line = (f"leafx-widgets bench: interrupted; finishing the current clip, then writing a partial report "
+                 f"to {out} (Ctrl-C again to stop at once)")
+    with GracefulStop(stop_line) as stop:
+        clip_bar = bar(total=len(jobs), desc="clips", enabled=bars, leave=True, unit="clip")
+        try:
+            for i, (dataset, clip, rank) in enumerate(jobs):
+                if stop.requested:
+                    break
+                tag = f"[{i + 1}/{len(jobs)}] {dataset}/{clip.id}"
+                clip_bar.set_postfix_str(f"{dataset}/{clip.id}"[:40])
+                try:
+                    key = clip_key(clip, dataset, run, settings.expensive_stab(rank))
+                    cache_file = cache_dir / f"{_safe_name(dataset)}__{_safe_name(clip.id)}__{key}.json"
+                    result = _read_cache(cache_file)
+                    if result is not None:
+                        log(f"{tag}: cached")
+                    elif cached_only:
+                        log(f"{tag}: not cached, left out (--cached-only)")
+                        continue
+                    else:
+                        log(f"{tag} ...")
+                        t = time.time()
+                        result = evaluate_clip(adapter, clip, dataset, specs, settings, log=log, clip_rank=rank,
+                                               bars=bars)
+                        result["clip"]["seconds"] = time.time() - t
+                        atomic_write(cache_file, json.dumps(result, default=_json_default))
+                        eta = (time.time() - started) / (i + 1) * (len(jobs) - i - 1)
+                        log(f"{tag}: {time.time() - t:.0f}s, WER {result['clip']['wer']:.2f}, "
+                            f"{result['clip']['n_tokens']} tokens; ETA {eta / 60:.1f} min")
+                except KeyboardInterrupt:  # the second Ctrl-C: this clip is dropped, nothing cached
+                    stop.requested = True
+                    break
+                except Exception as err:  # one bad clip must not take the others with it
+                    failed.append({"dataset": dataset, "clip": clip.id, "file": str(clip.path),
+                                   "reason": one_line(err)})
+                    say(f"{tag}: failed: {one_line(err)}")
+                    continue
+                finally:
+                    clip_bar.update(1)
+                all_records.extend(result["records"])
+                clips.append({**result["clip"], "timing": result.get("timing", {})})
+        finally:
+            clip_bar.close()
+        interrupted = stop.requested
+        result = {"records": all_records, "clips": clips, "failed": failed, "interrupted": interrupted,
+                  "planned_clips": len(jobs),
+                  "settings": {**asdict(settings), "model": model_name, "methods": methods,
+                               "method_params": {s.name: s.params for s in specs},
+                               "wall_s": time.time() - started}}
+        if report:
+            from .report import write_reports
+            write_reports(result, out)
     return result
 
 
@@ -435,29 +524,48 @@ def _json_default(x):
     return str(x)
 
 
+EXAMPLES = """examples:
+  leafx-widgets bench --manifest bench_data/librivox.json --methods leafx_sf raa_last
+  leafx-widgets bench --manifest bench_data/librivox.json --manifest bench_data/espeak.json \\
+      --faith-per-clip 1 --param lime.n_samples=8 --out bench_out
+  leafx-widgets bench --manifest bench_data/librivox.json --out bench_out --cached-only
+
+Build the manifests first: python -m leafx_widgets.bench.manifests bench_data
+Exit status: 0 done, 1 some clips failed (listed in the report), 2 bad input (every
+problem listed, nothing run), 130 interrupted (rerun the same command to resume)."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="leafx-widgets bench", description="LEAF-XBench: metrics for every method")
-    p.add_argument("--manifest", action="append", required=True, help="manifest JSON (repeat for several)")
-    p.add_argument("--model", default="tiny.en")
-    p.add_argument("--methods", nargs="+", default=None, help="method specs: name or name@key=value,...")
-    p.add_argument("--out", default="bench_out")
-    p.add_argument("--device", default="cpu")
+    p = argparse.ArgumentParser(prog="leafx-widgets bench", description="LEAF-XBench: metrics for every method",
+                                formatter_class=HelpFormatter, epilog=EXAMPLES)
+    p.add_argument("--manifest", action="append", required=True,
+                   help="manifest JSON: a list of {id, file, text, words} (repeat for several)")
+    p.add_argument("--model", default="tiny.en", help="tiny.en (bundled), a folder, or a Hugging Face id")
+    p.add_argument("--methods", nargs="+", default=None,
+                   help="method specs: name or name@key=value,... (default: every method of the benchmark, "
+                        "runner.DEFAULT_METHODS)")
+    p.add_argument("--out", default="bench_out", help="folder for the reports and the per-clip cache")
+    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, mps ...")
     p.add_argument("--faith-per-clip", type=int, default=Settings.faith_per_clip,
                    help="tokens per clip for D-AOPC/insertion and per-token methods (0 = all)")
     p.add_argument("--max-tokens-per-clip", type=int, default=0, help="cap evaluated words per clip (0 = all)")
-    p.add_argument("--n-inf", type=int, default=Settings.n_inf)
+    p.add_argument("--n-inf", type=int, default=Settings.n_inf, help="random masks per window for INF")
     p.add_argument("--levels", type=float, nargs="+", default=list(DELETION_LEVELS),
                    help="fractions of the real frames masked for D-AOPC / restored for insertion")
-    p.add_argument("--no-stab", action="store_true")
+    p.add_argument("--no-stab", action="store_true", help="skip STAB (the two perturbed decodes per clip)")
     p.add_argument("--stab-expensive-clips", type=int, default=Settings.stab_expensive_clips,
-                   help="clips per dataset where perturbation methods and IG also get STAB (0 = all)")
+                   help="clips per dataset where perturbation methods and IG also get STAB (0 = all, -1 = none)")
     p.add_argument("--faith-all-methods", action="store_true",
                    help="D-AOPC/insertion for every method (default: the main-table methods only)")
     p.add_argument("--param", action="append", default=[], metavar="METHOD.KEY=VALUE",
-                   help="override a method parameter, e.g. lime.n_samples=16")
-    p.add_argument("--seed", type=int, default=0)
+                   help="override a method parameter, e.g. lime.n_samples=16 (repeat)")
+    p.add_argument("--seed", type=int, default=0, help="seed for INF masks and STAB noise")
     p.add_argument("--cached-only", action="store_true",
                    help="report on the clips already in the cache (an interrupted run) without computing more")
+    p.add_argument("--allow-outside-paths", action="store_true",
+                   help="let a manifest name audio or TextGrid files outside its own folder")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bars or per-clip lines (failures are still printed)")
     return p
 
 
@@ -480,11 +588,25 @@ def settings_from_args(args) -> Settings:
 
 
 def main(argv=None) -> int:
+    """Exit status: 0 done, 1 some clips failed, 2 bad input, 130 interrupted."""
     args = build_parser().parse_args(argv)
-    result = run_bench(args.manifest, args.model, args.methods, args.out, settings=settings_from_args(args),
-                       device=args.device, cached_only=args.cached_only)
-    print(f"{len(result['records'])} records, {len(result['clips'])} clips -> {args.out}")
-    return 0
+    try:
+        result = run_bench(args.manifest, args.model, args.methods, args.out, settings=settings_from_args(args),
+                           device=args.device, cached_only=args.cached_only,
+                           allow_outside_paths=args.allow_outside_paths, quiet=args.quiet)
+    except ValueError as err:  # bad input: a ManifestError, an unknown method or parameter, a bad --param
+        print(f"leafx-widgets bench: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:  # before the clips started (model loading) or while writing the reports
+        say("leafx-widgets bench: interrupted")
+        return EXIT_INTERRUPTED
+    failed = result["failed"]
+    print(f"{len(result['records'])} records, {len(result['clips'])} of {result['planned_clips']} clips"
+          + (f", {len(failed)} failed" if failed else "") + (" (interrupted)" if result["interrupted"] else "")
+          + f" -> {args.out}")
+    if result["interrupted"]:
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED_CLIPS if failed else 0
 
 
 if __name__ == "__main__":

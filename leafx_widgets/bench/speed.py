@@ -98,13 +98,22 @@ def peak_rss_mb(model_name: str, seconds: float, stage: str, device: str) -> flo
     return float(out.stdout.strip().splitlines()[-1])
 
 
+EXAMPLES = """examples:
+  python -m leafx_widgets.bench.speed --repeats 3
+  python -m leafx_widgets.bench.speed --seconds 10 --stages transcribe,base,leafx_sf --memory --json speed.json"""
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="tiny.en")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--seconds", default="10,30", help="clip lengths in seconds")
-    parser.add_argument("--stages", default=",".join(STAGES))
+    from .console import HelpFormatter
+
+    parser = argparse.ArgumentParser(prog="python -m leafx_widgets.bench.speed", description=__doc__,
+                                     formatter_class=HelpFormatter, epilog=EXAMPLES)
+    parser.add_argument("--model", default="tiny.en", help="tiny.en (bundled), a folder, or a Hugging Face id")
+    parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, mps ...")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved runs per stage (the median is shown)")
+    parser.add_argument("--seconds", default="10,30", help="clip lengths in seconds, comma-separated")
+    parser.add_argument("--stages", default=",".join(STAGES),
+                        help="comma-separated: transcribe, then methods (each: transcription + every token's map)")
     parser.add_argument("--memory", action="store_true", help="also each stage's peak memory (fresh processes)")
     parser.add_argument("--json", help="write the measurements here")
     args = parser.parse_args(argv)
@@ -140,8 +149,9 @@ def main(argv=None) -> int:
         for row in results:
             print(f"| {row['seconds']:.0f} s | " + " | ".join(f"{row['peak_rss_mb'][s]:.0f}" for s in stages) + " |")
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(results, fh, indent=1)
+        from .atomic import atomic_write
+
+        atomic_write(args.json, json.dumps(results, indent=1))
     return 0
 
 

@@ -21,12 +21,13 @@ import argparse
 import itertools
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 
 from . import metrics as M
-from .manifests import load_manifest
+from .atomic import atomic_write
+from .console import HelpFormatter, bar, bars_enabled, say
+from .manifests import load_manifests
 from .runner import Settings, inf_masks, matched_tokens
 
 GRID = {"desink": (0.0, 0.25, 0.5, 0.75, 1.0), "tau": (0.5, 1.0, 2.0), "gamma": (1.0, 1.1, 1.2, 1.3, 1.5)}
@@ -42,8 +43,12 @@ def _name(s: dict) -> str:
     return ",".join(f"{k}={v:g}" for k, v in s.items())
 
 
-def sweep(manifests, model="tiny.en", grid: dict = GRID, n_inf: int = 64, seed: int = 0, log=print) -> dict:
-    """{dataset: {setting name | "raa_last": {metric: per-token values}}}."""
+def sweep(manifests, model="tiny.en", grid: dict = GRID, n_inf: int = 64, seed: int = 0, log=print,
+          progress: bool = False, allow_outside_paths: bool = False) -> dict:
+    """{dataset: {setting name | "raa_last": {metric: per-token values}}}.
+
+    Every manifest is checked before the model loads (``ManifestError`` lists every problem).
+    ``progress``: tqdm bars on stderr over the clips, windows and grid settings."""
     import torch
 
     from .. import explain, load_model
@@ -51,39 +56,40 @@ def sweep(manifests, model="tiny.en", grid: dict = GRID, n_inf: int = 64, seed: 
     from ..baselines._common import MaskedScorer, query_rows
     from ..baselines.leafx_sf import layer_cross_attention, sink_free_maps
 
+    datasets = load_manifests(manifests, allow_outside_paths=allow_outside_paths)
     adapter = load_model(model) if isinstance(model, str) else model
     settings, out = settings_grid(grid), {}
     rng = np.random.default_rng(seed)
-    for manifest in manifests:
-        ds = Path(manifest).stem
+    jobs = [(ds, clip) for ds, clips in datasets for clip in clips]
+    for ds, clip in bar(jobs, "clips", enabled=progress, leave=True, unit="clip"):
         table = out.setdefault(ds, {})
-        for clip in load_manifest(manifest):
-            ex = explain(adapter, str(clip.path))
-            tokens, _, _ = matched_tokens(ex, clip)
-            for w_index in sorted({t.window for t in tokens}):
-                window = ex.windows[w_index]
-                toks = [t for t in tokens if t.window == w_index]
-                positions = [t.position for t in toks]
-                scorer = MaskedScorer(window, positions)
-                clean = scorer.masked(np.zeros((1, window.n_valid), bool))[0].numpy()
-                masks = inf_masks(window.n_valid, Settings(n_inf=n_inf), rng)
-                drops = clean[None] - scorer.masked(masks).numpy()  # (n_inf, tokens)
-                cross, text_rows = layer_cross_attention(window, [adapter.n_layers - 1])
-                rows = query_rows(window, positions)
-                candidates = {"raa_last": raa_last(window, positions)}
-                for s in settings:
-                    with torch.no_grad():
-                        maps = sink_free_maps(cross, text_rows, window.n_valid, **s)
-                    candidates[_name(s)] = maps[rows].numpy()
-                for name, maps in candidates.items():
-                    cell = table.setdefault(name, {"pointing": [], "iou": [], "mass": [], "inf": []})
-                    for col, t in enumerate(toks):
-                        r = M.as_map(maps[col])
-                        cell["pointing"].append(M.pointing_game(r, t.span, ex.frame_s))
-                        cell["iou"].append(M.topk_iou(r, t.span, ex.frame_s))
-                        cell["mass"].append(M.mass_in_span(r, t.span, ex.frame_s))
-                        cell["inf"].append(M.infidelity_optimal(r, masks, drops[:, col]))
-            log(f"  {ds}/{clip.id}: {len(tokens)} tokens")
+        ex = explain(adapter, str(clip.path))
+        tokens, _, _ = matched_tokens(ex, clip)
+        windows = sorted({t.window for t in tokens})
+        for w_index in bar(windows, f"{clip.id[:24]}: windows", enabled=progress, unit="window"):
+            window = ex.windows[w_index]
+            toks = [t for t in tokens if t.window == w_index]
+            positions = [t.position for t in toks]
+            scorer = MaskedScorer(window, positions)
+            clean = scorer.masked(np.zeros((1, window.n_valid), bool))[0].numpy()
+            masks = inf_masks(window.n_valid, Settings(n_inf=n_inf), rng)
+            drops = clean[None] - scorer.masked(masks).numpy()  # (n_inf, tokens)
+            cross, text_rows = layer_cross_attention(window, [adapter.n_layers - 1])
+            rows = query_rows(window, positions)
+            candidates = {"raa_last": raa_last(window, positions)}
+            for s in bar(settings, "grid", enabled=progress, unit="setting"):
+                with torch.no_grad():
+                    maps = sink_free_maps(cross, text_rows, window.n_valid, **s)
+                candidates[_name(s)] = maps[rows].numpy()
+            for name, maps in candidates.items():
+                cell = table.setdefault(name, {"pointing": [], "iou": [], "mass": [], "inf": []})
+                for col, t in enumerate(toks):
+                    r = M.as_map(maps[col])
+                    cell["pointing"].append(M.pointing_game(r, t.span, ex.frame_s))
+                    cell["iou"].append(M.topk_iou(r, t.span, ex.frame_s))
+                    cell["mass"].append(M.mass_in_span(r, t.span, ex.frame_s))
+                    cell["inf"].append(M.infidelity_optimal(r, masks, drops[:, col]))
+        log(f"  {ds}/{clip.id}: {len(tokens)} tokens")
     return out
 
 
@@ -111,22 +117,43 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m leafx_widgets.bench.tune_sf", description=__doc__.split("\n")[0])
+EXAMPLES = """examples:
+  python -m leafx_widgets.bench.tune_sf --manifest bench_data/librivox.json --manifest bench_data/espeak.json
+  python -m leafx_widgets.bench.tune_sf --manifest bench_data/librivox.json --n-inf 16 --out sweep.json --quiet"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m leafx_widgets.bench.tune_sf", description=__doc__.split("\n")[0],
+                                formatter_class=HelpFormatter, epilog=EXAMPLES)
     p.add_argument("--manifest", action="append", required=True, help="development manifest (repeat)")
-    p.add_argument("--model", default="tiny.en")
-    p.add_argument("--n-inf", type=int, default=64)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", default="tiny.en", help="tiny.en (bundled), a folder, or a Hugging Face id")
+    p.add_argument("--n-inf", type=int, default=64, help="random masks per window for INF")
+    p.add_argument("--seed", type=int, default=0, help="seed of the INF masks")
     p.add_argument("--out", help="write the per-setting means as JSON here")
-    args = p.parse_args(argv)
-    result = sweep(args.manifest, args.model, n_inf=args.n_inf, seed=args.seed,
-                   log=lambda m: print(m, file=sys.stderr, flush=True))
+    p.add_argument("--allow-outside-paths", action="store_true",
+                   help="let a manifest name audio or TextGrid files outside its own folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or per-clip lines")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = sweep(args.manifest, args.model, n_inf=args.n_inf, seed=args.seed,
+                       log=(lambda m: None) if args.quiet else say, progress=bars_enabled(args.quiet),
+                       allow_outside_paths=args.allow_outside_paths)
+    except ValueError as err:  # a ManifestError lists every problem of every manifest
+        print(f"tune_sf: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        say("tune_sf: interrupted")
+        return 130
     print(table(result))
     best = choose(result)
     print(f"\nchosen by the rule (targets {TARGETS}, then lowest summed INF): {best}")
     if args.out:
         means = {ds: {n: {k: float(np.mean(v)) for k, v in c.items()} for n, c in r.items()} for ds, r in result.items()}
-        Path(args.out).write_text(json.dumps({"means": means, "chosen": best}, indent=1))
+        atomic_write(args.out, json.dumps({"means": means, "chosen": best}, indent=1))
     return 0
 
 

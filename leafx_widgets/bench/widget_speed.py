@@ -44,6 +44,13 @@ def run() -> dict:
 
 
 def main(argv=None) -> int:
+    import argparse
+
+    from .console import HelpFormatter
+
+    argparse.ArgumentParser(prog="python -m leafx_widgets.bench.widget_speed", description=__doc__.split("\n")[0],
+                            formatter_class=HelpFormatter, epilog="""examples:
+  python -m leafx_widgets.bench.widget_speed    # needs a source checkout with the JS bundle built""").parse_args(argv)
     report = run()
     width = max(len(r[1]) for r in ROWS)
     for key, label, target in ROWS:

@@ -1,0 +1,81 @@
+"""What the bench shows a person: progress bars, log lines, help text, Ctrl-C."""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown after each option's help ("required" for required ones); description and
+    examples kept as written."""
+
+    def _get_help_string(self, action):
+        if action.required and action.option_strings:
+            return f"{action.help} (required)"
+        if "(default:" in (action.help or ""):  # the help words its own default
+            return action.help
+        return super()._get_help_string(action)
+
+
+def in_notebook() -> bool:
+    return "ipykernel.zmqshell" in sys.modules  # the test tqdm.auto itself uses
+
+
+def bars_enabled(quiet: bool = False, stream=None) -> bool:
+    """Progress bars in a notebook or on a terminal's stderr, never with ``quiet`` or into a file or pipe."""
+    if quiet:
+        return False
+    if in_notebook():
+        return True
+    stream = sys.stderr if stream is None else stream
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # closed or file-less streams
+        return False
+
+
+def bar(iterable=None, desc: str = "", *, enabled: bool, total=None, leave: bool = False, unit: str = "it"):
+    """A tqdm bar on stderr (``tqdm.auto``: a widget in a notebook); a plain pass-through when disabled."""
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, total=total, leave=leave, unit=unit, disable=not enabled,
+                file=sys.stderr, dynamic_ncols=True)
+
+
+def say(message: str) -> None:
+    """One line on stderr that does not tear an active progress bar."""
+    from tqdm.auto import tqdm
+
+    tqdm.write(message, file=sys.stderr)
+    sys.stderr.flush()
+
+
+class GracefulStop:
+    """Within ``with``: the first Ctrl-C (SIGINT) prints one line and sets ``requested``, so the
+    caller stops after its current step; a second one raises KeyboardInterrupt at once.
+
+    Only the main thread can own a signal handler; elsewhere this does nothing.
+    """
+
+    def __init__(self, message: str):
+        self.message = message
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        say(self.message)
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
