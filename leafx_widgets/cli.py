@@ -226,7 +226,7 @@ def _methods(args) -> int:
         status = "yes" if m.available else f'no: pip install "leafx-widgets[{m.extra}]"'
         mark = "*" if name == DEFAULT_METHOD else " "
         print(f"{name:<17}{mark} {m.family:<13} {m.cost:<5} {status:<10} {m.label}")
-    print(f"* the default (word peaks, the widget's first view)")
+    print("* the default (word peaks, the widget's first view)")
     return 0
 
 

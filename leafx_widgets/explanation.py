@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +12,7 @@ import torch
 from . import schema
 from .audio import DEFAULT_MAX_DURATION_S, Audio, load_audio
 from ._progress import progress as _progress
+from .atomic import atomic_write
 from .methods import DEFAULT_METHOD, VARIANTS, get_method
 from .schema import SCHEMA
 
@@ -273,15 +273,7 @@ class Explanation:
 
     def save_json(self, path, variants=VARIANTS, *, peak_method: str | None = None, **params) -> Path:
         """Write ``to_json`` as strict JSON (no NaN), through a temporary file renamed into place."""
-        path = Path(path)
-        text = json.dumps(self.to_json(variants, peak_method=peak_method, **params), allow_nan=False)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            tmp.write_text(text)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return path
+        return atomic_write(path, json.dumps(self.to_json(variants, peak_method=peak_method, **params), allow_nan=False))
 
     @classmethod
     def from_json(cls, data, *, audio=None, load_audio: bool = False,

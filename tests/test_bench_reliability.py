@@ -14,7 +14,7 @@ import soundfile as sf
 
 import leafx_widgets as lw
 from leafx_widgets.bench import runner
-from leafx_widgets.bench.atomic import atomic_write
+from leafx_widgets.atomic import atomic_write
 from leafx_widgets.bench.validate import ManifestError
 
 # the bundled LibriVox clip, cut in two: its first 2.6 s and the 2.4 s after
@@ -222,7 +222,7 @@ def test_every_report_file_is_written_by_rename(tmp_path, monkeypatch):
 
 
 def test_progress_bars_follow_the_terminal_and_quiet(tmp_path, model, speech, capsys, monkeypatch):
-    from leafx_widgets.bench import console
+    from leafx_widgets import _progress as console
 
     class Tty:
         def isatty(self):

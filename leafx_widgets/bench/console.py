@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import argparse
 import signal
-import sys
 import threading
+
+from .._progress import say
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -17,39 +18,6 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
         if "(default:" in (action.help or ""):  # the help words its own default
             return action.help
         return super()._get_help_string(action)
-
-
-def in_notebook() -> bool:
-    return "ipykernel.zmqshell" in sys.modules  # the test tqdm.auto itself uses
-
-
-def bars_enabled(quiet: bool = False, stream=None) -> bool:
-    """Progress bars in a notebook or on a terminal's stderr, never with ``quiet`` or into a file or pipe."""
-    if quiet:
-        return False
-    if in_notebook():
-        return True
-    stream = sys.stderr if stream is None else stream
-    try:
-        return bool(stream.isatty())
-    except (AttributeError, ValueError):  # closed or file-less streams
-        return False
-
-
-def bar(iterable=None, desc: str = "", *, enabled: bool, total=None, leave: bool = False, unit: str = "it"):
-    """A tqdm bar on stderr (``tqdm.auto``: a widget in a notebook); a plain pass-through when disabled."""
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, desc=desc, total=total, leave=leave, unit=unit, disable=not enabled,
-                file=sys.stderr, dynamic_ncols=True)
-
-
-def say(message: str) -> None:
-    """One line on stderr that does not tear an active progress bar."""
-    from tqdm.auto import tqdm
-
-    tqdm.write(message, file=sys.stderr)
-    sys.stderr.flush()
 
 
 class GracefulStop:

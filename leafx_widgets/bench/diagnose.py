@@ -17,7 +17,7 @@ import sys
 import numpy as np
 
 from . import metrics as M
-from .atomic import atomic_write
+from ..atomic import atomic_write
 from .console import HelpFormatter
 from .manifests import load_manifests
 from .runner import matched_tokens, parse_method

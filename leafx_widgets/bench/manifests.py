@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_write
+from ..atomic import atomic_write
 from .validate import ManifestError, check_manifest, read_entries
 
 SAMPLE_RATE = 16000

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_write
+from ..atomic import atomic_write
 from .metrics import bootstrap_ci, minmax, paired_difference, paired_verdict
 
 # (record key, column title, higher is better?)

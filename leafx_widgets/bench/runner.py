@@ -43,8 +43,9 @@ import numpy as np
 
 from . import metrics as M
 from .align import align_words, fold_words
-from .atomic import atomic_write
-from .console import GracefulStop, HelpFormatter, bar, bars_enabled, say
+from ..atomic import atomic_write
+from .._progress import bar, bars_enabled, say
+from .console import GracefulStop, HelpFormatter
 from .manifests import Clip, add_noise, load_manifests
 
 DELETION_LEVELS = (0.05, 0.10, 0.20, 0.30, 0.50)

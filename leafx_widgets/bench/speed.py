@@ -149,7 +149,7 @@ def main(argv=None) -> int:
         for row in results:
             print(f"| {row['seconds']:.0f} s | " + " | ".join(f"{row['peak_rss_mb'][s]:.0f}" for s in stages) + " |")
     if args.json:
-        from .atomic import atomic_write
+        from ..atomic import atomic_write
 
         atomic_write(args.json, json.dumps(results, indent=1))
     return 0

@@ -25,8 +25,9 @@ import sys
 import numpy as np
 
 from . import metrics as M
-from .atomic import atomic_write
-from .console import HelpFormatter, bar, bars_enabled, say
+from ..atomic import atomic_write
+from .._progress import bar, bars_enabled, say
+from .console import HelpFormatter
 from .manifests import load_manifests
 from .runner import Settings, inf_masks, matched_tokens
 

@@ -25,7 +25,7 @@ def resolve_device(device: str | torch.device) -> torch.device:
     """``device`` as a torch.device that this torch build can use; a ValueError in one sentence if not."""
     try:
         dev = torch.device(device)
-    except (RuntimeError, TypeError) as err:
+    except (RuntimeError, TypeError):
         raise ValueError(f"unknown device {device!r}; use cpu, cuda, cuda:1 or mps") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
