@@ -57,24 +57,19 @@ def check_writable(path: str, what: str) -> Path:
     p = Path(path).expanduser()
     if p.is_dir():
         raise UsageError(f"{what} {path} is a folder; give a file name")
-    folder = p.parent if str(p.parent) else Path(".")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".leafx-check-"):
-            pass
-    except OSError as err:
-        raise UsageError(f"cannot write {what} {path}: {err.strerror or err}") from None
+    check_folder_writable(str(p.parent) or ".", what, shown=path)
     return p
 
 
-def check_folder_writable(path: str, what: str) -> Path:
+def check_folder_writable(path: str, what: str, shown: str | None = None) -> Path:
+    """The folder ``path`` exists (or can be made) and takes a new file."""
     p = Path(path).expanduser()
     try:
         p.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=p, prefix=".leafx-check-"):
             pass
     except OSError as err:
-        raise UsageError(f"cannot write {what} {path}: {err.strerror or err}") from None
+        raise UsageError(f"cannot write {what} {shown or path}: {err.strerror or err}") from None
     return p
 
 
