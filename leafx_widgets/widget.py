@@ -373,7 +373,7 @@ class LeafXWidget(anywidget.AnyWidget):
         if not self.methods:
             raise ValueError("the method registry is empty")
         self.background = background
-        self._selected = int(kwargs.get("selected_token", 0))  # the token the page shows
+        self._selected = kwargs.get("selected_token", 0)  # the token the page shows
         self._worker = _Worker(lambda: self._selected)
         self._expected_s: dict[tuple, float] = {}  # (method, params) -> seconds its last map took
         self._maps: dict[tuple, np.ndarray] = {}
@@ -633,8 +633,10 @@ class LeafXWidget(anywidget.AnyWidget):
     # ---- map requests: follow the selection, merge duplicates, newest first ------------
     def _token_index(self, value, name: str) -> int:
         n = len(self.explanation.tokens)
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < n:
-            raise ValueError(f"{name} must be a token index in [0, {n}), got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{name} must be an integer token index, got {value!r}")
+        if not 0 <= value < n:
+            raise ValueError(f"{name} {value} is out of range: this explanation has {n} tokens (0..{n - 1})")
         return value
 
     @staticmethod

@@ -204,7 +204,7 @@ export class View {
         case "map": case "progress": case "cancelled": return this.store.receive(msg, buffers);
         case "note": return this.showError(msg.message);
         case "error":
-          if (this.store._entry(msg) && (msg.id || msg.ids?.length)) return this.store.receive(msg, buffers);
+          if (this.store._entry(msg)) return this.store.receive(msg, buffers);
           return this.showError(msg.message);
       }
     } catch (err) {
