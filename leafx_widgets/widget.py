@@ -85,7 +85,8 @@ def _check_bundle(*names: str) -> None:
     if missing:
         raise MissingBundleError(
             f"The widget's JavaScript bundle is missing ({', '.join(missing)} in {STATIC}): build it with "
-            f"`pip install -e .` (its build hook runs npm) or `cd js && npm ci && npm run build` in the source checkout.")
+            f"`pip install -e .` (its build hook runs npm) or `cd js && npm ci && npm run build` "
+            f"in the source checkout.")
 
 
 def _bundle_file(name: str):

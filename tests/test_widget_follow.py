@@ -277,7 +277,8 @@ def test_page_parameters_are_checked(w, fake, change, match):
     w._on_custom_msg(w, content, [])
     w.wait_idle()
     (err, _), = rec.of("error")
-    assert err["id"] == change.get("id", "bad") and err["message"].startswith("ValueError: ") and match in err["message"]
+    assert err["id"] == change.get("id", "bad")
+    assert err["message"].startswith("ValueError: ") and match in err["message"]
     assert rec.of("map") == [] and fake.calls == []
     ask(w, 1, "base", selected=1)  # the widget still answers
     w.wait_idle()

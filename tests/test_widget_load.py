@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 from leafx_widgets.bench.widget_speed import protocol_load, unit_method
 from leafx_widgets.methods import METHODS, _load_baselines
 from leafx_widgets.widget import LeafXWidget

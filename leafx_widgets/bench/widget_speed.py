@@ -191,7 +191,8 @@ LOAD_ROWS = [
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m leafx_widgets.bench.widget_speed", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m leafx_widgets.bench.widget_speed",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--load", action="store_true", help="the protocol load test instead of the browser speed test")
     parser.add_argument("--method", default=None,
                         help="method for --load (default: a slow test method, 10 x 30 ms units per map)")
