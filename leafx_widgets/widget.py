@@ -12,28 +12,43 @@ custom messages:
                                                 total_samples}                     + int16 (min, max) pairs
                                                {type: "audio", stream, offset, n,
     {type: "audio_ack", stream}                 total}                             + int16 PCM chunk
-    {type: "map", id, key, token, method,      {type: "map", id, key, token, method,
-     params}                                    start_frame, n_frames, dtype}      + float32 map
-                                               {type: "error", id, key, message}
+    {type: "map", id, key, token, method,      {type: "map", id, ids, key, token, method,
+     params, selected}                          start_frame, n_frames, dtype}      + float32 map
+                                               {type: "progress", id, ids, key, token, method,
+                                                note, expected_s}  (a slow map has started)
+    {type: "cancel", ids}                      {type: "cancelled", id, ids, key, reason}
+                                               {type: "error", id, ids, key, message}
     {type: "overview", method, params}         {type: "overview", key, row0, n_rows,
                                                 n_tokens, n_bins}                  + uint8 rows
 
-Maps are computed on a single background worker thread (so slow methods never block
-the kernel's message loop, and the model is never run by two threads at once), with
-map requests ahead of overview rows. Both sides cache maps by key.
+``selected`` is the token the page shows when it asks (a prefetch of a neighbour carries
+the selected token, not its own). ``ids`` lists every request a reply answers: identical
+requests are merged into one computation.
+
+Maps are computed on one background worker thread per widget (slow methods never block
+the kernel's message loop, and the model is never run by two of its threads at once).
+The worker follows the user: Python calls first, then map requests (the selected token's
+first, newest first), then overview rows. Map work for a token the page no longer shows
+is dropped before it starts, or stopped at the next model layer if it is running (every
+torch module call on the worker is a cancellation point), and the page is told. At
+interpreter exit the worker is stopped and joined, so no thread is inside torch when
+the process ends. Both sides cache maps by key.
 """
 
 from __future__ import annotations
 
+import atexit
 import html
 import itertools
 import json
 import logging
+import math
+import numbers
 import pathlib
-import queue
 import threading
 import time
 import traceback
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from typing import Any
@@ -56,7 +71,29 @@ N_MELS_FALLBACK = 80  # blank spectrogram rows when the explanation has no model
 PEAK_BLOCK = 128  # samples per min/max pair of the waveform summary sent before the PCM
 OVERVIEW_MAX_BINS = 2000
 OVERVIEW_CHUNK_SECONDS = 0.25  # send overview rows at least this often while computing
-PRIORITY_MAP, PRIORITY_OVERVIEW = 0, 1
+EXIT_JOIN_S = 30.0  # at interpreter exit, how long to wait for a running computation to stop
+BUNDLE = ("widget.js", "widget.css", "standalone.js")  # built by js/build.mjs into STATIC
+DESELECTED, BY_USER, CLOSED = "deselected", "user", "closed"  # why a map request was cancelled
+
+
+class MissingBundleError(RuntimeError):
+    """The built JavaScript bundle (``leafx_widgets/static``) is missing, e.g. in a fresh source checkout."""
+
+
+def _check_bundle(*names: str) -> None:
+    missing = [n for n in names if not (STATIC / n).is_file()]
+    if missing:
+        raise MissingBundleError(
+            f"The widget's JavaScript bundle is missing ({', '.join(missing)} in {STATIC}): build it with "
+            f"`pip install -e .` (its build hook runs npm) or `cd js && npm ci && npm run build` "
+            f"in the source checkout.")
+
+
+def _bundle_file(name: str):
+    """anywidget reads ``_esm``/``_css`` when the class is defined: a missing bundle must not break the
+    import (the constructor says how to build it instead)."""
+    path = STATIC / name
+    return path if path.is_file() else ""
 
 
 def _registry() -> Mapping[str, Any]:
@@ -81,56 +118,212 @@ def _default_method(methods: Mapping[str, Any]) -> str:
 
 
 def describe_methods(methods: Mapping[str, Any]) -> list[dict]:
-    """JSON description of a method registry: name, label, cost, default params."""
+    """JSON description of a method registry: name, label, cost, default params, and whether its
+    optional packages are installed (the page lists a missing one greyed out, with the pip command)."""
     out = []
     for name, m in methods.items():
         params = dict(getattr(m, "params", None) or {})
+        available = bool(getattr(m, "available", True))
         out.append({
             "name": name,
             "label": str(getattr(m, "label", None) or name),
             "cost": str(getattr(m, "cost", "fast")),
             "params": {k: v for k, v in params.items() if k in WIDGET_PARAMS},
+            "available": available,
+            "needs": None if available else f'pip install "leafx-widgets[{m.extra}]"',
         })
     return out
 
 
+class Cancelled(Exception):
+    """Stops a computation on a widget's worker: nobody wants its result any more."""
+
+
+_current = threading.local()  # .job: the job this worker thread is running
+_hook_lock = threading.Lock()
+_hook = None
+
+
+def _checkpoint(*_hook_args) -> None:
+    """Cooperative cancellation point: every torch module call on a widget worker passes here."""
+    job = getattr(_current, "job", None)
+    if job is not None and job.cancel.is_set():
+        raise Cancelled(job.reason)
+
+
+def _install_checkpoint() -> None:
+    """One global torch forward pre-hook makes every layer of every model a point where the worker
+    can stop (so IG, LIME, SPES... need no hook of their own); on other threads it does nothing."""
+    global _hook
+    with _hook_lock:
+        if _hook is None:
+            import torch
+
+            _hook = torch.nn.modules.module.register_module_forward_pre_hook(_checkpoint)
+
+
+class _Job:
+    """A unit of work for the worker; ``run(job)`` returns True when it has more to do (overview rows)."""
+
+    def __init__(self, lane: str, run: Callable[["_Job"], Any], *, key=None, token: int | None = None,
+                 selection: int | None = None, future: Future | None = None):
+        self.lane, self.run, self.key = lane, run, key  # lane: "call" (Python API), "map" or "overview"
+        self.token, self.selection, self.future = token, selection, future
+        self.requesters: dict = {}  # page request id -> the page's key for it, oldest first
+        self.state: dict = {}
+        self.cancel = threading.Event()
+        self.reason = ""
+        self.done = False  # answered: later requests must not join it
+        self.seq = 0
+
+    def stop(self, reason: str) -> None:
+        self.reason = reason
+        self.cancel.set()
+
+
+def _call_job(fn: Callable[[], Any], future: Future | None = None) -> _Job:
+    def run(_job):
+        if future is None:
+            fn()
+        elif future.set_running_or_notify_cancel():
+            try:
+                future.set_result(fn())
+            except BaseException as exc:  # reported to whoever waits on the future
+                future.set_exception(exc)
+        return False
+
+    return _Job("call", run, future=future)
+
+
+_WORKERS: "weakref.WeakSet[_Worker]" = weakref.WeakSet()
+_LANES = {"call": 0, "map": 1, "overview": 2}
+
+
 class _Worker:
-    """One daemon thread running callables by priority (lower first, then FIFO)."""
+    """One daemon thread running a widget's jobs. Next: Python calls (oldest first), then map
+    requests (the selected token's before prefetches, newest first), then overview rows."""
 
-    def __init__(self) -> None:
-        self._queue: queue.PriorityQueue = queue.PriorityQueue()
-        self._counter = itertools.count()
+    def __init__(self, selected: Callable[[], int]):
+        self.cond = threading.Condition()  # guards the queue, the running job and the jobs' requesters
+        self.queued: list[_Job] = []
+        self.running: _Job | None = None
+        self.closed = False
+        self._selected = selected
+        self._seq = itertools.count()
         self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
 
-    def submit(self, priority: int, fn: Callable[[], Any]) -> Future:
-        future: Future = Future()
-        with self._lock:
+    def _rank(self, job: _Job) -> tuple:
+        if job.lane == "map":
+            return (1, job.token != self._selected(), -job.seq)
+        return (_LANES[job.lane], job.seq)
+
+    def submit(self, job: _Job) -> _Job:
+        with self.cond:
+            if self.closed:
+                raise RuntimeError("this widget is closed")
+            job.seq = next(self._seq)
+            self.queued.append(job)
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="leafx-widget", daemon=True)
+                _install_checkpoint()
+                self._thread = threading.Thread(target=self._loop, name="leafx-widget", daemon=True)
                 self._thread.start()
-        self._queue.put((priority, next(self._counter), fn, future))
-        return future
+                _WORKERS.add(self)
+            self.cond.notify_all()
+        return job
 
-    def _run(self) -> None:
+    def renew(self, job: _Job) -> None:
+        """Makes ``job`` the newest (a repeated request). Call with ``cond`` held."""
+        job.seq = next(self._seq)
+
+    def live(self, lane: str) -> list[_Job]:
+        """The running and queued jobs of ``lane`` still wanted. Call with ``cond`` held."""
+        jobs = ([self.running] if self.running is not None else []) + self.queued
+        return [j for j in jobs if j.lane == lane and not j.done and not j.cancel.is_set()]
+
+    def find(self, lane: str, key) -> _Job | None:
+        return next((j for j in self.live(lane) if j.key == key), None)
+
+    @property
+    def on_thread(self) -> bool:
+        return threading.current_thread() is self._thread
+
+    def _loop(self) -> None:
         while True:
-            _, _, fn, future = self._queue.get()
-            if fn is None:
-                return
-            if future.set_running_or_notify_cancel():
-                try:
-                    future.set_result(fn())
-                except BaseException as exc:  # reported to whoever waits on the future
-                    future.set_exception(exc)
+            with self.cond:
+                while not self.queued and not self.closed:
+                    self.cond.wait()
+                if self.closed:
+                    return
+                job = min(self.queued, key=self._rank)
+                self.queued.remove(job)
+                self.running = job
+            _current.job = job
+            again = False
+            try:
+                again = job.run(job)
+            except BaseException:  # jobs reply their own errors; this only keeps the thread alive
+                log.warning("leafx widget job failed:\n%s", traceback.format_exc())
+            finally:
+                _current.job = None
+            with self.cond:
+                self.running = None
+                if again and not self.closed and not job.cancel.is_set():
+                    self.queued.append(job)
+                self.cond.notify_all()
 
-    def wait_idle(self, timeout: float = 60.0) -> None:
-        """Blocks until everything submitted so far has run."""
-        if self._thread is not None:
-            self.submit(99, lambda: None).result(timeout)
+    def wait_idle(self, timeout: float) -> None:
+        with self.cond:
+            if not self.cond.wait_for(lambda: not self.queued and self.running is None, timeout):
+                raise TimeoutError(f"the widget's worker is still busy after {timeout} s")
 
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._queue.put((100, next(self._counter), None, Future()))
+    def stop(self, join_timeout: float | None = None) -> bool:
+        """Takes no more work, drops what is queued, asks the running job to stop at its next model
+        layer, and optionally waits for the thread. True when the thread is gone (or never ran)."""
+        with self.cond:
+            self.closed = True
+            dropped, self.queued = self.queued, []
+            if self.running is not None:
+                self.running.stop(CLOSED)
+            self.cond.notify_all()
+        for job in dropped:
+            if job.future is not None and not job.future.done():
+                job.future.set_exception(Cancelled("the widget was closed"))
+        thread = self._thread
+        if join_timeout is None or thread is None or self.on_thread:
+            return thread is None or not thread.is_alive()
+        thread.join(join_timeout)
+        return not thread.is_alive()
+
+
+@atexit.register
+def _stop_workers() -> None:
+    """No worker may be inside torch when the interpreter finalizes: Python ends a daemon thread
+    that wakes up then with pthread_exit, and unwinding torch's C++ frames aborts the process
+    ("terminate called without an active exception"). So stop them all, then wait for each."""
+    workers = list(_WORKERS)
+    for w in workers:
+        w.stop()
+    deadline = time.monotonic() + EXIT_JOIN_S
+    for w in workers:
+        if not w.stop(join_timeout=max(0.0, deadline - time.monotonic())):
+            log.warning("leafx widget: a computation did not stop within %.0f s of exit", EXIT_JOIN_S)
+
+
+def _by_key(requesters: Mapping) -> dict:
+    """Request ids grouped by the page's key for them: one reply per key answers them all."""
+    out: dict = {}
+    for req_id, key in requesters.items():
+        out.setdefault(key, []).append(req_id)
+    return out
+
+
+def _finite_positive(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    value = float(value)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be finite and positive, got {value!r}")
+    return value
 
 
 class LeafXWidget(anywidget.AnyWidget):
@@ -147,8 +340,8 @@ class LeafXWidget(anywidget.AnyWidget):
         message handler, which is simpler to test but blocks the kernel meanwhile.
     """
 
-    _esm = STATIC / "widget.js"
-    _css = STATIC / "widget.css"
+    _esm = _bundle_file("widget.js")
+    _css = _bundle_file("widget.css")
 
     # Selection and playback
     selected_token = traitlets.Int(0).tag(sync=True)
@@ -176,12 +369,18 @@ class LeafXWidget(anywidget.AnyWidget):
         unknown = set(kwargs) - set(self.class_trait_names(sync=True)) - {"layout"}
         if unknown:
             raise TypeError(f"LeafXWidget got unexpected keyword arguments: {sorted(unknown)}")
+        _check_bundle("widget.js", "widget.css")
+        for attr, name in (("_esm", "widget.js"), ("_css", "widget.css")):
+            if not getattr(type(self), attr):  # built after this module was imported
+                setattr(self, attr, (STATIC / name).read_text(encoding="utf-8"))
         self.explanation = explanation
         self.methods = dict(methods if methods is not None else _registry())
         if not self.methods:
             raise ValueError("the method registry is empty")
         self.background = background
-        self._worker = _Worker()
+        self._selected = kwargs.get("selected_token", 0)  # the token the page shows
+        self._worker = _Worker(lambda: self._selected)
+        self._expected_s: dict[tuple, float] = {}  # (method, params) -> seconds its last map took
         self._maps: dict[tuple, np.ndarray] = {}
         self._overviews: dict[tuple, np.ndarray] = {}
         self._lock = threading.Lock()
@@ -199,7 +398,7 @@ class LeafXWidget(anywidget.AnyWidget):
         self._following = False
         self.on_msg(self._on_custom_msg)
         if background:  # PCM and spectrogram codes ready before the browser asks
-            self._worker.submit(PRIORITY_MAP, self._audio_and_mel)
+            self._worker.submit(_call_job(self._audio_and_mel))
 
     # ---- validation ------------------------------------------------------------------
     @traitlets.validate("variant")
@@ -214,6 +413,12 @@ class LeafXWidget(anywidget.AnyWidget):
     def _check_method(self, name: str) -> str:
         if name not in self.methods:
             raise traitlets.TraitError(f"unknown method {name!r}; choose from {sorted(self.methods)}")
+        check = getattr(self.methods[name], "check_available", None)
+        if check is not None:
+            try:
+                check()
+            except ValueError as err:  # MethodUnavailable: the extra that brings it is missing
+                raise traitlets.TraitError(str(err)) from None
         return name
 
     @traitlets.validate("selected_token")
@@ -222,6 +427,10 @@ class LeafXWidget(anywidget.AnyWidget):
         if not 0 <= k < max(n, 1):
             raise traitlets.TraitError(f"selected_token {k} out of range [0, {n})")
         return k
+
+    @traitlets.observe("selected_token")
+    def _follow_selection(self, change):
+        self._select(change["new"])
 
     def _widget_params(self, method: str) -> dict:
         """The widget-controlled parameters ``method`` declares, with their defaults ({} when
@@ -252,9 +461,10 @@ class LeafXWidget(anywidget.AnyWidget):
 
     @traitlets.validate("tau")
     def _check_tau(self, proposal):
-        if not proposal["value"] > 0:
-            raise traitlets.TraitError(f"tau must be positive, got {proposal['value']}")
-        return proposal["value"]
+        try:
+            return _finite_positive("tau", proposal["value"])
+        except ValueError as err:
+            raise traitlets.TraitError(str(err)) from None
 
     @traitlets.validate("depth")
     def _check_depth(self, proposal):
@@ -299,8 +509,8 @@ class LeafXWidget(anywidget.AnyWidget):
                 ex = self.explanation
                 self._notes = []
                 if ex.audio is None:  # e.g. Explanation.from_json without its audio file
-                    self._notes.append("This explanation carries no audio (its file was not found): "
-                                       "silence is shown instead.")
+                    self._notes.append("This explanation was read from JSON without its recording (pass "
+                                       "audio= or load_audio=True to Explanation.from_json): silence is shown instead.")
                     audio = np.zeros(int(round(ex.duration_s * ex.sample_rate)), dtype=np.float32)
                 else:
                     audio = np.asarray(ex.audio, dtype=np.float32)
@@ -321,8 +531,8 @@ class LeafXWidget(anywidget.AnyWidget):
             return self._payload
 
     def method_params(self, method: str, params: Mapping[str, Any] | None = None) -> dict:
-        """The parameters ``method`` declares, taken from ``params`` or the traits."""
-        if method not in self.methods:
+        """The parameters ``method`` declares, taken from ``params`` or the traits, checked."""
+        if not isinstance(method, str) or method not in self.methods:
             raise ValueError(f"unknown method {method!r}; choose from {sorted(self.methods)}")
         declared = self._widget_params(method)
         given = dict(params) if params is not None else {"tau": self.tau, "depth": self.depth}
@@ -330,10 +540,8 @@ class LeafXWidget(anywidget.AnyWidget):
         for name, default in declared.items():
             value = given.get(name, default)
             if name == "tau":
-                value = float(value)
-                if not value > 0:
-                    raise ValueError(f"tau must be positive, got {value}")
-            elif name == "depth" and value not in DEPTHS:
+                value = _finite_positive("tau", value)
+            elif name == "depth" and (not isinstance(value, str) or value not in DEPTHS):
                 raise ValueError(f"depth must be one of {DEPTHS}, got {value!r}")
             out[name] = value
         return out
@@ -363,15 +571,11 @@ class LeafXWidget(anywidget.AnyWidget):
 
     def _run_now(self, fn: Callable[[], Any]) -> Any:
         """Runs fn on the worker (so the model never runs on two threads) and waits."""
-        if not self.background or threading.current_thread().name == "leafx-widget":
+        if not self.background or self._worker.on_thread:
             return fn()
-        return self._worker.submit(PRIORITY_MAP, fn).result()
-
-    def _submit(self, priority: int, fn: Callable[[], Any]) -> None:
-        if self.background:
-            self._worker.submit(priority, fn)
-        else:
-            fn()
+        future: Future = Future()
+        self._worker.submit(_call_job(fn, future))
+        return future.result()
 
     def wait_idle(self, timeout: float = 120.0) -> None:
         """Waits for queued map and overview work (tests and scripts)."""
@@ -387,6 +591,8 @@ class LeafXWidget(anywidget.AnyWidget):
                 self._send_audio_chunk(str(content.get("stream", "")))
             elif kind == "map":
                 self._on_map_request(content)
+            elif kind == "cancel":
+                self._on_cancel(content)
             elif kind == "overview":
                 self._on_overview_request(content)
             else:
@@ -395,11 +601,11 @@ class LeafXWidget(anywidget.AnyWidget):
             self._send_error(content.get("id") if isinstance(content, dict) else None,
                              content.get("key") if isinstance(content, dict) else None, exc)
 
-    def _send_error(self, req_id, key, exc: BaseException) -> None:
+    def _send_error(self, req_id, key, exc: BaseException, ids: list | None = None) -> None:
         if not isinstance(exc, (ValueError, IndexError, KeyError, TypeError)):
-            log.warning("leafx widget request failed:\n%s", traceback.format_exc())
+            log.warning("leafx widget request failed: %s", "".join(traceback.format_exception(exc)))
         message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
-        self.send({"type": "error", "id": req_id, "key": key,
+        self.send({"type": "error", "id": req_id, "ids": ids if ids is not None else [req_id], "key": key,
                    "message": f"{type(exc).__name__}: {message}"})
 
     def _send_data(self, content: dict) -> None:
@@ -435,73 +641,211 @@ class LeafXWidget(anywidget.AnyWidget):
         self.send({"type": "audio", "stream": stream, "offset": start, "n": stop - start, "total": total},
                   buffers=[memoryview(pcm[start:stop]).cast("B")])
 
+    # ---- map requests: follow the selection, merge duplicates, newest first ------------
+    def _token_index(self, value, name: str) -> int:
+        n = len(self.explanation.tokens)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{name} must be an integer token index, got {value!r}")
+        if not 0 <= value < n:
+            raise ValueError(f"{name} {value} is out of range: this explanation has {n} tokens (0..{n - 1})")
+        return value
+
+    @staticmethod
+    def _page_params(content: dict) -> dict:
+        params = content.get("params")
+        if params is None:
+            return {}
+        if not isinstance(params, dict):
+            raise ValueError(f"params must be an object of method parameters, got {params!r}")
+        return params
+
+    def _select(self, token: int) -> None:
+        """The page now shows ``token``: map work asked for another selection is dropped if queued,
+        stopped at its next model layer if running, and the page is told."""
+        w = self._worker
+        with w.cond:
+            if token == self._selected:
+                return
+            self._selected = token
+            stale = [j for j in w.live("map") if j.selection is not None and j.selection != token]
+            for job in stale:
+                if job is w.running:
+                    job.stop(DESELECTED)  # it tells its requesters when it stops
+                else:
+                    w.queued.remove(job)
+            told = {k: v for job in stale if job is not w.running for k, v in job.requesters.items()}
+        self._send_cancelled(told, DESELECTED)
+
     def _on_map_request(self, content: dict) -> None:
         req_id, key = content.get("id"), content.get("key")
-        token, method = content.get("token"), content.get("method")
-        params = self.method_params(method, content.get("params") or {})
-
-        def work() -> None:
-            try:
-                arr = self._compute_map(token, method, params)
-            except Exception as exc:
-                self._send_error(req_id, key, exc)
-                return
-            tok = self.explanation.tokens[token]
-            self.send({"type": "map", "id": req_id, "key": key, "token": token, "method": method,
-                       "params": params, "start_frame": int(tok.start_frame),
-                       "n_frames": int(arr.size), "dtype": "float32"},
-                      buffers=[memoryview(arr).cast("B")])
-
-        with self._lock:
-            cached = (token, method, tuple(sorted(params.items()))) in self._maps
+        for name, value in (("id", req_id), ("key", key)):
+            if not (value is None or isinstance(value, str)):
+                raise ValueError(f"{name} must be a string, got {value!r}")
+        token = self._token_index(content.get("token"), "token")
+        selection = self._token_index(content.get("selected", token), "selected")
+        method = content.get("method")
+        params = self.method_params(method, self._page_params(content))
+        job = _Job("map", self._run_map_job, key=(token, method, tuple(sorted(params.items()))),
+                   token=token, selection=selection)
+        job.requesters[req_id] = key
+        if not self.background:
+            self._run_map_job(job)
+            return
+        self._select(selection)
+        w = self._worker
+        with w.cond:
+            cached = job.key in self._maps
+            if not cached:
+                live = w.find("map", job.key)
+                if live is None:
+                    w.submit(job)
+                else:  # one computation answers every identical request
+                    live.requesters[req_id] = key
+                    live.selection = selection
+                    w.renew(live)
         if cached:
-            work()  # no need to queue behind slow work
-        else:
-            self._submit(PRIORITY_MAP, work)
+            self._run_map_job(job)  # answered at once, not queued behind slow work
 
+    def _on_cancel(self, content: dict) -> None:
+        """The page's cancel control: forget these requests (all map requests when ``ids`` is absent);
+        a computation nobody waits for any more stops at its next model layer."""
+        ids = content.get("ids")
+        if ids is not None and not (isinstance(ids, list) and all(i is None or isinstance(i, str) for i in ids)):
+            raise ValueError(f"cancel ids must be a list of request ids, got {ids!r}")
+        wanted = None if ids is None else set(ids)
+        told: dict = {}
+        w = self._worker
+        with w.cond:
+            for job in w.live("map"):
+                gone = [i for i in job.requesters if wanted is None or i in wanted]
+                for i in gone:
+                    told[i] = job.requesters.pop(i)
+                if gone and not job.requesters:
+                    if job is w.running:
+                        job.stop(BY_USER)
+                    else:
+                        w.queued.remove(job)
+        self._send_cancelled(told, BY_USER)
+
+    def _run_map_job(self, job: _Job) -> bool:
+        token, method, params_items = job.key
+        params = dict(params_items)
+        slow = getattr(self.methods.get(method), "cost", "fast") == "slow"
+        if slow and job.key not in self._maps:
+            self._send_progress(job)
+        t0 = time.perf_counter()
+        arr = error = None
+        try:
+            arr = self._compute_map(token, method, params)
+        except Cancelled:
+            pass
+        except Exception as exc:
+            error = exc
+        elapsed = time.perf_counter() - t0
+        with self._worker.cond:
+            job.done = True  # from here on, identical requests are served from the cache
+            requesters = dict(job.requesters)
+        if error is not None:
+            for key, ids in _by_key(requesters).items():
+                self._send_error(ids[0], key, error, ids)
+        elif arr is None:
+            self._send_cancelled(requesters, job.reason)
+        else:
+            if slow and elapsed > 0.05:
+                self._expected_s[(method, params_items)] = elapsed
+            tok = self.explanation.tokens[token]
+            for key, ids in _by_key(requesters).items():
+                self.send({"type": "map", "id": ids[0], "ids": ids, "key": key, "token": token, "method": method,
+                           "params": params, "start_frame": int(tok.start_frame),
+                           "n_frames": int(arr.size), "dtype": "float32"},
+                          buffers=[memoryview(arr).cast("B")])
+        return False
+
+    def _send_progress(self, job: _Job) -> None:
+        token, method, params_items = job.key
+        with self._worker.cond:
+            requesters = dict(job.requesters)
+        label = str(getattr(self.methods.get(method), "label", None) or method)
+        text = self.explanation.tokens[token].text.strip()
+        for key, ids in _by_key(requesters).items():
+            self.send({"type": "progress", "id": ids[0], "ids": ids, "key": key, "token": token, "method": method,
+                       "note": f"computing {label} for token {token} \u201c{text}\u201d",
+                       "expected_s": self._expected_s.get((method, params_items))})
+
+    def _send_cancelled(self, requesters: Mapping, reason: str) -> None:
+        for key, ids in _by_key(requesters).items():
+            self.send({"type": "cancelled", "id": ids[0], "ids": ids, "key": key, "reason": reason})
+
+    # ---- overview: computed once per key, rows sent as they come -------------------------
     def overview_bins(self) -> int:
         return int(max(1, min(self.explanation.n_frames, OVERVIEW_MAX_BINS)))
 
     def _on_overview_request(self, content: dict) -> None:
         method = content.get("method") or _default_method(self.methods)
-        params = self.method_params(method, content.get("params") or {})
+        params = self.method_params(method, self._page_params(content))
         okey = (method, tuple(sorted(params.items())))
-        key = f"{method}|" + "|".join(f"{k}={v}" for k, v in sorted(params.items()))
-        n_tokens, n_bins = len(self.explanation.tokens), self.overview_bins()
-
-        def send_rows(rows: np.ndarray, row0: int) -> None:
-            self.send({"type": "overview", "key": key, "row0": row0, "n_rows": int(rows.shape[0]),
-                       "n_tokens": n_tokens, "n_bins": n_bins},
-                      buffers=[memoryview(np.ascontiguousarray(rows)).cast("B")])
-
-        if okey in self._overviews:
-            if n_tokens:
-                send_rows(self._overviews[okey], 0)
+        n_tokens = len(self.explanation.tokens)
+        if not n_tokens:
             return
-        rows = np.zeros((n_tokens, n_bins), dtype=np.uint8)
-        state = {"next": 0, "sent": 0, "last": time.perf_counter()}
+        w = self._worker
+        with w.cond:
+            rows = self._overviews.get(okey)
+            job = None
+            if rows is None:
+                job = w.find("overview", okey)
+                if job is not None:
+                    job.state["resend"] = True  # rows already sent go again, once, for the new view
+                    return
+                job = _Job("overview", self._overview_step, key=okey)
+                job.state.update(rows=np.zeros((n_tokens, self.overview_bins()), dtype=np.uint8),
+                                 next=0, sent=0, last=time.perf_counter(), resend=False)
+                if self.background:
+                    w.submit(job)
+        if rows is not None:
+            self._send_rows(okey, rows, 0)
+        elif not self.background:
+            while self._overview_step(job):
+                pass
 
-        def step() -> None:
-            k = state["next"]
-            try:
-                arr = self._compute_map(k, method, params)
-                rows[k] = _codecs.row_overview(arr, self.explanation.tokens[k].start_frame,
-                                               self.explanation.n_frames, n_bins)
-            except Exception as exc:
-                self._send_error(None, None, RuntimeError(f"overview stopped at token {k}: {exc}"))
-                return
-            state["next"] = k + 1
-            now = time.perf_counter()
-            if state["next"] == n_tokens or now - state["last"] > OVERVIEW_CHUNK_SECONDS:
-                send_rows(rows[state["sent"]:state["next"]], state["sent"])
-                state["sent"], state["last"] = state["next"], now
-            if state["next"] < n_tokens:
-                self._submit(PRIORITY_OVERVIEW, step)  # map requests may run in between
-            else:
-                self._overviews[okey] = rows
+    def _send_rows(self, okey: tuple, rows: np.ndarray, row0: int) -> None:
+        method, params_items = okey
+        key = f"{method}|" + "|".join(f"{k}={v}" for k, v in params_items)
+        self.send({"type": "overview", "key": key, "row0": row0, "n_rows": int(rows.shape[0]),
+                   "n_tokens": len(self.explanation.tokens), "n_bins": self.overview_bins()},
+                  buffers=[memoryview(np.ascontiguousarray(rows)).cast("B")])
 
-        if n_tokens:
-            self._submit(PRIORITY_OVERVIEW, step)
+    def _overview_step(self, job: _Job) -> bool:
+        """One token's row (map requests may run before the next); True while rows remain."""
+        s, (method, params_items) = job.state, job.key
+        rows, n_tokens = s["rows"], s["rows"].shape[0]
+        with self._worker.cond:
+            resend, s["resend"] = s["resend"], False
+        if resend and s["sent"]:
+            self._send_rows(job.key, rows[:s["sent"]], 0)
+        k = s["next"]
+        try:
+            arr = self._compute_map(k, method, dict(params_items))
+        except Cancelled:
+            return False
+        except Exception as exc:
+            self._send_error(None, None, RuntimeError(f"overview stopped at token {k}: {exc}"))
+            return False
+        rows[k] = _codecs.row_overview(arr, self.explanation.tokens[k].start_frame,
+                                       self.explanation.n_frames, rows.shape[1])
+        s["next"] = k + 1
+        now = time.perf_counter()
+        if s["next"] == n_tokens or now - s["last"] > OVERVIEW_CHUNK_SECONDS:
+            self._send_rows(job.key, rows[s["sent"]:s["next"]], s["sent"])
+            s["sent"], s["last"] = s["next"], now
+        if s["next"] < n_tokens:
+            return True
+        with self._worker.cond:  # a view that asks from now on gets the finished rows itself
+            self._overviews[job.key] = rows
+            job.done = True
+            resend = s["resend"]
+        if resend:
+            self._send_rows(job.key, rows, 0)
+        return False
 
     def overview(self, method: str | None = None, **params) -> np.ndarray:
         """uint8 (n_tokens, n_bins) tokens x time overview, each row scaled to its peak."""
@@ -516,7 +860,8 @@ class LeafXWidget(anywidget.AnyWidget):
                 for k, tok in enumerate(ex.tokens):
                     rows[k] = _codecs.row_overview(self._compute_map(k, method, params),
                                                    tok.start_frame, ex.n_frames, n_bins)
-                self._overviews[okey] = rows
+                with self._worker.cond:
+                    self._overviews.setdefault(okey, rows)
             return self._overviews[okey]
 
         return self._run_now(build)
@@ -528,6 +873,7 @@ class LeafXWidget(anywidget.AnyWidget):
         The maps of ``variants`` (default: the shown variant and compare variant) are
         precomputed for every token at the current tau and depth.
         """
+        _check_bundle("standalone.js", "widget.css")  # before minutes of maps, not after
         names = list(variants) if variants is not None else [self.variant, self.compare_variant]
         names = list(dict.fromkeys(n for n in names if n))
         for n in names:
@@ -564,6 +910,7 @@ class LeafXWidget(anywidget.AnyWidget):
         return path
 
     def close(self) -> None:
+        """Closes the views; queued work is dropped and a running computation stops at its next layer."""
         worker = getattr(self, "_worker", None)  # absent when __init__ raised
         if worker is not None:
             worker.stop()
@@ -591,6 +938,7 @@ def _script_safe_json(data: Any) -> str:
 
 
 def render_html(data: dict, *, title: str) -> str:
+    _check_bundle("standalone.js", "widget.css")
     bundle = (STATIC / "standalone.js").read_text(encoding="utf-8")
     css = (STATIC / "widget.css").read_text(encoding="utf-8")
     bundle = bundle.replace("</script", "<\\/script")

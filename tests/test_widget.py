@@ -256,11 +256,11 @@ def test_params_are_filtered_to_what_the_widget_sets(widget, ex, monkeypatch):
 
 
 @pytest.mark.parametrize("content, match", [
-    ({"token": 999, "method": "base"}, "IndexError: token index 999 is out of range"),
+    ({"token": 999, "method": "base"}, "ValueError: token 999 is out of range"),
     ({"token": 0, "method": "nope"}, "ValueError: unknown method 'nope'"),
     ({"token": 0, "method": "broken"}, "ValueError: this method always fails"),
     ({"token": 0, "method": "base", "params": {"depth": "half"}}, "depth must be one of"),
-    ({"token": 0, "method": "base", "params": {"tau": -1}}, "tau must be positive"),
+    ({"token": 0, "method": "base", "params": {"tau": -1}}, "tau must be finite and positive"),
 ])
 def test_errors_are_replied(ex, slow_and_broken, content, match):
     w = LeafXWidget(ex)
@@ -444,9 +444,28 @@ def test_explanation_from_json_without_model_features(ex):
     w = LeafXWidget(shared, variant="base")
     rec = Recorder(w)
     w._on_custom_msg(w, {"type": "init", "stream": "s"}, [])
-    assert "No spectrogram" in rec.of("note")[0][0]["message"]
+    notes = [c["message"] for c, _ in rec.of("note")]
+    assert any("No spectrogram" in m for m in notes)
+    assert any("without its recording" in m and "load_audio=True" in m for m in notes)
     assert rec.of("mel")[0][0]["total_cols"] == 2 * shared.n_frames
     request(w, id="j", token=2, method="base", params=leafx_params())
     arr = np.frombuffer(rec.of("map")[0][1][0], np.float32)
     np.testing.assert_allclose(arr, ex.map(2, "base"), atol=1e-6)
+    w.close()
+
+
+def test_a_method_whose_extra_is_missing_is_listed_but_refused(ex, monkeypatch):
+    """Greyed out in the page with the pip command, and refused by name if chosen anyway."""
+    from leafx_widgets import methods
+
+    missing = methods.Method("needs_missing", "Needs a missing package", lambda *a, **k: None,
+                             requires=("leafx_no_such_module",))
+    monkeypatch.setitem(methods.METHODS, missing.name, missing)
+    w = LeafXWidget(ex)
+    listed = {m["name"]: m for m in w._meta["methods"]}
+    assert listed["needs_missing"]["available"] is False
+    assert listed["needs_missing"]["needs"] == 'pip install "leafx-widgets[bench]"'
+    assert listed["base"]["available"] is True and listed["base"]["needs"] is None
+    with pytest.raises(traitlets.TraitError, match=r"needs leafx_no_such_module"):
+        w.variant = "needs_missing"
     w.close()

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 SR = 16000
 FRAME_S = 0.02
@@ -46,11 +47,14 @@ METHODS = {
     "causal": Method("causal", "LEAF-X +causal", "slow", dict(LEAFX)),
     "raa_last": Method("raa_last", "raw attention (last layer)", "fast", {}),
     "broken": Method("broken", "always fails", "fast", {}),
+    "steps": Method("steps", "stepwise", "slow", {}),
 }
+_LAYER = torch.nn.Linear(2, 2)  # one model layer: each call is a point where the widget's worker can stop
 
 
 class FakeExplanation:
-    """Words at known times; each token's map is a bump at its word's peak."""
+    """Words at known times; each token's map is a bump at its word's peak. The "steps" method
+    runs ``steps`` layer calls spread over ``slow_s`` (``finished`` lists the maps it completed)."""
 
     def __init__(self, words=("hello", "<b>world</b>", "&", "again"), duration_s=3.0,
                  slow_s=0.2, window_s=30.0, seed=0, audio=None):
@@ -68,7 +72,9 @@ class FakeExplanation:
         self.duration_s = n / SR
         self.n_frames = int(round(self.duration_s / FRAME_S))
         self.slow_s = slow_s
+        self.steps = 10
         self.calls = []
+        self.finished = []
         win = int(window_s / FRAME_S)
         self.tokens, self.words = [], []
         for w, text in enumerate(words):
@@ -92,7 +98,13 @@ class FakeExplanation:
         if method == "broken":
             raise ValueError("this method always fails")
         self.calls.append((token_index, method, tuple(sorted(params.items()))))
-        if METHODS[method].cost == "slow":
+        if method == "steps":
+            with torch.no_grad():
+                for _ in range(self.steps):
+                    _LAYER(torch.zeros(2))
+                    time.sleep(self.slow_s / self.steps)
+            self.finished.append(token_index)
+        elif METHODS[method].cost == "slow":
             time.sleep(self.slow_s)
         tok = self.tokens[token_index]
         frames = tok.start_frame + np.arange(tok.n_frames)

@@ -63,8 +63,12 @@ export class View {
   // ---- DOM ---------------------------------------------------------------------------
   _buildDom() {
     const m = this.meta;
-    const opt = (value, label) => h("option", { value, text: label });
-    const methodOpts = () => m.methods.map((x) => opt(x.name, x.cost === "slow" ? `${x.label} (slow)` : x.label));
+    const opt = (value, label, disabled = false) => h("option", { value, text: label, disabled });
+    // a method whose optional packages are missing is listed, greyed out, with the install command as its title
+    const methodOpt = (x) => x.available === false
+      ? Object.assign(opt(x.name, `${x.label} (not installed)`, true), { title: x.needs ?? "" })
+      : opt(x.name, x.cost === "slow" ? `${x.label} (slow)` : x.label);
+    const methodOpts = () => m.methods.map(methodOpt);
     this.ui = {
       play: h("button", { class: "lx-play", title: "Play / pause (space)", text: "▶ play" }),
       playWord: h("button", { class: "lx-play-word", title: "Play the selected token's word", text: "▶ word" }),
@@ -80,6 +84,8 @@ export class View {
       fit: h("button", { class: "lx-fit", title: "Show all", text: "fit" }),
       png: h("button", { class: "lx-png", title: "Save the view as PNG", text: "PNG" }),
       status: h("span", { class: "lx-status", role: "status" }),
+      cancel: h("button", { class: "lx-cancel", title: "Stop computing the map(s) this view waits for", text: "cancel",
+        hidden: true }),
       errorText: h("span", { class: "lx-error-text" }),
       errorClose: h("button", { class: "lx-error-close", title: "Dismiss", text: "×" }),
       wave: h("canvas", { class: "lx-wave" }),
@@ -103,7 +109,7 @@ export class View {
           h("label", {}, "compare ", u.compare), u.mode),
         h("span", { class: "lx-group lx-params" }, h("label", {}, "τ ", u.tau), h("label", {}, "depth ", u.depth)),
         h("span", { class: "lx-group" }, u.zoomIn, u.zoomOut, u.fit, u.png),
-        u.status),
+        h("span", { class: "lx-status-box" }, u.status, u.cancel)),
       this.error, u.transcript, this.panes, u.scroll, u.hover,
       h("div", { class: "lx-footer", text: `${m.model_name} · ${fmtTime(m.duration_s)} s · ${m.tokens.length} tokens` }));
     for (const b of [u.play, u.playWord, u.playRegion]) b.disabled = true;
@@ -169,6 +175,7 @@ export class View {
     on(u.zoomOut, "click", () => this.axis?.zoom(2));
     on(u.fit, "click", () => this.axis?.fit());
     on(u.png, "click", () => this.exportPng());
+    on(u.cancel, "click", () => this.store.cancel());
     on(u.errorClose, "click", () => { this.error.hidden = true; });
     on(u.transcript, "click", (e) => {
       const k = e.target.closest?.(".lx-tok")?.dataset.i;
@@ -198,10 +205,10 @@ export class View {
         case "peaks": return this._peaks(msg, buffers);
         case "mel": return this._melChunk(msg, buffers);
         case "overview": return this._overviewChunk(msg, buffers);
-        case "map": return this.store.receive(msg, buffers);
+        case "map": case "progress": case "cancelled": return this.store.receive(msg, buffers);
         case "note": return this.showError(msg.message);
         case "error":
-          if (msg.id && this.store.byId.has(msg.id)) return this.store.receive(msg, buffers);
+          if (this.store._entry(msg)) return this.store.receive(msg, buffers);
           return this.showError(msg.message);
       }
     } catch (err) {
@@ -341,6 +348,7 @@ export class View {
     const k = this.selected, params = this.params();
     const names = [this.model.get("variant"), this.model.get("compare_variant")].filter(Boolean);
     const key = `${k}:${names.join("/")}:${this.store.key(k, names[0], params)}:${this.model.get("compare_mode")}`;
+    if (key !== this.wanted) this.retried = null;
     this.wanted = key;
     const hits = names.map((n) => this.store.get(k, n, params));
     if (hits.every(Boolean)) {
@@ -351,7 +359,7 @@ export class View {
       return;
     }
     this.root.classList.add("lx-stale"); // keep the previous map, marked as stale
-    Promise.all(names.map((n) => this.store.request(k, n, params))).then((res) => {
+    Promise.all(names.map((n) => this.store.request(k, n, params, { selected: k }))).then((res) => {
       for (const r of res) if (!r.cached) this.metrics.maps.push({ key, ms: r.ms });
       if (this.wanted !== key) return;
       this._show(key, k, names, res);
@@ -360,6 +368,16 @@ export class View {
       this.metrics.firstMapMs ??= ms;
       this.root.dataset.mapSource = "kernel";
     }, (err) => {
+      if (err.cancelled) {
+        // dropped while this view had moved on and then came back before the reply: ask once more
+        if (this.wanted === key && err.reason === "deselected" && this.retried !== key) {
+          this.retried = key;
+          this.update();
+        } else if (this.wanted === key) {
+          this.root.classList.remove("lx-stale");
+        }
+        return;
+      }
       if (this.wanted === key) this.root.classList.remove("lx-stale");
       this.showError(err.message);
     });
@@ -370,7 +388,7 @@ export class View {
     const v = this.model.get("variant");
     if (this.methods[v]?.cost !== "fast") return;
     for (const j of [k + 1, k - 1]) {
-      if (j >= 0 && j < this.meta.tokens.length) this.store.request(j, v, params).catch(() => {});
+      if (j >= 0 && j < this.meta.tokens.length) this.store.request(j, v, params, { selected: k }).catch(() => {});
     }
   }
 
@@ -547,15 +565,27 @@ export class View {
   }
 
   // ---- status, errors, export --------------------------------------------------------
+  /** The busy marker: `text`, or what the kernel computes for this view (the slow method's note,
+   * seconds so far and the last such map's time), with a cancel control. */
   _status(text) {
     const s = this.ui.status;
-    if (text == null && this.store.busy) {
+    const running = text == null ? this.store.running() : [];
+    const waiting = text == null && this.store.busy;
+    if (running.length) {
+      const r = running[running.length - 1].running;
+      const secs = (performance.now() - r.since) / 1000;
+      text = `${r.note} · ${secs.toFixed(0)} s` + (r.expectedS ? ` (last one took ${r.expectedS.toFixed(1)} s)` : "");
+    } else if (waiting) {
       const names = [...new Set(this.store.pendingKeys().map((k) => k.split("|")[1]))];
       text = `computing ${names.map((n) => this.methods[n]?.label ?? n).join(", ")}…`;
     }
     s.textContent = text ?? "";
     s.classList.toggle("lx-busy", !!text);
     this.root.classList.toggle("lx-is-busy", !!text);
+    this.ui.cancel.hidden = this.standalone || !waiting;
+    // the seconds count while a slow map runs
+    if (running.length && !this.ticker) this.ticker = setInterval(() => this._status(), 1000);
+    else if (!running.length && this.ticker) this.ticker = clearInterval(this.ticker);
   }
 
   showError(message) {
@@ -591,6 +621,7 @@ export class View {
   }
 
   destroy() {
+    clearInterval(this.ticker);
     for (const off of this.cleanups.splice(0)) off();
     this.root.remove();
   }

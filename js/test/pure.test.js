@@ -5,7 +5,7 @@ import { TimeAxis, visibleRange } from "../src/timeaxis.js";
 import { massRegions, wordSpans, spanAt } from "../src/regions.js";
 import { binOfTime, tokensAt, tokenUnder, rowAtY } from "../src/lookup.js";
 import { makeLut, confidenceAlpha } from "../src/colors.js";
-import { mapKey, pixelMax } from "../src/mapstore.js";
+import { mapKey, pixelMax, MapStore } from "../src/mapstore.js";
 
 test("typedArray respects byteOffset of a DataView", () => {
   const buf = new ArrayBuffer(16);
@@ -134,4 +134,32 @@ test("LUT and confidence", () => {
   assert.deepEqual(Array.from(lut.slice(255 * 4, 256 * 4)), [255, 255, 255, 255]);
   assert.equal(confidenceAlpha(0), 0);
   assert.ok(confidenceAlpha(Math.log(0.2)) > 0.5);
+});
+
+test("MapStore: requests carry the selection; progress, merged replies, cancel and cancelled", async () => {
+  const sent = [];
+  const methods = { ig: { params: {} }, base: { params: { tau: 1 } } };
+  const store = new MapStore((c) => sent.push(c), methods);
+  const a = store.request(3, "ig", {}, { selected: 3 });
+  const b = store.request(4, "base", { tau: 1 }, { selected: 3 }); // a prefetch while 3 is shown
+  assert.equal(store.request(3, "ig", {}), a, "one request per key in flight");
+  assert.deepEqual(sent.map((m) => [m.type, m.token, m.selected]), [["map", 3, 3], ["map", 4, 3]]);
+  // the kernel starts the slow one: the busy marker can show its note
+  store.receive({ type: "progress", ids: ["x", sent[0].id], key: sent[0].key, note: "computing IG for token 3", expected_s: 2 });
+  assert.equal(store.running().length, 1);
+  assert.equal(store.running()[0].running.note, "computing IG for token 3");
+  // a merged reply names this request among its ids
+  const buf = new Float32Array([0.25, 0.75]).buffer;
+  store.receive({ type: "map", id: "other-view", ids: ["other-view", sent[0].id], key: sent[0].key, start_frame: 0 }, [buf]);
+  assert.deepEqual(Array.from((await a).map), [0.25, 0.75]);
+  // cancel sends the pending ids; the kernel's confirmation rejects with a CancelledError
+  assert.equal(store.cancel(), 1);
+  assert.deepEqual(sent.at(-1), { type: "cancel", ids: [sent[1].id] });
+  store.receive({ type: "cancelled", id: sent[1].id, ids: [sent[1].id], key: sent[1].key, reason: "user" });
+  await assert.rejects(b, (err) => err.cancelled && err.reason === "user");
+  assert.equal(store.busy, false);
+  assert.equal(store.cancel(), 0, "nothing left to cancel");
+  // a request dropped by the kernel can be made again
+  store.request(4, "base", { tau: 1 });
+  assert.equal(sent.at(-1).type, "map");
 });

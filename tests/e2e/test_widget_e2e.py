@@ -167,6 +167,31 @@ def test_variant_toggle_changes_map(lab_page):
     wait_key(page, 0, f"5|{d}|")
 
 
+def test_slow_map_shows_progress_and_can_be_cancelled(lab_page):
+    page = lab_page
+    root = page.locator(".leafx-root").nth(0)
+    k = view_eval(page, 0, "(v) => v.selected")
+    root.locator(".lx-variant").select_option("occlusion", force=True)  # tens of seconds for the window
+    # the busy marker names the method and the token, counts the seconds, and offers cancel
+    page.wait_for_function("() => /for token .* · [1-9]\\d* s/.test(document.querySelector('.leafx-root .lx-status').textContent)",
+                           timeout=60_000)
+    assert f"Occlusion / SpecMask for token {k}" in root.locator(".lx-status").inner_text()
+    assert root.locator(".lx-cancel").is_visible()
+    root.locator(".lx-cancel").click(force=True)
+    page.wait_for_function("() => !document.querySelector('.leafx-root').classList.contains('lx-is-busy')",
+                           timeout=10_000)
+    assert root.locator(".lx-cancel").is_hidden() and root.locator(".lx-error").is_hidden()
+    assert view_eval(page, 0, "(v) => v.root.classList.contains('lx-stale')") is False
+    # the kernel stopped: a map of another token is answered at once, not after the occlusion
+    d = default_method(page)
+    root.locator(".lx-variant").select_option(d, force=True)
+    j = 1 if k != 1 else 2
+    t0 = time.perf_counter()
+    root.locator(f".lx-tok[data-i='{j}']").click(force=True)
+    wait_key(page, 0, f"{j}|{d}|", timeout=10_000)
+    print(f"\n[e2e] map after cancelling occlusion arrived in {time.perf_counter() - t0:.2f} s")
+
+
 def test_compare_mode(lab_page):
     page = lab_page
     root = page.locator(".leafx-root").nth(0)
