@@ -297,5 +297,15 @@ def main(argv=None) -> int:
         return 2
 
 
+def entry() -> None:
+    """The console script: ``main``'s status as the process's exit status. After Ctrl-C it leaves at once
+    (os._exit): a half-done import or computation must not turn exit 130 into death by SIGINT at shutdown."""
+    status = main()
+    if status == 128 + signal.SIGINT:
+        sys.stdout.flush(), sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

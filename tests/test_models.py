@@ -131,10 +131,15 @@ def test_device_and_dtype_are_honoured():
 
 
 @pytest.mark.parametrize("name, error, message", [
-    ("no-such-org/not-a-whisper-model", ValueError, "could not load Whisper model"),
+    ("no-such-org/not-a-whisper-model", ValueError, "cannot reach the Hugging Face hub .* not in the local cache"),
     ("./missing-folder", FileNotFoundError, "does not exist"),
+    ("large-v3", ValueError, "unknown model 'large-v3'"),
 ])
-def test_unknown_model_names(name, error, message):
+def test_unknown_model_names(name, error, message, monkeypatch, tmp_path):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # a closed port: the hub is unreachable
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))  # and nothing is cached
     with pytest.raises(error, match=message):
         lw.load_model(name)
 
