@@ -424,7 +424,8 @@ export class View {
       axis: a, theme, frameS: fs, methods: this.methods, current: cur,
       raw, raw2, cols: raw && raw.map(Math.sqrt), cols2, diff: !!cols2 && this.model.get("compare_mode") === "diff",
       regions: cur ? this.regions : [], spans: this.spans, selectedSpan: cur ? this.tokenWord[cur.token] : -1,
-      label: (n) => `${this.methods[n]?.label ?? n}` + (cur ? ` · ${JSON.stringify(this.meta.tokens[cur.token].text)} · √ scale` : ""),
+      label: (n) => `${this.methods[n]?.label ?? n}`
+        + (cur ? ` · ${JSON.stringify(this.meta.tokens[cur.token].text)} · √ scale` : ""),
       waveform: this.waveform, spectrogram: this.spectrogram, overview: this.overview,
       selected: this.selected ?? -1, playing: this.playingToken,
     };
@@ -445,7 +446,8 @@ export class View {
   /** Redraws the overview pane alone (its rows arrived, or the selected or playing token moved). */
   drawOverview() {
     if (!this._frame) return;
-    this._frame = { ...this._frame, overview: this.overview, selected: this.selected ?? -1, playing: this.playingToken };
+    this._frame = { ...this._frame, overview: this.overview, selected: this.selected ?? -1,
+      playing: this.playingToken };
     this.paneList.find((p) => p.name === "overview")?.draw(this._frame);
   }
 

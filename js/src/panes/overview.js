@@ -13,7 +13,8 @@ export class OverviewPane extends CanvasPane {
   draw(f) {
     const ctx = this.context();
     if (f.overview) {
-      f.overview.draw(ctx, f.axis, this.width, this.height, { theme: f.theme, selected: f.selected, playing: f.playing });
+      f.overview.draw(ctx, f.axis, this.width, this.height,
+        { theme: f.theme, selected: f.selected, playing: f.playing });
     } else {
       ctx.clearRect(0, 0, this.width, this.height);
     }
