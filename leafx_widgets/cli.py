@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from . import __version__
+from .threads import add_threads_option, check_threads, set_threads
 
 DEFAULT_METHOD = "leafx_sf"  # methods.DEFAULT_METHOD, repeated so --help needs no import (a test holds them equal)
 DTYPES = ("float32", "float16", "bfloat16")
@@ -80,24 +81,15 @@ def check_extra(modules: dict[str, str], extra: str, what: str) -> None:
                          f'pip install "leafx-widgets[{extra}]"')
 
 
-def set_threads(threads: int | None) -> None:
-    """``--threads`` wins; else OMP_NUM_THREADS (which torch reads itself); else torch's default."""
-    if threads is None:
-        return
-    if threads < 1:
-        raise UsageError(f"--threads must be at least 1, got {threads}")
-    import torch
-
-    torch.set_num_threads(threads)
-
-
 # -- explain -----------------------------------------------------------------------------------
 def _explain(args) -> int:
     audio = check_audio_path(args.audio) if args.audio else None
     if args.json:
         check_writable(args.json, "--json")
-    if args.threads is not None and args.threads < 1:
-        raise UsageError(f"--threads must be at least 1, got {args.threads}")
+    try:
+        check_threads(args.threads)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
 
     import torch
 
@@ -261,8 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--json", metavar="OUT.json", help="write the leafx-explanation/1 JSON here")
     ex.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps")
     ex.add_argument("--dtype", default="float32", choices=DTYPES, help="model weights and activations")
-    ex.add_argument("--threads", type=int, metavar="N",
-                    help="CPU threads for torch (default: OMP_NUM_THREADS if set, else torch's own choice)")
+    add_threads_option(ex)
     ex.add_argument("--max-duration", type=float, default=3 * 3600.0, metavar="SECONDS",
                     help="refuse longer audio (a guard against mistaken inputs)")
     ex.add_argument("-q", "--quiet", action="store_true", help="no progress bars")

@@ -146,7 +146,7 @@ def test_ctrl_c_is_one_line_and_exit_130():
 
 
 def test_threads_option_sets_torch_threads():
-    code = ("import torch\nfrom leafx_widgets import cli\ncli.set_threads(1)\nprint(torch.get_num_threads())\n")
+    code = ("import torch\nfrom leafx_widgets import threads\nthreads.set_threads(1)\nprint(torch.get_num_threads())\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={
         **os.environ, "OMP_NUM_THREADS": "2"})
     assert done.stdout.strip() == "1", done.stderr
@@ -209,3 +209,11 @@ def test_explain_progress_bar_over_windows(model, capsys):
     assert "decoding" in capsys.readouterr().err
     lw.explain(model, long, sample_rate=16000, progress=None)  # stderr is not a terminal here
     assert "decoding" not in capsys.readouterr().err
+
+
+def test_bench_and_tune_sf_take_threads():
+    from leafx_widgets.bench import runner, tune_sf
+
+    for build in (runner.build_parser, tune_sf.build_parser):
+        assert build().parse_args(["--manifest", "m.json", "--threads", "1"]).threads == 1
+    assert runner.main(["--manifest", "m.json", "--threads", "0"]) == 2  # refused before any work

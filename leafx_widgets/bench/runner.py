@@ -45,6 +45,7 @@ from . import metrics as M
 from .align import align_words, fold_words
 from ..atomic import atomic_write
 from .._progress import bar, bars_enabled, say
+from ..threads import add_threads_option, set_threads
 from .console import GracefulStop, HelpFormatter
 from .manifests import Clip, add_noise, load_manifests
 
@@ -547,6 +548,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "runner.DEFAULT_METHODS)")
     p.add_argument("--out", default="bench_out", help="folder for the reports and the per-clip cache")
     p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, mps ...")
+    add_threads_option(p)
     p.add_argument("--faith-per-clip", type=int, default=Settings.faith_per_clip,
                    help="tokens per clip for D-AOPC/insertion and per-token methods (0 = all)")
     p.add_argument("--max-tokens-per-clip", type=int, default=0, help="cap evaluated words per clip (0 = all)")
@@ -592,6 +594,7 @@ def main(argv=None) -> int:
     """Exit status: 0 done, 1 some clips failed, 2 bad input, 130 interrupted."""
     args = build_parser().parse_args(argv)
     try:
+        set_threads(args.threads)
         result = run_bench(args.manifest, args.model, args.methods, args.out, settings=settings_from_args(args),
                            device=args.device, cached_only=args.cached_only,
                            allow_outside_paths=args.allow_outside_paths, quiet=args.quiet)

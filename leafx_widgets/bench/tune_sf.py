@@ -27,6 +27,7 @@ import numpy as np
 from . import metrics as M
 from ..atomic import atomic_write
 from .._progress import bar, bars_enabled, say
+from ..threads import add_threads_option, set_threads
 from .console import HelpFormatter
 from .manifests import load_manifests
 from .runner import Settings, inf_masks, matched_tokens
@@ -130,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="tiny.en", help="tiny.en (bundled), a folder, or a Hugging Face id")
     p.add_argument("--n-inf", type=int, default=64, help="random masks per window for INF")
     p.add_argument("--seed", type=int, default=0, help="seed of the INF masks")
+    add_threads_option(p)
     p.add_argument("--out", help="write the per-setting means as JSON here")
     p.add_argument("--allow-outside-paths", action="store_true",
                    help="let a manifest name audio or TextGrid files outside its own folder")
@@ -140,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        set_threads(args.threads)
         result = sweep(args.manifest, args.model, n_inf=args.n_inf, seed=args.seed,
                        log=(lambda m: None) if args.quiet else say, progress=bars_enabled(args.quiet),
                        allow_outside_paths=args.allow_outside_paths)

@@ -190,6 +190,8 @@ def test_slow_map_shows_progress_and_can_be_cancelled(lab_page):
     root.locator(f".lx-tok[data-i='{j}']").click(force=True)
     wait_key(page, 0, f"{j}|{d}|", timeout=10_000)
     print(f"\n[e2e] map after cancelling occlusion arrived in {time.perf_counter() - t0:.2f} s")
+    root.locator(f".lx-tok[data-i='{k}']").click(force=True)  # back to token k: later tests start from it
+    wait_key(page, 0, f"{k}|{d}|", timeout=10_000)
 
 
 def test_compare_mode(lab_page):
