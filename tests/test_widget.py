@@ -155,7 +155,7 @@ def test_show_builds_the_widget(ex, monkeypatch):
 
 # ---- init: spectrogram, waveform summary, then PCM in chunks ------------------------
 def test_init_sends_mel_peaks_and_pcm16(ex, monkeypatch):
-    import leafx_widgets.widget as wmod
+    import leafx_widgets.widget.protocol as wmod
 
     monkeypatch.setattr(wmod, "AUDIO_CHUNK_SAMPLES", 10000)
     monkeypatch.setattr(wmod, "MEL_CHUNK_BYTES", 80 * 100)
@@ -187,7 +187,7 @@ def test_init_sends_mel_peaks_and_pcm16(ex, monkeypatch):
 
 
 def test_audio_flow_control(ex, monkeypatch):
-    import leafx_widgets.widget as wmod
+    import leafx_widgets.widget.protocol as wmod
 
     monkeypatch.setattr(wmod, "AUDIO_CHUNK_SAMPLES", 10000)
     w = LeafXWidget(ex)
@@ -232,15 +232,16 @@ def test_map_reply_shape_dtype_and_key(widget, ex):
 
 
 def test_maps_are_cached(widget, ex, monkeypatch):
-    calls = []
-    real_map = ex.map
-    monkeypatch.setattr(ex, "map", lambda *a, **k: calls.append((a, k)) or real_map(*a, **k))
+    """The Explanation's cache is the one map cache: repeated requests compute the map once."""
+    base, computed = METHODS["base"], []
+    monkeypatch.setitem(METHODS, "base", dataclasses.replace(
+        base, compute=lambda window, positions, **p: computed.append(p) or base.compute(window, positions, **p)))
     rec = Recorder(widget)
-    for i in range(3):
-        request(widget, id=f"c{i}", token=2, method="base", params=leafx_params())
-    assert len(rec.of("map")) == 3 and len(calls) == 1
-    request(widget, id="c9", token=2, method="base", params=leafx_params(tau=2.0))
-    assert len(calls) == 2, "another tau is another map"
+    for i in range(3):  # a tau no other test asks for: not yet in the session's Explanation
+        request(widget, id=f"c{i}", token=2, method="base", params=leafx_params(tau=1.7))
+    assert len(rec.of("map")) == 3 and len(computed) == 1
+    request(widget, id="c9", token=2, method="base", params=leafx_params(tau=2.3))
+    assert len(computed) == 2, "another tau is another map"
     a, b = (np.frombuffer(x[1][0], np.float32) for x in (rec.of("map")[0], rec.of("map")[-1]))
     assert not np.array_equal(a, b)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from widget_fakes import METHODS, FakeExplanation
 
-import leafx_widgets.widget as wmod
+import leafx_widgets.widget.export as wmod
 from leafx_widgets.widget import LeafXWidget, MissingBundleError
 
 REPO = Path(__file__).resolve().parents[1]

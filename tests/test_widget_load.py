@@ -58,5 +58,4 @@ def test_a_real_slow_baseline_stops_when_the_page_cancels(sample_explanation):
     kinds = [c["type"] for c, _ in sent]
     assert kinds == ["progress", "cancelled"], kinds
     assert stopped_s < 3.0, f"the computation ran on for {stopped_s:.1f} s after the cancel"
-    assert not any(k[1] == "occlusion" for k in w._maps)
     assert not any(k[0] == "occlusion" for k in sample_explanation._cache)

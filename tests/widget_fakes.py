@@ -54,7 +54,9 @@ _LAYER = torch.nn.Linear(2, 2)  # one model layer: each call is a point where th
 
 class FakeExplanation:
     """Words at known times; each token's map is a bump at its word's peak. The "steps" method
-    runs ``steps`` layer calls spread over ``slow_s`` (``finished`` lists the maps it completed)."""
+    runs ``steps`` layer calls spread over ``slow_s`` (``finished`` lists the maps it completed).
+    Maps are cached like the real Explanation's (the widget keeps none of its own); ``calls`` lists
+    the maps computed."""
 
     def __init__(self, words=("hello", "<b>world</b>", "&", "again"), duration_s=3.0,
                  slow_s=0.2, window_s=30.0, seed=0, audio=None):
@@ -89,8 +91,15 @@ class FakeExplanation:
                 ids.append(k)
             self.words.append(Word(w, text, ids, peak))
         self.text = " ".join(words)
+        self._cache = {}
 
     def map(self, token_index, method="base", **params):
+        key = (token_index, method, tuple(sorted(params.items())))
+        if key not in self._cache:
+            self._cache[key] = self._compute(token_index, method, **params)
+        return self._cache[key]
+
+    def _compute(self, token_index, method="base", **params):
         if not isinstance(token_index, int) or not 0 <= token_index < len(self.tokens):
             raise IndexError(f"token index {token_index} out of range")
         if method not in METHODS:

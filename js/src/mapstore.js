@@ -1,7 +1,9 @@
 // Attribution maps on demand: request ids, a cache by key, busy state and progress (no DOM here).
 import { typedArray } from "./codecs.js";
 
-/** Cache key of one map; only the parameters that `method` declares take part. */
+/** Cache key of one map, "token|method|p1=v1|p2=v2" over the parameters that `method` declares,
+ * sorted by name: map_key in leafx_widgets/widget/protocol.py builds the same string (the format is
+ * documented there). */
 export function mapKey(token, method, params, methods) {
   const own = Object.keys(methods[method]?.params ?? {}).sort();
   return `${token}|${method}|` + own.map((k) => `${k}=${params[k]}`).join("|");

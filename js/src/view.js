@@ -1,16 +1,17 @@
 // The widget view: builds the DOM, receives data from the kernel (or the standalone
-// stub), and wires panes, player, transcript and map requests together.
+// stub), and wires panes, player, transcript and map requests together. The panes (panes/)
+// share one interface and draw from one frame that drawAll() builds per redraw.
 import { typedArray, pcm16ToFloat32, ChunkAssembler } from "./codecs.js";
 import { TimeAxis } from "./timeaxis.js";
 import { massRegions, wordSpans } from "./regions.js";
-import { binOfTime, tokensAt, tokenUnder, rowAtY } from "./lookup.js";
+import { binOfTime, tokensAt, tokenUnder } from "./lookup.js";
 import { confidenceAlpha } from "./colors.js";
 import { MapStore, pixelMax } from "./mapstore.js";
 import { Player } from "./player.js";
-import { Waveform, Spectrogram, Overview, fitCanvas, drawLane, drawDiffLane } from "./panes.js";
+import { Waveform, Spectrogram, Overview } from "./draw.js";
+import { PANES } from "./panes/index.js";
 import { h, onTrait, setTraits, debounce, listen, fmtTime } from "./dom.js";
 
-const HEIGHTS = { wave: 90, spec: 110, lane: 34 };
 const THEME_VARS = {
   bg: "--lx-bg", fg: "--lx-fg", wave: "--lx-wave", attr: "--lx-attr", attrLine: "--lx-attr-line",
   accent: "--lx-accent", playing: "--lx-playing", wordA: "--lx-word-a", wordB: "--lx-word-b",
@@ -88,11 +89,6 @@ export class View {
         hidden: true }),
       errorText: h("span", { class: "lx-error-text" }),
       errorClose: h("button", { class: "lx-error-close", title: "Dismiss", text: "×" }),
-      wave: h("canvas", { class: "lx-wave" }),
-      spec: h("canvas", { class: "lx-spec" }),
-      lane: h("canvas", { class: "lx-lane" }),
-      lane2: h("canvas", { class: "lx-lane2" }),
-      overview: h("canvas", { class: "lx-overview", title: "Tokens x time: click a row to select its token" }),
       playhead: h("div", { class: "lx-playhead" }),
       hoverline: h("div", { class: "lx-hoverline" }),
       scroll: h("input", { class: "lx-scroll", type: "range", min: "0", max: "1000", value: "0", title: "Scroll" }),
@@ -101,7 +97,14 @@ export class View {
     };
     const u = this.ui;
     this.error = h("div", { class: "lx-error", role: "alert", hidden: true }, u.errorText, u.errorClose);
-    this.panes = h("div", { class: "lx-panes" }, u.wave, u.spec, u.lane, u.lane2, u.overview, u.playhead, u.hoverline);
+    this.panes = h("div", { class: "lx-panes" });
+    this.paneList = PANES.map((Pane) => new Pane(this));
+    for (const p of this.paneList) {
+      p.mount(this.panes);
+      u[p.name] = p.canvas;
+    }
+    this.panes.append(u.playhead, u.hoverline);
+    this.cleanups.push(() => { for (const p of this.paneList) p.destroy(); });
     this.root = h("div", { class: "leafx-root", tabindex: "0", "data-lm-suppress-shortcuts": "true" },
       h("div", { class: "lx-toolbar" },
         h("span", { class: "lx-group" }, u.play, u.playWord, u.playRegion, u.time),
@@ -409,51 +412,43 @@ export class View {
     return t;
   }
 
-  drawAll() {
-    if (!this.axis) return;
-    const a = this.axis, w = a.width, theme = (this._theme = this.theme());
+  /** What every pane draws from: the axis and theme, the current maps per pixel column (raw,
+   * and on a square-root scale so that a sharp peak does not hide the rest), the data objects. */
+  frame() {
+    const a = this.axis, theme = (this._theme = this.theme());
     const fs = this.meta.frame_s, cur = this.current;
-    // display on a square-root scale: a sharp peak must not hide the rest of the map
     const raw = cur ? pixelMax(cur.primary.map, cur.primary.startFrame, fs, a) : null;
     const raw2 = cur?.compare ? pixelMax(cur.compare.map, cur.compare.startFrame, fs, a) : null;
-    const cols = raw && raw.map(Math.sqrt), cols2 = raw2 && raw2.map(Math.sqrt);
-    this.waveform.draw(fitCanvas(this.ui.wave, w, HEIGHTS.wave), a, w, HEIGHTS.wave, {
-      theme, spans: this.spans, selectedSpan: cur ? this.tokenWord[cur.token] : -1,
-      mapCols: cols, regions: cur ? this.regions : [], frameS: fs,
-    });
-    this.spectrogram.draw(fitCanvas(this.ui.spec, w, HEIGHTS.spec), a, w, HEIGHTS.spec, { theme, mapCols: cols });
-    const label = (n) => `${this.methods[n]?.label ?? n}` + (cur ? ` · ${JSON.stringify(this.meta.tokens[cur.token].text)} · √ scale` : "");
-    const diff = cols2 && this.model.get("compare_mode") === "diff";
-    drawLane(fitCanvas(this.ui.lane, w, HEIGHTS.lane), w, HEIGHTS.lane, diff ? null : cols,
-      { theme, label: cur ? label(cur.names[0]) : "", color: theme.attr2 });
-    this.ui.lane.style.display = diff ? "none" : "";
-    this.ui.lane2.style.display = cols2 ? "" : "none";
-    if (cols2) {
-      const ctx = fitCanvas(this.ui.lane2, w, HEIGHTS.lane);
-      if (diff) drawDiffLane(ctx, w, HEIGHTS.lane, raw, raw2, { theme, label: `${label(cur.names[0])} − ${this.methods[cur.names[1]]?.label}` });
-      else drawLane(ctx, w, HEIGHTS.lane, cols2, { theme, label: label(cur.names[1]), color: theme.attr2 });
-    }
-    this.drawOverview();
+    const cols2 = raw2 && raw2.map(Math.sqrt);
+    return {
+      axis: a, theme, frameS: fs, methods: this.methods, current: cur,
+      raw, raw2, cols: raw && raw.map(Math.sqrt), cols2, diff: !!cols2 && this.model.get("compare_mode") === "diff",
+      regions: cur ? this.regions : [], spans: this.spans, selectedSpan: cur ? this.tokenWord[cur.token] : -1,
+      label: (n) => `${this.methods[n]?.label ?? n}`
+        + (cur ? ` · ${JSON.stringify(this.meta.tokens[cur.token].text)} · √ scale` : ""),
+      waveform: this.waveform, spectrogram: this.spectrogram, overview: this.overview,
+      selected: this.selected ?? -1, playing: this.playingToken,
+    };
+  }
+
+  drawAll() {
+    if (!this.axis) return;
+    const a = this.axis;
+    for (const p of this.paneList) p.resize(a.width);
+    this._frame = this.frame();
+    for (const p of this.paneList) p.draw(this._frame);
     this._placePlayhead(this.player?.time ?? 0);
     const s = this.ui.scroll;
     s.disabled = a.span >= a.duration;
     s.value = a.span >= a.duration ? 0 : Math.round((a.t0 / (a.duration - a.span)) * 1000);
   }
 
-  overviewHeight() {
-    return Math.min(Math.max(this.meta.tokens.length * 5, 60), 180);
-  }
-
+  /** Redraws the overview pane alone (its rows arrived, or the selected or playing token moved). */
   drawOverview() {
-    const w = this.axis.width, oh = this.overviewHeight();
-    const ctx = fitCanvas(this.ui.overview, w, oh);
-    if (this.overview) {
-      this.overview.draw(ctx, this.axis, w, oh, {
-        theme: this._theme ?? this.theme(), selected: this.selected ?? -1, playing: this.playingToken,
-      });
-    } else {
-      ctx.clearRect(0, 0, w, oh);
-    }
+    if (!this._frame) return;
+    this._frame = { ...this._frame, overview: this.overview, selected: this.selected ?? -1,
+      playing: this.playingToken };
+    this.paneList.find((p) => p.name === "overview")?.draw(this._frame);
   }
 
   _placePlayhead(t) {
@@ -531,12 +526,8 @@ export class View {
   _click(e) {
     if (!this.axis) return;
     this.root.focus({ preventScroll: true });
-    const { y, t } = this._paneTime(e);
-    const ov = this.ui.overview;
-    if (e.target === ov) {
-      this.select(rowAtY(y - ov.offsetTop, ov.clientHeight, this.meta.tokens.length));
-      return;
-    }
+    const point = { ...this._paneTime(e), target: e.target }, t = point.t;
+    if (this.paneList.some((p) => p.click?.(point))) return;
     this.player?.seek(t);
     this._showTokensAt(t);
   }
@@ -596,7 +587,7 @@ export class View {
 
   /** Stacks the canvases into one PNG and downloads it; returns the data URL. */
   exportPng() {
-    const canvases = [this.ui.wave, this.ui.spec, this.ui.lane, this.ui.lane2, this.ui.overview]
+    const canvases = this.paneList.map((p) => p.canvas)
       .filter((c) => c.style.display !== "none" && c.width > 1);
     const dpr = globalThis.devicePixelRatio || 1;
     const title = 28 * dpr;

@@ -1,4 +1,5 @@
-// Canvas panes on the shared TimeAxis. Each draws in CSS pixels into a 2D context.
+// Canvas drawing on the shared TimeAxis: the data behind the panes (waveform, spectrogram, overview)
+// and the lanes. Each draws in CSS pixels into a 2D context; the panes (panes/) own the canvases.
 import { SPECTROGRAM_LUT, HEAT_LUT, divergingColor } from "./colors.js";
 
 /** Sizes a canvas to its CSS box times devicePixelRatio; returns a context in CSS px. */

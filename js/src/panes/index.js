@@ -1,0 +1,15 @@
+// The panes of the view, top to bottom. A new pane: a file in this folder exporting a CanvasPane
+// subclass (see pane.js), and one line here.
+import { WavePane } from "./wave.js";
+import { SpectrogramPane } from "./spectrogram.js";
+import { LanePane } from "./lane.js";
+import { ComparePane } from "./compare.js";
+import { OverviewPane } from "./overview.js";
+
+export const PANES = [
+  WavePane,
+  SpectrogramPane,
+  LanePane,
+  ComparePane,
+  OverviewPane,
+];

@@ -1,0 +1,351 @@
+"""The LEAF-X anywidget: synced waveform, log-Mel, transcript and attribution panes.
+
+This module holds the traitlets class (traits, their validation, each method's defaults) and
+wires it to its parts:
+
+    worker.py    the background thread that runs map work, following the user; cancellation; exit
+    maps.py      map and overview requests: computed through the Explanation's cache, replied to
+    protocol.py  the message table (browser message type -> handler), reply encoding, the key scheme
+    export.py    the built JS bundle and the self-contained HTML export
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import anywidget
+import numpy as np
+import traitlets
+
+from . import export, protocol
+from .export import BUNDLE, STATIC, MissingBundleError, render_html
+from .maps import OVERVIEW_CHUNK_SECONDS, OVERVIEW_MAX_BINS, Maps
+from .protocol import (AUDIO_CHUNK_SAMPLES, AUDIO_WINDOW, MEL_CHUNK_BYTES, N_MELS_FALLBACK, PEAK_BLOCK,
+                       map_key, overview_key)
+from .worker import BY_USER, CLOSED, DESELECTED, EXIT_JOIN_S, Cancelled, Worker, call_job
+
+_call_job = call_job  # the names the single-module widget had
+_check_bundle = export.check_bundle
+
+DEPTHS = ("full", "last_half", "middle_half", "one")
+WIDGET_PARAMS = ("tau", "depth")  # the method parameters the widget's controls set
+
+# The names the single-module widget had, all still importable from here. The constants are read
+# where they live (protocol, maps, worker, export): set them there, e.g. in a test's monkeypatch.
+__all__ = ["LeafXWidget", "show", "describe_methods", "map_key", "overview_key", "render_html",
+           "MissingBundleError", "Cancelled", "DEPTHS", "WIDGET_PARAMS", "STATIC", "BUNDLE",
+           "AUDIO_CHUNK_SAMPLES", "AUDIO_WINDOW", "MEL_CHUNK_BYTES", "N_MELS_FALLBACK", "PEAK_BLOCK",
+           "OVERVIEW_CHUNK_SECONDS", "OVERVIEW_MAX_BINS", "EXIT_JOIN_S", "DESELECTED", "BY_USER", "CLOSED"]
+
+
+def _registry() -> Mapping[str, Any]:
+    from .. import methods
+
+    loader = getattr(methods, "_load_baselines", None)
+    if loader is not None:  # baselines register themselves on import
+        loader()
+    return methods.METHODS
+
+
+def _default_method(methods: Mapping[str, Any]) -> str:
+    """The registry's DEFAULT_METHOD when it offers one, else "base", else the first method."""
+    try:
+        from ..methods import DEFAULT_METHOD
+    except ImportError:
+        DEFAULT_METHOD = "base"
+    for name in (DEFAULT_METHOD, "base"):
+        if name in methods:
+            return name
+    return next(iter(methods))
+
+
+def describe_methods(methods: Mapping[str, Any]) -> list[dict]:
+    """JSON description of a method registry: name, label, cost, default params, and whether its
+    optional packages are installed (the page lists a missing one greyed out, with the pip command)."""
+    out = []
+    for name, m in methods.items():
+        params = dict(getattr(m, "params", None) or {})
+        available = bool(getattr(m, "available", True))
+        out.append({
+            "name": name,
+            "label": str(getattr(m, "label", None) or name),
+            "cost": str(getattr(m, "cost", "fast")),
+            "params": {k: v for k, v in params.items() if k in WIDGET_PARAMS},
+            "available": available,
+            "needs": None if available else f'pip install "leafx-widgets[{m.extra}]"',
+        })
+    return out
+
+
+def _finite_positive(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    value = float(value)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be finite and positive, got {value!r}")
+    return value
+
+
+class LeafXWidget(anywidget.AnyWidget):
+    """Interactive view of an :class:`~leafx_widgets.Explanation`.
+
+    Parameters
+    ----------
+    explanation:
+        The result of ``leafx_widgets.explain(model, audio)``.
+    methods:
+        Method registry to offer; defaults to ``leafx_widgets.methods.METHODS``.
+    background:
+        Compute maps on a worker thread (default). ``False`` computes inside the
+        message handler, which is simpler to test but blocks the kernel meanwhile.
+    """
+
+    _esm = export.bundle_file("widget.js")
+    _css = export.bundle_file("widget.css")
+
+    # Selection and playback
+    selected_token = traitlets.Int(0).tag(sync=True)
+    """Index into ``explanation.tokens`` of the token whose map is shown. Default 0."""
+    current_time = traitlets.Float(0.0).tag(sync=True)
+    """Playhead position in seconds, written back by the browser while playing."""
+
+    # Method and its parameters
+    variant = traitlets.Unicode("base").tag(sync=True)
+    """Name of the method (a key of the registry) drawn for the selected token."""
+    compare_variant = traitlets.Unicode(None, allow_none=True).tag(sync=True)
+    """Second method shown next to ``variant``, or None."""
+    compare_mode = traitlets.Enum(("side", "diff"), "side").tag(sync=True)
+    """How to show the comparison: two lanes side by side, or variant minus compare."""
+    tau = traitlets.Float(1.0).tag(sync=True)
+    """Entropy temperature of the LEAF-X methods."""
+    depth = traitlets.Unicode("full").tag(sync=True)
+    """Rollout depth of the LEAF-X methods, one of ``DEPTHS``."""
+
+    # Data, set once
+    _meta = traitlets.Dict().tag(sync=True)
+
+    def __init__(self, explanation, *, methods: Mapping[str, Any] | None = None,
+                 background: bool = True, **kwargs):
+        unknown = set(kwargs) - set(self.class_trait_names(sync=True)) - {"layout"}
+        if unknown:
+            raise TypeError(f"LeafXWidget got unexpected keyword arguments: {sorted(unknown)}")
+        export.check_bundle("widget.js", "widget.css")
+        for attr, name in (("_esm", "widget.js"), ("_css", "widget.css")):
+            if not getattr(type(self), attr):  # built after this module was imported
+                setattr(self, attr, export.read_bundle_file(name))
+        self.explanation = explanation
+        self.methods = dict(methods if methods is not None else _registry())
+        if not self.methods:
+            raise ValueError("the method registry is empty")
+        self.background = background
+        self.default_method = _default_method(self.methods)
+        self._worker = Worker(selected=kwargs.get("selected_token", 0))
+        self._maps = Maps(explanation, self.methods, self._worker, self._reply, background)
+        self._payload: tuple[dict, list[str]] | None = None
+        self._payload_lock = threading.Lock()
+        self._streams: dict[str, int] = {}  # view -> next audio sample to send
+        # tau/depth follow the shown method's own defaults until the user sets them
+        self._user_params = {k for k in WIDGET_PARAMS if k in kwargs}
+        self._following = True  # the constructor's own settings are not user choices
+        kwargs.setdefault("variant", self.default_method)
+        defaults = self._declared(kwargs["variant"])
+        kwargs.setdefault("tau", float(defaults.get("tau", 1.0)))
+        kwargs.setdefault("depth", str(defaults.get("depth", "full")))
+        super().__init__(_meta=self._build_meta(), **kwargs)
+        self._following = False
+        self.on_msg(self._on_custom_msg)
+        if background:  # PCM and spectrogram codes ready before the browser asks
+            self._worker.submit(call_job(self._audio_and_mel))
+
+    # ---- validation ------------------------------------------------------------------
+    @traitlets.validate("variant")
+    def _check_variant(self, proposal):
+        return self._check_method(proposal["value"])
+
+    @traitlets.validate("compare_variant")
+    def _check_compare(self, proposal):
+        value = proposal["value"]
+        return None if value in (None, "") else self._check_method(value)
+
+    def _check_method(self, name: str) -> str:
+        if name not in self.methods:
+            raise traitlets.TraitError(f"unknown method {name!r}; choose from {sorted(self.methods)}")
+        check = getattr(self.methods[name], "check_available", None)
+        if check is not None:
+            try:
+                check()
+            except ValueError as err:  # MethodUnavailable: the extra that brings it is missing
+                raise traitlets.TraitError(str(err)) from None
+        return name
+
+    @traitlets.validate("selected_token")
+    def _check_token(self, proposal):
+        k, n = proposal["value"], len(self.explanation.tokens)
+        if not 0 <= k < max(n, 1):
+            raise traitlets.TraitError(f"selected_token {k} out of range [0, {n})")
+        return k
+
+    @traitlets.observe("selected_token")
+    def _follow_selection(self, change):
+        self._select(change["new"])
+
+    def _widget_params(self, method: str) -> dict:
+        """The widget-controlled parameters ``method`` declares, with their defaults ({} when
+        the registry has no such method)."""
+        params = getattr(self.methods.get(method), "params", None) or {}
+        return {k: v for k, v in params.items() if k in WIDGET_PARAMS}
+
+    def _declared(self, method: str) -> dict:
+        """``method``'s widget parameters over base's (the traits' fallback values)."""
+        return {**self._widget_params("base"), **self._widget_params(method)}
+
+    @traitlets.observe("tau", "depth")
+    def _remember_user_choice(self, change):
+        if not self._following:
+            self._user_params.add(change["name"])
+
+    @traitlets.observe("variant")
+    def _follow_variant_defaults(self, change):
+        """LEAF-X-SF's tau (0.5) differs from the paper methods' (1.0): show each method at its
+        own default, unless the user has chosen a value, which then applies to every method."""
+        defaults = self._declared(change["new"])
+        following, self._following = self._following, True  # also runs inside __init__
+        try:
+            for name in set(defaults) - self._user_params:
+                setattr(self, name, float(defaults[name]) if name == "tau" else str(defaults[name]))
+        finally:
+            self._following = following
+
+    @traitlets.validate("tau")
+    def _check_tau(self, proposal):
+        try:
+            return _finite_positive("tau", proposal["value"])
+        except ValueError as err:
+            raise traitlets.TraitError(str(err)) from None
+
+    @traitlets.validate("depth")
+    def _check_depth(self, proposal):
+        if proposal["value"] not in DEPTHS:
+            raise traitlets.TraitError(f"depth must be one of {DEPTHS}, got {proposal['value']!r}")
+        return proposal["value"]
+
+    @traitlets.validate("current_time")
+    def _check_time(self, proposal):
+        return float(min(max(proposal["value"], 0.0), self.explanation.duration_s))
+
+    # ---- data ------------------------------------------------------------------------
+    def _build_meta(self) -> dict:
+        ex = self.explanation
+        return {
+            "model_name": str(ex.model_name),
+            "text": str(ex.text),
+            "duration_s": float(ex.duration_s),
+            "sample_rate": int(ex.sample_rate),
+            "frame_s": float(ex.frame_s),
+            "n_frames": int(ex.n_frames),
+            "audio_path": None if ex.audio_path is None else str(ex.audio_path),
+            "tokens": [
+                {"index": int(t.index), "id": int(t.id), "text": str(t.text), "word": int(t.word),
+                 "logprob": float(t.logprob), "start_frame": int(t.start_frame), "n_frames": int(t.n_frames)}
+                for t in ex.tokens
+            ],
+            "words": [
+                {"index": int(w.index), "text": str(w.text), "tokens": [int(k) for k in w.tokens],
+                 "peak_s": None if w.peak_s is None else float(w.peak_s)}
+                for w in ex.words
+            ],
+            "methods": describe_methods(self.methods),
+            "default_method": self.default_method,
+            "depths": list(DEPTHS),
+        }
+
+    def _audio_and_mel(self) -> tuple[dict, list[str]]:
+        """The audio and spectrogram payload and the page's notes (``protocol.audio_payload``), computed once."""
+        with self._payload_lock:
+            if self._payload is None:
+                self._payload = protocol.audio_payload(self.explanation)
+            return self._payload
+
+    def method_params(self, method: str, params: Mapping[str, Any] | None = None) -> dict:
+        """The parameters ``method`` declares, taken from ``params`` or the traits, checked."""
+        if not isinstance(method, str) or method not in self.methods:
+            raise ValueError(f"unknown method {method!r}; choose from {sorted(self.methods)}")
+        declared = self._widget_params(method)
+        given = dict(params) if params is not None else {"tau": self.tau, "depth": self.depth}
+        out = {}
+        for name, default in declared.items():
+            value = given.get(name, default)
+            if name == "tau":
+                value = _finite_positive("tau", value)
+            elif name == "depth" and (not isinstance(value, str) or value not in DEPTHS):
+                raise ValueError(f"depth must be one of {DEPTHS}, got {value!r}")
+            out[name] = value
+        return out
+
+    def get_map(self, token: int, method: str | None = None, **params) -> np.ndarray:
+        """The float32 map of ``token`` (over its own frames), cached. Blocks until computed."""
+        method = method or self.variant
+        return self._maps.run_now(lambda: self._maps.compute(token, method, self.method_params(method, params or None)))
+
+    def overview(self, method: str | None = None, **params) -> np.ndarray:
+        """uint8 (n_tokens, n_bins) tokens x time overview, each row scaled to its peak."""
+        method = method or self.default_method
+        return self._maps.overview(method, self.method_params(method, params or {}))
+
+    def overview_bins(self) -> int:
+        return self._maps.overview_bins()
+
+    def wait_idle(self, timeout: float = 120.0) -> None:
+        """Waits for queued map and overview work (tests and scripts)."""
+        self._worker.wait_idle(timeout)
+
+    def save_html(self, path, variants: Iterable[str] | None = None, *, title: str | None = None):
+        """Writes one self-contained HTML file that works without a kernel.
+
+        The maps of ``variants`` (default: the shown variant and compare variant) are
+        precomputed for every token at the current tau and depth.
+        """
+        return export.save_html(self, path, variants, title=title)
+
+    # ---- messages: the protocol's handler table -----------------------------------------
+    def _on_custom_msg(self, _widget, content: dict, buffers: list) -> None:
+        protocol.dispatch(self, content)
+
+    def _reply(self, reply: protocol.Reply) -> None:
+        content, buffers = reply
+        self.send(content, buffers=buffers or None)
+
+    def _select(self, token: int) -> None:
+        self._maps.select(token)
+
+    def close(self) -> None:
+        """Closes the views; queued work is dropped and a running computation stops at its next layer."""
+        worker = getattr(self, "_worker", None)  # absent when __init__ raised
+        if worker is not None:
+            worker.stop()
+        super().close()
+
+
+def show(source=None, model=None, **kwargs) -> LeafXWidget:
+    """A widget for an Explanation, or for audio explained by ``model``.
+
+    ``source`` may be an Explanation, a path, or None for the bundled sample;
+    ``model`` a loaded adapter or a name for ``load_model`` (default "tiny.en").
+    """
+    from .. import explanation as _explanation
+
+    if isinstance(source, _explanation.Explanation):
+        return LeafXWidget(source, **kwargs)
+    from .. import explain, load_model
+
+    if source is None:
+        from .. import sample_path
+
+        source = sample_path()
+    if model is None or isinstance(model, str):
+        model = load_model(model or "tiny.en")
+    return LeafXWidget(explain(model, source), **kwargs)

@@ -1,0 +1,120 @@
+"""The built JavaScript bundle, and the self-contained HTML page that needs no kernel.
+
+The page embeds the bundle's ``standalone.js`` (the same View code, answering its requests from
+the data in the page), the audio, the spectrogram and the maps under their ``map_key``.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import pathlib
+from collections.abc import Iterable
+from typing import Any
+
+from .. import _codecs
+from . import protocol
+
+STATIC = pathlib.Path(__file__).parent.parent / "static"
+BUNDLE = ("widget.js", "widget.css", "standalone.js")  # built by js/build.mjs into STATIC
+
+
+class MissingBundleError(RuntimeError):
+    """The built JavaScript bundle (``leafx_widgets/static``) is missing, e.g. in a fresh source checkout."""
+
+
+def check_bundle(*names: str) -> None:
+    missing = [n for n in names if not (STATIC / n).is_file()]
+    if missing:
+        raise MissingBundleError(
+            f"The widget's JavaScript bundle is missing ({', '.join(missing)} in {STATIC}): build it with "
+            f"`pip install -e .` (its build hook runs npm) or `cd js && npm ci && npm run build` "
+            f"in the source checkout.")
+
+
+def bundle_file(name: str):
+    """anywidget reads ``_esm``/``_css`` when the class is defined: a missing bundle must not break the
+    import (the constructor says how to build it instead)."""
+    path = STATIC / name
+    return path if path.is_file() else ""
+
+
+def read_bundle_file(name: str) -> str:
+    return (STATIC / name).read_text(encoding="utf-8")
+
+
+def save_html(widget, path, variants: Iterable[str] | None = None, *, title: str | None = None) -> pathlib.Path:
+    """``LeafXWidget.save_html``: the maps of ``variants`` for every token at the widget's tau and depth."""
+    check_bundle("standalone.js", "widget.css")  # before minutes of maps, not after
+    names = list(variants) if variants is not None else [widget.variant, widget.compare_variant]
+    names = list(dict.fromkeys(n for n in names if n))
+    for n in names:
+        widget._check_method(n)
+    ex = widget.explanation
+    maps = {}
+    for n in names:
+        params = widget.method_params(n)
+        for k in range(len(ex.tokens)):
+            arr = widget.get_map(k, n, **params)
+            maps[protocol.map_key(k, n, params)] = {"b64": _codecs.b64(arr),
+                                                     "start_frame": int(ex.tokens[k].start_frame)}
+    p, _notes = widget._audio_and_mel()
+    overview = widget.overview(widget.default_method) if len(ex.tokens) else None
+    data = {
+        "meta": widget._meta,
+        "state": {"selected_token": widget.selected_token, "current_time": 0.0,
+                  "variant": names[0] if names else widget.variant,
+                  "compare_variant": widget.compare_variant if widget.compare_variant in names else None,
+                  "compare_mode": widget.compare_mode, "tau": widget.tau, "depth": widget.depth},
+        "variants": names,
+        "audio": {"b64": _codecs.b64(p["pcm"]), "total": int(p["pcm"].size)},
+        "peaks": {"b64": _codecs.b64(p["peaks"]), "block": protocol.PEAK_BLOCK,
+                  "n_blocks": int(p["peaks"].shape[0]), "total_samples": int(p["pcm"].size)},
+        "mel": {"b64": _codecs.b64(p["codes"]), "n_cols": p["n_cols"], "total_cols": p["n_cols"],
+                "n_mels": p["n_mels"], "col_s": p["col_s"], "lo": p["lo"], "hi": p["hi"]},
+        "maps": maps,
+        "overview": None if overview is None else {
+            "b64": _codecs.b64(overview), "key": "base|embedded", "n_rows": int(overview.shape[0]),
+            "n_tokens": int(overview.shape[0]), "n_bins": int(overview.shape[1])},
+    }
+    path = pathlib.Path(path)
+    path.write_text(render_html(data, title=title or f"LEAF-X · {ex.model_name}"), encoding="utf-8")
+    return path
+
+
+def _script_safe_json(data: Any) -> str:
+    """JSON that cannot end its <script> element: <, >, & become \\u escapes."""
+    text = json.dumps(data, separators=(",", ":"), allow_nan=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def render_html(data: dict, *, title: str) -> str:
+    check_bundle("standalone.js", "widget.css")
+    bundle = read_bundle_file("standalone.js").replace("</script", "<\\/script")
+    css = read_bundle_file("widget.css")
+    text = html.escape(data["meta"]["text"])
+    return f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="generator" content="leafx_widgets">
+<title>{html.escape(title)}</title>
+<style>
+:root {{ color-scheme: light dark; }}
+body {{ margin: 16px; font-family: system-ui, sans-serif; background: Canvas; color: CanvasText; }}
+{css}
+</style>
+</head>
+<body>
+<noscript><p class="leafx-transcript-static">{text}</p></noscript>
+<div id="leafx"></div>
+<script id="leafx-data" type="application/json">{_script_safe_json(data)}</script>
+<script>{bundle}</script>
+<script>
+window.leafxView = LeafX.mount(document.getElementById("leafx"),
+  JSON.parse(document.getElementById("leafx-data").textContent));
+</script>
+</body>
+</html>
+"""
