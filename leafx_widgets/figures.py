@@ -312,7 +312,7 @@ def faithfulness_curves(ex, words: Sequence, methods: Sequence[str], *, levels: 
     masked input (high = faithful). Model passes are batched and shared per window.
     Returns ``{"levels": [0, *levels], "curves": {method: {"del": [...], "ins": [...], "n": k}}}``.
     """
-    from .baselines._common import MaskedScorer
+    from .methods._common import MaskedScorer
 
     params = params or {}
     levels = [float(x) for x in levels]

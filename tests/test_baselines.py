@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from leafx_widgets.baselines._common import crop_normalise, frame_groups
-from leafx_widgets.baselines.attention import dtw, median_filter
-from leafx_widgets.baselines.leafx_sf import sink_free_maps
+from leafx_widgets.methods._common import crop_normalise, frame_groups
+from leafx_widgets.methods.timing import dtw, median_filter
+from leafx_widgets.methods.leafx_sf import sink_free_maps
 
 FAST = ["leafx_sf", "leafx_sf_full", "raa_last", "raa_mean", "rollout", "saco", "ta", "whisper_dtw"]
 SLOW = {"ig": {"n_steps": 2}, "occlusion": {"window_frames": 50, "stride_frames": 50},
@@ -88,7 +88,7 @@ def test_baseline_maps_are_distributions(window, name):
 
 
 def test_rise_estimate_hand_case():
-    from leafx_widgets.baselines.perturbation import _rise
+    from leafx_widgets.methods.perturbation import _rise
 
     probs = np.array([[0.8], [0.6], [0.2], [0.0]])  # one target, four samples
     kept = np.array([[1, 0], [1, 1], [0, 1], [0, 0]], bool)  # two features
@@ -111,7 +111,7 @@ def test_dropping_a_prefix_token_changes_only_later_predictions(window):
 
 
 def test_spes_explains_the_token_prefix_too(window):
-    from leafx_widgets.baselines.perturbation import spes, spes_scores
+    from leafx_widgets.methods.perturbation import spes, spes_scores
 
     positions = [0, 3]
     frames, prefix = spes_scores(window, positions, n_samples=8)

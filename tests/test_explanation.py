@@ -8,7 +8,7 @@ import torch
 
 import leafx_widgets as lw
 from leafx_widgets import leafx
-from leafx_widgets.attribution import LeafxConfig, leafx_window
+from leafx_widgets.methods.leafx import LeafxConfig, leafx_window
 
 VARIANTS = ("base", "grad", "causal", "base-vn", "grad-vn", "causal-vn")
 
@@ -183,7 +183,7 @@ def test_bad_requests(sample_explanation, model):
 def test_fused_gradient_maths_equal_the_equations(switches):
     """attribution._modulated_heads (Eq. 7 then Eqs. 2-4 in few passes) against leafx.py step by step,
     with one head whose gradient is negative everywhere (modulated to all zero: no weight)."""
-    from leafx_widgets.attribution import _modulated_heads, _reduce_heads
+    from leafx_widgets.methods.leafx import _modulated_heads, _reduce_heads
 
     torch.manual_seed(1)
     heads, tokens, n_pos, frames, n_valid = 3, 2, 4, 9, 9

@@ -273,7 +273,7 @@ def evaluate_clip(model, clip: Clip, dataset: str, specs: list[MethodSpec], sett
         by_window.setdefault(t.window, []).append(t)
 
     # shared model passes per window: clean log-probs and INF perturbations
-    from ..baselines._common import MaskedScorer
+    from ..methods._common import MaskedScorer
     scorers, clean_lp, inf_data = {}, {}, {}
     for w, toks in bar(by_window.items(), "shared passes", enabled=bars, total=len(by_window), unit="window"):
         window = ex.windows[w]

@@ -54,8 +54,8 @@ def sweep(manifests, model="tiny.en", grid: dict = GRID, n_inf: int = 64, seed: 
 
     from .. import explain, load_model
     from ..baselines import raa_last
-    from ..baselines._common import MaskedScorer, query_rows
-    from ..baselines.leafx_sf import layer_cross_attention, sink_free_maps
+    from ..methods._common import MaskedScorer, query_rows
+    from ..methods.leafx_sf import layer_cross_attention, sink_free_maps
 
     datasets = load_manifests(manifests, allow_outside_paths=allow_outside_paths)
     adapter = load_model(model) if isinstance(model, str) else model

@@ -1,4 +1,4 @@
-"""Shared plumbing for the baselines: query rows, cropping, and a cached masked-input scorer.
+"""Shared plumbing for the methods: query rows, raw attention, cropping, and a cached masked-input scorer.
 
 Masking convention (every perturbation baseline and the benchmark's D-AOPC,
 insertion and INF): the two log-Mel frames of each masked encoder frame are
@@ -17,6 +17,13 @@ MEL_PER_FRAME = 2  # log-Mel frames per encoder frame (Whisper: hop 10 ms, conv 
 def query_rows(window, positions: list[int]) -> list[int]:
     """Decoder query positions that predict ``window.ids[p]`` for each p."""
     return [len(window.prompt) - 1 + p for p in positions]
+
+
+@torch.no_grad()
+def raw_attention(window) -> tuple[torch.Tensor, torch.Tensor]:
+    """Raw attention of one teacher-forced pass: cross (L, H, P, S), self (L, H, P, P)."""
+    tp = window.adapter.teacher_forced(window.encoded, window.prompt, window.ids)
+    return torch.stack(tp.cross).float(), torch.stack(tp.self_attn).float()
 
 
 def crop_normalise(maps: np.ndarray, n_valid: int) -> np.ndarray:
