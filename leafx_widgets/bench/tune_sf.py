@@ -76,7 +76,7 @@ def sweep(manifests, model="tiny.en", grid: dict = GRID, n_inf: int = 64, seed: 
             masks = inf_masks(window.n_valid, Settings(n_inf=n_inf), rng)
             drops = clean[None] - scorer.masked(masks).numpy()  # (n_inf, tokens)
             cross, text_rows = layer_cross_attention(window, [adapter.n_layers - 1])
-            rows = query_rows(window, positions)
+            rows = query_rows(len(window.prompt), positions)
             candidates = {"raa_last": raa_last(window, positions)}
             for s in bar(settings, "grid", enabled=progress, unit="setting"):
                 with torch.no_grad():

@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._common import crop_normalise, query_rows, raw_attention
+from .. import leafx
+from ._common import crop_normalise, gradient_batches, query_rows, raw_attention
 from .leafx import LeafxConfig, leafx_window
 from .registry import Method, register
 
@@ -17,7 +18,7 @@ def raa(window, positions, *, layers: str = "last") -> np.ndarray:
     """Raw attention alignment: head-mean cross-attention of the predicting query,
     last layer (``layers="last"``) or mean over all layers (``"mean"``)."""
     cross, _ = raw_attention(window)
-    rows = query_rows(window, positions)
+    rows = query_rows(len(window.prompt), positions)
     picked = cross[-1:] if layers == "last" else cross
     if layers not in ("last", "mean"):
         raise ValueError(f"layers must be 'last' or 'mean', got {layers!r}")
@@ -51,11 +52,10 @@ def _gradient_weighted(window, positions, with_self: bool, chunk: int = 16):
     n_pos, n_frames = attention[0][1].shape[-1], attention[0][0].shape[-1]
 
     def per_target():
-        for c0 in range(0, len(positions), chunk):
-            targets = positions[c0:c0 + chunk]
+        for targets, grads in gradient_batches(gradients, positions, chunk, self_attention=with_self):
             cross = torch.zeros(len(targets), adapter.n_layers, n_pos, n_frames)
             selfs = torch.zeros(len(targets), adapter.n_layers, n_pos, n_pos) if with_self else None
-            for layer, kind, grad in gradients.attention_grads(targets, self_attention=with_self):
+            for layer, kind, grad in grads:
                 n = grad.shape[2]
                 probs = attention[layer][0 if kind == "cross" else 1][:, None, :n, : grad.shape[3]].float()
                 weighted = torch.relu(grad.float() * probs).mean(0)  # (C, n, S or n)
@@ -66,8 +66,20 @@ def _gradient_weighted(window, positions, with_self: bool, chunk: int = 16):
     return torch.stack([a[1].float().mean(0) for a in attention]), per_target()
 
 
-def _rownorm(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    return x / (x.sum(-1, keepdim=True) + eps)
+def _relevance_rollout(a_cross: torch.Tensor, step, mix) -> torch.Tensor:
+    """Token-to-frame relevance through the decoder layers, the recurrence SaCo and TA share.
+
+    From R_tt = I (tokens) and R_ta = 0 (frames), per layer l:
+        R_tt <- step(l, R_tt),   R_ta <- step(l, R_ta) + mix(R_tt) a_cross[l]
+    ``step`` applies layer l's self-attention rule, ``mix`` normalises the token relevance.
+    (L, P, S) -> (P, S), rows are decoder queries.
+    """
+    n_pos = a_cross.shape[-2]
+    r_tt, r_ta = torch.eye(n_pos), torch.zeros(n_pos, a_cross.shape[-1])
+    for l in range(a_cross.shape[0]):
+        r_tt = step(l, r_tt)
+        r_ta = step(l, r_ta) + mix(r_tt) @ a_cross[l]
+    return r_ta
 
 
 def saco(window, positions, **params) -> np.ndarray:
@@ -81,13 +93,9 @@ def saco(window, positions, **params) -> np.ndarray:
     mean_self, targets = _gradient_weighted(window, list(positions), with_self=False)
     eye = torch.eye(mean_self.shape[-1])
     a_self = 0.5 * eye + 0.5 * mean_self  # (L, P, P), the same for every target
-    out = []
-    for position, a_cross, _ in targets:
-        r_tt, r_ta = eye.clone(), torch.zeros(eye.shape[0], a_cross.shape[-1])
-        for l in range(a_cross.shape[0]):
-            r_tt = a_self[l] @ r_tt
-            r_ta = a_self[l] @ r_ta + r_tt @ a_cross[l]
-        out.append(r_ta[query_rows(window, [position])[0]].numpy())
+    rows = dict(zip(positions, query_rows(len(window.prompt), positions)))
+    out = [_relevance_rollout(a_cross, lambda l, x: a_self[l] @ x, lambda r: r)[rows[position]].numpy()
+           for position, a_cross, _ in targets]
     return crop_normalise(np.stack(out), window.n_valid)
 
 
@@ -104,15 +112,12 @@ def ta(window, positions, **params) -> np.ndarray:
     """
     mean_self, targets = _gradient_weighted(window, list(positions), with_self=True)
     eye = torch.eye(mean_self.shape[-1])
+    rows = dict(zip(positions, query_rows(len(window.prompt), positions)))
     out = []
     for position, a_cross, a_selfs in targets:
-        r_tt, r_ts = eye.clone(), torch.zeros(eye.shape[0], a_cross.shape[-1])
-        for l in range(a_cross.shape[0]):
-            r_tt = r_tt + a_selfs[l] @ r_tt
-            r_ts = r_ts + a_selfs[l] @ r_ts
-            r_hat = _rownorm(r_tt - eye) + eye  # Chefer's normalisation of the self-relevance
-            r_ts = r_ts + r_hat @ a_cross[l]
-        out.append(r_ts[query_rows(window, [position])[0]].numpy())
+        r_ts = _relevance_rollout(a_cross, lambda l, x: x + a_selfs[l] @ x,
+                                  lambda r: leafx.normalise(r - eye) + eye)  # Chefer's normalisation of R_tt
+        out.append(r_ts[rows[position]].numpy())
     return crop_normalise(np.stack(out), window.n_valid)
 
 

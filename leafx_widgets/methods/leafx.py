@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from .. import leafx
+from ._common import gradient_batches, query_rows
 from .registry import Compute, Method, register
 
 FRAMES = ("valid", "all")
@@ -66,11 +67,6 @@ class WindowMaps:
     notes: list[str] = field(default_factory=list)
 
 
-def _query_rows(n_prompt: int, n_ids: int) -> list[int]:
-    # text token i is predicted by the query one position before it
-    return [n_prompt - 1 + i for i in range(n_ids)]
-
-
 def _reduce_heads(attn: torch.Tensor, n_valid: int, cfg: LeafxConfig, value_norm=None) -> torch.Tensor:
     """(..., H, P, S) attention -> (..., P, S') entropy-weighted over heads (Eqs. 2-4).
 
@@ -104,7 +100,7 @@ def leafx_window(adapter, encoded: torch.Tensor, prompt: list[int], ids: list[in
     benchmark's tau sweep) reuses the gradient pass and the bypass passes.
     """
     layers = leafx.select_layers(adapter.n_layers, cfg.depth)
-    rows = _query_rows(len(prompt), len(ids))
+    rows = query_rows(len(prompt), range(len(ids)))
     if not ids:
         empty = torch.zeros(0, n_valid)
         return WindowMaps(maps=empty, layer_maps=torch.zeros(0, len(layers), n_valid), layers=layers)
@@ -180,7 +176,6 @@ def _grad_layer_maps(adapter, encoded, prompt, ids, n_valid, layers, rows, cfg, 
     each token's own row, so modulated maps are formed only for the positions that
     reach it, one layer at a time: memory stays O(batch x heads x positions x frames).
     """
-    wanted = set(layers)
     n_frames = n_valid if cfg.frames == "valid" else None  # frames that enter Eqs. 2-4
     gradients = adapter.token_gradients(encoded, prompt, ids)
     ops = _operators(torch.stack([gradients.attention(l)[1].float().mean(dim=0) for l in layers]), cfg)  # (L', L', P, P)
@@ -189,13 +184,10 @@ def _grad_layer_maps(adapter, encoded, prompt, ids, n_valid, layers, rows, cfg, 
     budget_mb = cfg.grad_memory_mb or (96.0 if encoded.device.type == "cpu" else 2048.0)
     chunk = max(1, int(budget_mb * 2**20 // per_token_bytes))
     out = []
-    for c0 in range(0, len(ids), chunk):
-        targets = list(range(c0, min(len(ids), c0 + chunk)))
+    for targets, grads in gradient_batches(gradients, list(range(len(ids))), chunk, layers=layers):
         target_rows = [rows[t] for t in targets]
         acc = torch.zeros(len(targets), len(layers), frames, device=encoded.device)
-        for layer, _, d_attn in gradients.attention_grads(targets, lowest=layers[0]):
-            if layer not in wanted:
-                continue
+        for layer, _, d_attn in grads:
             j, n = layers.index(layer), d_attn.shape[-2]
             attn = gradients.attention(layer)[0][:, :n, :frames].float()  # (H, n, S')
             cross = _modulated_heads(attn, d_attn[..., :frames].float(), cfg, _vn(vnorm, layer))

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .. import leafx
-from ._common import crop_normalise, query_rows
+from ._common import crop_normalise, gradient_batches, query_rows
 from .registry import Method, register
 
 # chosen on the development sets by the rule in ``leafx_widgets.bench.tune_sf``
@@ -59,7 +59,7 @@ def sink_free_maps(cross: torch.Tensor, text_rows: list[int], n_valid: int, *, t
         raise ValueError(f"tau, delta and gamma must be > 0 and desink >= 0 "
                          f"(got tau={tau}, delta={delta}, gamma={gamma}, desink={desink})")
     entropy = leafx.head_entropy(cross, ENTROPY_EPS)  # (L', H, P)
-    w = torch.softmax(-entropy / tau, dim=1)  # over heads
+    w = leafx.entropy_weights(entropy.transpose(1, 2), tau).transpose(1, 2)  # Eq. 3, over heads
     abar = (w.unsqueeze(-1) * cross[..., :n_valid]).sum(1)  # (L', P, n_valid)
     sink = abar[:, text_rows].mean(1, keepdim=True)  # (L', 1, n_valid)
     d = abar / (sink + delta) ** desink
@@ -76,7 +76,7 @@ def leafx_sf(window, positions, *, tau: float = 0.5, delta: float = 1e-4, desink
     if grad:
         cross = _gradient_modulated(window, cross, chosen, text_rows)
     maps = sink_free_maps(cross, text_rows, window.n_valid, tau=tau, delta=delta, desink=desink, gamma=gamma)
-    return crop_normalise(maps[query_rows(window, positions)].numpy(), window.n_valid)
+    return crop_normalise(maps[query_rows(len(window.prompt), positions)].numpy(), window.n_valid)
 
 
 @torch.no_grad()
@@ -87,18 +87,15 @@ def layer_cross_attention(window, chosen: list[int]) -> tuple[torch.Tensor, list
     tp = window.adapter.teacher_forced(window.encoded, window.prompt, window.ids,
                                        reduce_cross=lambda l, a: a[0].float() if l in wanted else None,
                                        reduce_self=lambda l, a: None)
-    return torch.stack([tp.cross[l] for l in chosen]), query_rows(window, list(range(len(window.ids))))
+    return torch.stack([tp.cross[l] for l in chosen]), query_rows(len(window.prompt), range(len(window.ids)))
 
 
 def _gradient_modulated(window, cross, chosen, text_rows, chunk: int = 16):
     """Eq. 7 on each text token's own query row: A * relu(dlog p_t / dA), renormalised over frames."""
     out = cross.clone()
     gradients = window.adapter.token_gradients(window.encoded, window.prompt, window.ids)
-    for c0 in range(0, len(text_rows), chunk):
-        targets = list(range(c0, min(len(text_rows), c0 + chunk)))
-        for layer, _, d_attn in gradients.attention_grads(targets, lowest=min(chosen)):
-            if layer not in chosen:
-                continue
+    for targets, grads in gradient_batches(gradients, list(range(len(text_rows))), chunk, layers=chosen):
+        for layer, _, d_attn in grads:
             j = chosen.index(layer)
             for c, t in enumerate(targets):
                 row = text_rows[t]
