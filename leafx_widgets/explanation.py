@@ -13,7 +13,7 @@ from . import schema
 from .audio import DEFAULT_MAX_DURATION_S, Audio, load_audio
 from ._progress import progress as _progress
 from .atomic import atomic_write
-from .methods import DEFAULT_METHOD, VARIANTS, get_method
+from .methods import DEFAULT_METHOD, VARIANTS, available_methods, get_method
 from .schema import SCHEMA
 
 _load_audio = load_audio  # from_json has a load_audio flag
@@ -201,6 +201,9 @@ class Explanation:
         spec = get_method(method)
         resolved = spec.resolve(params)
         window = self.windows[tok.window]
+        if not spec.supports(window.adapter):
+            raise ValueError(f"method {method!r} needs {', '.join(spec.needs)} from the model, which "
+                             f"{self.model_name!r} does not offer; available: {', '.join(available_methods(window.adapter))}")
         with self._lock:
             if spec.batched:
                 maps = _as_maps(spec.compute(window, list(range(len(window.ids))), **resolved), method)

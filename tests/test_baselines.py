@@ -67,6 +67,48 @@ def test_all_baselines_registered():
         assert m.name == name and m.label
 
 
+class _NoGradientsNoAlignmentHeads:
+    """A model that runs teacher-forced passes but offers no per-token gradients nor alignment heads."""
+
+    token_gradients = None
+    alignment_heads = None
+
+    def __init__(self, inner):
+        self._inner = inner
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
+def test_methods_offered_are_those_the_model_supports(sample_explanation):
+    from dataclasses import replace
+
+    from leafx_widgets.explanation import Explanation
+    from leafx_widgets.methods import METHODS, available_methods
+
+    ex = sample_explanation
+    assert available_methods(ex.model) == available_methods()  # Whisper runs every method
+    limited = _NoGradientsNoAlignmentHeads(ex.model)
+    offered = available_methods(limited)
+    for name in ("grad", "causal", "grad-vn", "leafx_sf_grad", "saco", "ta", "whisper_dtw"):
+        assert name not in offered and not METHODS[name].supports(limited)
+    for name in ("base", "base-vn", "leafx_no_grad", "leafx_sf", "raa_last", "rollout", "occlusion"):
+        assert name in offered or not METHODS[name].available
+
+    windows = [replace(w, adapter=limited, cache={}) for w in ex.windows]
+    other = Explanation(model_name="no-gradients", audio=None, frame_s=ex.frame_s, n_frames=ex.n_frames,
+                        text=ex.text, tokens=ex.tokens, words=ex.words, windows=windows)
+    np.testing.assert_array_equal(other.map(0, "leafx_sf"), ex.map(0, "leafx_sf"))
+    with pytest.raises(ValueError, match=r"method 'grad' needs token_gradients from the model, which 'no-gradients'"):
+        other.map(0, "grad")
+
+    from leafx_widgets.bench import runner
+
+    runner.check_supported([runner.parse_method("leafx_sf"), runner.parse_method("raa_last")], limited)
+    with pytest.raises(ValueError, match=r"method 'whisper_dtw' needs alignment_heads"):
+        runner.check_supported([runner.parse_method("leafx_sf"), runner.parse_method("whisper_dtw")], limited)
+
+
 @pytest.fixture(scope="module")
 def window():
     from leafx_widgets import explain, load_model, sample_path

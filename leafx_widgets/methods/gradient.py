@@ -31,4 +31,4 @@ def integrated_gradients(window, positions, *, n_steps: int = 8, method: str = "
 
 register(Method("ig", "Integrated Gradients", integrated_gradients, family="gradient", cost="slow", batched=False,
                 requires=("captum",), params={"n_steps": 8, "method": "riemann_trapezoid"},
-                description="captum IG over the log-Mel from the silence floor"))
+                description="captum IG over the log-Mel from the silence floor", needs=("score",)))

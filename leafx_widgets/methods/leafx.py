@@ -257,6 +257,12 @@ def _leafx(**switches) -> Compute:
     return compute
 
 
+def _needs(switches: dict) -> tuple[str, ...]:
+    """The adapter passes a LEAF-X variant calls beyond the teacher-forced pass."""
+    return tuple(need for switch, need in (("grad", "token_gradients"), ("value_norm", "value_norms"))
+                 if switches.get(switch))
+
+
 for _name, _label, _switches, _desc in [
     ("base", "LEAF-X base", {}, "entropy-weighted heads + multi-layer rollout (Eqs. 2-6)"),
     ("grad", "LEAF-X +grad", {"grad": True}, "base on gradient-modulated attention (adds Eq. 7)"),
@@ -280,4 +286,4 @@ for _name, _label, _switches, _desc in [
 ]:
     register(Method(_name, _label, _leafx(**_switches), family="leafx",
                     cost="slow" if {"grad", "causal"} & set(_switches) else "fast",
-                    params=dict(LEAFX_PARAMS), description=_desc))
+                    params=dict(LEAFX_PARAMS), description=_desc, needs=_needs(_switches)))

@@ -112,4 +112,5 @@ register(Method("leafx_sf_full", "LEAF-X-SF, full de-sink", leafx_sf, family="le
                 description="LEAF-X-SF with the whole sink division and gamma 1.5 (sharper, loses INF to RAA)"))
 register(Method("leafx_sf_grad", "LEAF-X-SF +grad", leafx_sf, family="leafx", cost="fast",
                 params={**SF_PARAMS, "grad": True},
+                needs=("token_gradients",),
                 description="LEAF-X-SF on gradient-modulated attention (Eq. 7 on each token's own query)"))

@@ -145,15 +145,19 @@ def spes(window, positions, *, n_samples: int = 32, patch_frames: int = 5, patch
 
 register(Method("occlusion", "Occlusion / SpecMask", occlusion, family="perturbation", cost="slow",
                 requires=("captum",), params={"window_frames": 10, "stride_frames": 10},
-                description="captum Occlusion: silence 200 ms time patches"))
+                description="captum Occlusion: silence 200 ms time patches",
+                needs=("score", "mask_frames")))
 register(Method("lime", "LIME", lime, family="perturbation", cost="slow", requires=("captum", "sklearn"),
                 params={"n_samples": 32, "segment_frames": 5, "seed": 0},
-                description="captum Lime over 100 ms segments, ridge surrogate"))
+                description="captum Lime over 100 ms segments, ridge surrogate",
+                needs=("score", "mask_frames")))
 register(Method("kernelshap", "KernelSHAP", kernelshap, family="perturbation", cost="slow",
                 requires=("captum", "sklearn"), params={"n_samples": 32, "segment_frames": 5, "seed": 0},
-                description="captum KernelShap over 100 ms segments"))
+                description="captum KernelShap over 100 ms segments",
+                needs=("score", "mask_frames")))
 register(Method("spes", "SPES", spes, family="perturbation", cost="slow",
                 params={"n_samples": 32, "patch_frames": 5, "patch_mels": 16, "p_mask": 0.5, "seed": 0,
                         "batch_size": 8},
                 description="time-frequency patch perturbation (RISE estimate): SPES's spectrogram explanation; "
-                            "its explanation over earlier tokens is methods.perturbation.spes_scores"))
+                            "its explanation over earlier tokens is methods.perturbation.spes_scores",
+                needs=("score",)))
