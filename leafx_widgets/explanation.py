@@ -181,7 +181,7 @@ class Explanation:
                              f"(0..{len(self.tokens) - 1})")
         return self.tokens[token]
 
-    def map(self, token: int, method: str = "base", **params) -> np.ndarray:
+    def map(self, token: int, method: str = DEFAULT_METHOD, **params) -> np.ndarray:
         """Attribution of ``token`` over its window's real frames (float32, >= 0, sums to 1).
 
         Frame i covers [(token.start_frame + i) * frame_s, ... + frame_s) seconds. Computed on first request
@@ -213,7 +213,7 @@ class Explanation:
             self._cache[(method, key, "token", tok.index)] = single
             return single
 
-    def map_global(self, token: int, method: str = "base", **params) -> np.ndarray:
+    def map_global(self, token: int, method: str = DEFAULT_METHOD, **params) -> np.ndarray:
         """The same map over all ``n_frames`` of the audio: zeros outside the token's window."""
         tok = self._check_token(token)
         out = np.zeros(self.n_frames, dtype=np.float32)
@@ -221,7 +221,7 @@ class Explanation:
         out[tok.start_frame : tok.start_frame + len(local)] = local
         return out
 
-    def maps(self, method: str = "base", **params) -> np.ndarray:
+    def maps(self, method: str = DEFAULT_METHOD, **params) -> np.ndarray:
         """All tokens' maps over the whole audio: (n_tokens, n_frames)."""
         return np.stack([self.map_global(t.index, method, **params) for t in self.tokens]) \
             if self.tokens else np.zeros((0, self.n_frames), np.float32)

@@ -44,6 +44,23 @@ def test_maps_are_lazy_and_cached(model):
     assert len(ex._cache) == 2  # other parameters, other entry
 
 
+def test_one_default_method_for_maps_and_figures(sample_explanation):
+    import inspect
+
+    from leafx_widgets import figures
+
+    ex = sample_explanation
+    assert lw.DEFAULT_METHOD == "leafx_sf"
+    assert np.shares_memory(ex.map(3), ex.map(3, lw.DEFAULT_METHOD))  # the same cached map
+    np.testing.assert_array_equal(ex.maps(), ex.maps(lw.DEFAULT_METHOD))
+    defaults = {f"{owner.__name__}.{name}": inspect.signature(fn).parameters["method"].default
+                for owner, names in ((lw.Explanation, ("map", "map_global", "maps", "word_peaks")),
+                                     (figures, ("word_map", "first_token_map", "word_peaks", "spectrogram",
+                                                "token_matrix")))
+                for name in names for fn in [getattr(owner, name)]}
+    assert set(defaults.values()) == {lw.DEFAULT_METHOD}, defaults
+
+
 def test_variants_differ_where_they_should(sample_explanation):
     ex = sample_explanation
     t = ex.words[3].tokens[0]  # " Dash"
