@@ -5,5 +5,9 @@ notebooks and scripts still works.
 """
 from __future__ import annotations
 
+import warnings
+
+warnings.warn("leafx_widgets.attribution is deprecated: import from leafx_widgets.methods.leafx", DeprecationWarning, stacklevel=2)
+
 from .methods.leafx import (CACHE_ENTRIES, FRAMES, MIXING, LeafxConfig, WindowMaps, causal_deltas,  # noqa: F401
                             leafx_window)

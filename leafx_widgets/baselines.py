@@ -5,6 +5,10 @@ still works; new code imports from ``leafx_widgets.methods.<family>``.
 """
 from __future__ import annotations
 
+import warnings
+
+warnings.warn("leafx_widgets.baselines is deprecated: import from leafx_widgets.methods", DeprecationWarning, stacklevel=2)
+
 from .methods import METHODS, Method, register  # noqa: F401
 from .methods.attention import plain_rollout, raa, raa_last, raa_mean, saco, ta  # noqa: F401
 from .methods.gradient import integrated_gradients  # noqa: F401

@@ -163,3 +163,22 @@ def test_spes_explains_the_token_prefix_too(window):
     assert np.isfinite(prefix[1, :3]).all() and np.isnan(prefix[1, 3:]).all()
     assert np.abs(prefix[1, :3]).max() > 0  # dropping earlier tokens moves p(y_3)
     np.testing.assert_allclose(spes(window, positions, n_samples=8), crop_normalise(frames, window.n_valid))
+
+
+@pytest.mark.parametrize("old, names, new", [
+    ("leafx_widgets.baselines", ("raa_last", "saco", "whisper_dtw", "leafx_sf", "spes_scores", "integrated_gradients"),
+     "leafx_widgets.methods"),
+    ("leafx_widgets.attribution", ("LeafxConfig", "leafx_window", "causal_deltas"), "leafx_widgets.methods.leafx"),
+])
+def test_old_import_paths_still_work_and_say_where_to_go(monkeypatch, old, names, new):
+    import importlib
+    import sys
+
+    monkeypatch.delitem(sys.modules, old, raising=False)
+    with pytest.warns(DeprecationWarning, match=f"{old} is deprecated: import from {new}"):
+        module = importlib.import_module(old)
+    import leafx_widgets.methods as methods
+
+    everything = {n: getattr(m, n) for m in (methods.leafx, methods.leafx_sf, methods.attention, methods.timing,
+                                           methods.gradient, methods.perturbation) for n in dir(m)}
+    assert all(getattr(module, n) is everything[n] for n in names)
