@@ -205,9 +205,8 @@ def _lab(args, rest: list[str]) -> int:
 
 # -- methods -----------------------------------------------------------------------------------
 def _methods(args) -> int:
-    from .methods import METHODS, _load_baselines
+    from .methods import METHODS
 
-    _load_baselines()
     print(f"{'name':<18} {'family':<13} {'cost':<5} {'available':<10} label")
     for name, m in METHODS.items():
         status = "yes" if m.available else f'no: pip install "leafx-widgets[{m.extra}]"'

@@ -13,7 +13,7 @@ from . import schema
 from .audio import DEFAULT_MAX_DURATION_S, Audio, load_audio
 from ._progress import progress as _progress
 from .atomic import atomic_write
-from .methods import DEFAULT_METHOD, VARIANTS, get_method
+from .methods import DEFAULT_METHOD, VARIANTS, available_methods, get_method
 from .schema import SCHEMA
 
 _load_audio = load_audio  # from_json has a load_audio flag
@@ -181,7 +181,7 @@ class Explanation:
                              f"(0..{len(self.tokens) - 1})")
         return self.tokens[token]
 
-    def map(self, token: int, method: str = "base", **params) -> np.ndarray:
+    def map(self, token: int, method: str = DEFAULT_METHOD, **params) -> np.ndarray:
         """Attribution of ``token`` over its window's real frames (float32, >= 0, sums to 1).
 
         Frame i covers [(token.start_frame + i) * frame_s, ... + frame_s) seconds. Computed on first request
@@ -201,6 +201,9 @@ class Explanation:
         spec = get_method(method)
         resolved = spec.resolve(params)
         window = self.windows[tok.window]
+        if not spec.supports(window.adapter):
+            raise ValueError(f"method {method!r} needs {', '.join(spec.needs)} from the model, which "
+                             f"{self.model_name!r} does not offer; available: {', '.join(available_methods(window.adapter))}")
         with self._lock:
             if spec.batched:
                 maps = _as_maps(spec.compute(window, list(range(len(window.ids))), **resolved), method)
@@ -210,7 +213,7 @@ class Explanation:
             self._cache[(method, key, "token", tok.index)] = single
             return single
 
-    def map_global(self, token: int, method: str = "base", **params) -> np.ndarray:
+    def map_global(self, token: int, method: str = DEFAULT_METHOD, **params) -> np.ndarray:
         """The same map over all ``n_frames`` of the audio: zeros outside the token's window."""
         tok = self._check_token(token)
         out = np.zeros(self.n_frames, dtype=np.float32)
@@ -218,7 +221,7 @@ class Explanation:
         out[tok.start_frame : tok.start_frame + len(local)] = local
         return out
 
-    def maps(self, method: str = "base", **params) -> np.ndarray:
+    def maps(self, method: str = DEFAULT_METHOD, **params) -> np.ndarray:
         """All tokens' maps over the whole audio: (n_tokens, n_frames)."""
         return np.stack([self.map_global(t.index, method, **params) for t in self.tokens]) \
             if self.tokens else np.zeros((0, self.n_frames), np.float32)

@@ -25,6 +25,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from .methods import DEFAULT_METHOD, METHODS, get_method
+
 # Okabe & Ito (2008), "Color Universal Design": safe for the common colour-vision deficiencies
 OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000")
 LINE_COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")  # no yellow on white
@@ -92,7 +94,7 @@ def _fold(text: str) -> str:
     return "".join(c for c in text.lower() if c.isalnum())
 
 
-def word_map(ex, word, method: str = "base-vn", **params) -> np.ndarray:
+def word_map(ex, word, method: str = DEFAULT_METHOD, **params) -> np.ndarray:
     """A word's attribution over the whole clip: its tokens' maps summed and renormalised."""
     w = ex.words[_word_index(ex, word)]
     mass = sum(ex.map_global(t, method, **params) for t in w.tokens)
@@ -100,12 +102,12 @@ def word_map(ex, word, method: str = "base-vn", **params) -> np.ndarray:
     return (mass / total if total > 0 else mass).astype(np.float32)
 
 
-def first_token_map(ex, word, method: str = "base-vn", **params) -> np.ndarray:
+def first_token_map(ex, word, method: str = DEFAULT_METHOD, **params) -> np.ndarray:
     """The map of a word's first token over the whole clip (what the benchmark scores)."""
     return ex.map_global(ex.words[_word_index(ex, word)].tokens[0], method, **params)
 
 
-def word_peaks(ex, method: str = "base-vn", **params) -> list[tuple[str, float]]:
+def word_peaks(ex, method: str = DEFAULT_METHOD, **params) -> list[tuple[str, float]]:
     """(word, time of its attribution peak in s) for every word, under ``method``."""
     return [(w.text, (int(np.argmax(word_map(ex, w.index, method, **params))) + 0.5) * ex.frame_s)
             for w in ex.words]
@@ -116,8 +118,6 @@ def _times(ex) -> np.ndarray:
 
 
 def _label(method: str) -> str:
-    from .methods import METHODS, get_method
-
     try:
         return get_method(method).label
     except ValueError:
@@ -126,7 +126,7 @@ def _label(method: str) -> str:
 
 # ----------------------------------------------------------------------------- figures
 
-def spectrogram(ex, token: int | None = None, *, word=None, method: str = "base-vn",
+def spectrogram(ex, token: int | None = None, *, word=None, method: str = DEFAULT_METHOD,
                 spans: Sequence[tuple[str, float, float]] | None = None, peaks: bool = True,
                 width: int = WIDE, height: int = TALL, title: str | None = None, **params):
     """The log-Mel input with one attribution drawn over it.
@@ -199,7 +199,7 @@ def _box(start: float, end: float):
     return BoxAnnotation(left=start, right=end, fill_color="white", fill_alpha=0.10, line_alpha=0)
 
 
-def token_matrix(ex, method: str = "base-vn", *, tokens: Iterable[int] | None = None, row_normalise: bool = True,
+def token_matrix(ex, method: str = DEFAULT_METHOD, *, tokens: Iterable[int] | None = None, row_normalise: bool = True,
                  width: int = WIDE, height: int | None = None, title: str | None = None, **params):
     """Every token's map as one row of an image: tokens (top to bottom) x time.
 
@@ -312,7 +312,7 @@ def faithfulness_curves(ex, words: Sequence, methods: Sequence[str], *, levels: 
     masked input (high = faithful). Model passes are batched and shared per window.
     Returns ``{"levels": [0, *levels], "curves": {method: {"del": [...], "ins": [...], "n": k}}}``.
     """
-    from .baselines._common import MaskedScorer
+    from .methods._common import MaskedScorer
 
     params = params or {}
     levels = [float(x) for x in levels]

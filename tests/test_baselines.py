@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from leafx_widgets.baselines._common import crop_normalise, frame_groups
-from leafx_widgets.baselines.attention import dtw, median_filter
-from leafx_widgets.baselines.leafx_sf import sink_free_maps
+from leafx_widgets.methods._common import crop_normalise, frame_groups
+from leafx_widgets.methods.timing import dtw, median_filter
+from leafx_widgets.methods.leafx_sf import sink_free_maps
 
 FAST = ["leafx_sf", "leafx_sf_full", "raa_last", "raa_mean", "rollout", "saco", "ta", "whisper_dtw"]
 SLOW = {"ig": {"n_steps": 2}, "occlusion": {"window_frames": 50, "stride_frames": 50},
@@ -67,6 +67,48 @@ def test_all_baselines_registered():
         assert m.name == name and m.label
 
 
+class _NoGradientsNoAlignmentHeads:
+    """A model that runs teacher-forced passes but offers no per-token gradients nor alignment heads."""
+
+    token_gradients = None
+    alignment_heads = None
+
+    def __init__(self, inner):
+        self._inner = inner
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
+def test_methods_offered_are_those_the_model_supports(sample_explanation):
+    from dataclasses import replace
+
+    from leafx_widgets.explanation import Explanation
+    from leafx_widgets.methods import METHODS, available_methods
+
+    ex = sample_explanation
+    assert available_methods(ex.model) == available_methods()  # Whisper runs every method
+    limited = _NoGradientsNoAlignmentHeads(ex.model)
+    offered = available_methods(limited)
+    for name in ("grad", "causal", "grad-vn", "leafx_sf_grad", "saco", "ta", "whisper_dtw"):
+        assert name not in offered and not METHODS[name].supports(limited)
+    for name in ("base", "base-vn", "leafx_no_grad", "leafx_sf", "raa_last", "rollout", "occlusion"):
+        assert name in offered or not METHODS[name].available
+
+    windows = [replace(w, adapter=limited, cache={}) for w in ex.windows]
+    other = Explanation(model_name="no-gradients", audio=None, frame_s=ex.frame_s, n_frames=ex.n_frames,
+                        text=ex.text, tokens=ex.tokens, words=ex.words, windows=windows)
+    np.testing.assert_array_equal(other.map(0, "leafx_sf"), ex.map(0, "leafx_sf"))
+    with pytest.raises(ValueError, match=r"method 'grad' needs token_gradients from the model, which 'no-gradients'"):
+        other.map(0, "grad")
+
+    from leafx_widgets.bench import runner
+
+    runner.check_supported([runner.parse_method("leafx_sf"), runner.parse_method("raa_last")], limited)
+    with pytest.raises(ValueError, match=r"method 'whisper_dtw' needs alignment_heads"):
+        runner.check_supported([runner.parse_method("leafx_sf"), runner.parse_method("whisper_dtw")], limited)
+
+
 @pytest.fixture(scope="module")
 def window():
     from leafx_widgets import explain, load_model, sample_path
@@ -88,7 +130,7 @@ def test_baseline_maps_are_distributions(window, name):
 
 
 def test_rise_estimate_hand_case():
-    from leafx_widgets.baselines.perturbation import _rise
+    from leafx_widgets.methods.perturbation import _rise
 
     probs = np.array([[0.8], [0.6], [0.2], [0.0]])  # one target, four samples
     kept = np.array([[1, 0], [1, 1], [0, 1], [0, 0]], bool)  # two features
@@ -111,7 +153,7 @@ def test_dropping_a_prefix_token_changes_only_later_predictions(window):
 
 
 def test_spes_explains_the_token_prefix_too(window):
-    from leafx_widgets.baselines.perturbation import spes, spes_scores
+    from leafx_widgets.methods.perturbation import spes, spes_scores
 
     positions = [0, 3]
     frames, prefix = spes_scores(window, positions, n_samples=8)
@@ -121,3 +163,22 @@ def test_spes_explains_the_token_prefix_too(window):
     assert np.isfinite(prefix[1, :3]).all() and np.isnan(prefix[1, 3:]).all()
     assert np.abs(prefix[1, :3]).max() > 0  # dropping earlier tokens moves p(y_3)
     np.testing.assert_allclose(spes(window, positions, n_samples=8), crop_normalise(frames, window.n_valid))
+
+
+@pytest.mark.parametrize("old, names, new", [
+    ("leafx_widgets.baselines", ("raa_last", "saco", "whisper_dtw", "leafx_sf", "spes_scores", "integrated_gradients"),
+     "leafx_widgets.methods"),
+    ("leafx_widgets.attribution", ("LeafxConfig", "leafx_window", "causal_deltas"), "leafx_widgets.methods.leafx"),
+])
+def test_old_import_paths_still_work_and_say_where_to_go(monkeypatch, old, names, new):
+    import importlib
+    import sys
+
+    monkeypatch.delitem(sys.modules, old, raising=False)
+    with pytest.warns(DeprecationWarning, match=f"{old} is deprecated: import from {new}"):
+        module = importlib.import_module(old)
+    import leafx_widgets.methods as methods
+
+    everything = {n: getattr(m, n) for m in (methods.leafx, methods.leafx_sf, methods.attention, methods.timing,
+                                           methods.gradient, methods.perturbation) for n in dir(m)}
+    assert all(getattr(module, n) is everything[n] for n in names)

@@ -8,7 +8,7 @@ import torch
 
 import leafx_widgets as lw
 from leafx_widgets import leafx
-from leafx_widgets.attribution import LeafxConfig, leafx_window
+from leafx_widgets.methods.leafx import LeafxConfig, leafx_window
 
 VARIANTS = ("base", "grad", "causal", "base-vn", "grad-vn", "causal-vn")
 
@@ -42,6 +42,23 @@ def test_maps_are_lazy_and_cached(model):
     assert len(ex._cache) == 1  # one LEAF-X call filled the whole window
     ex.map(2, "base", tau=0.5)
     assert len(ex._cache) == 2  # other parameters, other entry
+
+
+def test_one_default_method_for_maps_and_figures(sample_explanation):
+    import inspect
+
+    from leafx_widgets import figures
+
+    ex = sample_explanation
+    assert lw.DEFAULT_METHOD == "leafx_sf"
+    assert np.shares_memory(ex.map(3), ex.map(3, lw.DEFAULT_METHOD))  # the same cached map
+    np.testing.assert_array_equal(ex.maps(), ex.maps(lw.DEFAULT_METHOD))
+    defaults = {f"{owner.__name__}.{name}": inspect.signature(fn).parameters["method"].default
+                for owner, names in ((lw.Explanation, ("map", "map_global", "maps", "word_peaks")),
+                                     (figures, ("word_map", "first_token_map", "word_peaks", "spectrogram",
+                                                "token_matrix")))
+                for name in names for fn in [getattr(owner, name)]}
+    assert set(defaults.values()) == {lw.DEFAULT_METHOD}, defaults
 
 
 def test_variants_differ_where_they_should(sample_explanation):
@@ -183,7 +200,7 @@ def test_bad_requests(sample_explanation, model):
 def test_fused_gradient_maths_equal_the_equations(switches):
     """attribution._modulated_heads (Eq. 7 then Eqs. 2-4 in few passes) against leafx.py step by step,
     with one head whose gradient is negative everywhere (modulated to all zero: no weight)."""
-    from leafx_widgets.attribution import _modulated_heads, _reduce_heads
+    from leafx_widgets.methods.leafx import _modulated_heads, _reduce_heads
 
     torch.manual_seed(1)
     heads, tokens, n_pos, frames, n_valid = 3, 2, 4, 9, 9

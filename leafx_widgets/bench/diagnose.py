@@ -35,7 +35,7 @@ KEYS = ("pg", "iou", "mass", "border", "start", "before")
 
 def diagnose(manifests, model="tiny.en", specs=SPECS, *, allow_outside_paths: bool = False) -> dict:
     from .. import explain, load_model
-    from ..attribution import LeafxConfig, leafx_window
+    from ..methods.leafx import LeafxConfig, leafx_window
 
     datasets = load_manifests(manifests, allow_outside_paths=allow_outside_paths)  # checked before the model loads
     adapter = load_model(model) if isinstance(model, str) else model

@@ -118,6 +118,14 @@ def parse_method(spec: str, overrides: dict | None = None) -> MethodSpec:
     return MethodSpec(spec, method, method.resolve(params))
 
 
+def check_supported(specs: list[MethodSpec], adapter) -> None:
+    """Refuse, before any work, methods that need what the loaded model does not offer."""
+    for spec in specs:
+        if not spec.method.supports(adapter):
+            raise ValueError(f"method {spec.name!r} needs {', '.join(spec.method.needs)} from the model, "
+                             f"which {getattr(adapter, 'name', 'this model')!r} does not offer")
+
+
 # ----------------------------------------------------------------------------- clip preparation
 
 @dataclass
@@ -274,7 +282,7 @@ def evaluate_clip(model, clip: Clip, dataset: str, specs: list[MethodSpec], sett
         by_window.setdefault(t.window, []).append(t)
 
     # shared model passes per window: clean log-probs and INF perturbations
-    from ..baselines._common import MaskedScorer
+    from ..methods._common import MaskedScorer
     scorers, clean_lp, inf_data = {}, {}, {}
     for w, toks in bar(by_window.items(), "shared passes", enabled=bars, total=len(by_window), unit="window"):
         window = ex.windows[w]
@@ -453,6 +461,8 @@ def run_bench(manifest, model="tiny.en", methods=None, out_dir="bench_out", *, s
     torch.manual_seed(settings.seed)
     adapter = None if cached_only else load_model(model, device=device) if isinstance(model, (str, Path)) else model
     model_name = str(model) if isinstance(model, (str, Path)) else getattr(adapter, "name", "model")
+    if adapter is not None:
+        check_supported(specs, adapter)
     run = {"version": CACHE_VERSION, "settings": asdict(settings), "model": model_name, "methods": methods,
            "params": {s.name: s.params for s in specs}}
     out = Path(out_dir)

@@ -55,8 +55,8 @@ def sweep(manifests, model="tiny.en", grid: dict = GRID, n_inf: int = 64, seed: 
 
     from .. import explain, load_model
     from ..baselines import raa_last
-    from ..baselines._common import MaskedScorer, query_rows
-    from ..baselines.leafx_sf import layer_cross_attention, sink_free_maps
+    from ..methods._common import MaskedScorer, query_rows
+    from ..methods.leafx_sf import layer_cross_attention, sink_free_maps
 
     datasets = load_manifests(manifests, allow_outside_paths=allow_outside_paths)
     adapter = load_model(model) if isinstance(model, str) else model
@@ -77,7 +77,7 @@ def sweep(manifests, model="tiny.en", grid: dict = GRID, n_inf: int = 64, seed: 
             masks = inf_masks(window.n_valid, Settings(n_inf=n_inf), rng)
             drops = clean[None] - scorer.masked(masks).numpy()  # (n_inf, tokens)
             cross, text_rows = layer_cross_attention(window, [adapter.n_layers - 1])
-            rows = query_rows(window, positions)
+            rows = query_rows(len(window.prompt), positions)
             candidates = {"raa_last": raa_last(window, positions)}
             for s in bar(settings, "grid", enabled=progress, unit="setting"):
                 with torch.no_grad():

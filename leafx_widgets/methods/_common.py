@@ -1,4 +1,4 @@
-"""Shared plumbing for the baselines: query rows, cropping, and a cached masked-input scorer.
+"""Shared plumbing for the methods: query rows, raw attention, cropping, and a cached masked-input scorer.
 
 Masking convention (every perturbation baseline and the benchmark's D-AOPC,
 insertion and INF): the two log-Mel frames of each masked encoder frame are
@@ -14,9 +14,33 @@ import torch
 MEL_PER_FRAME = 2  # log-Mel frames per encoder frame (Whisper: hop 10 ms, conv stride 2)
 
 
-def query_rows(window, positions: list[int]) -> list[int]:
-    """Decoder query positions that predict ``window.ids[p]`` for each p."""
-    return [len(window.prompt) - 1 + p for p in positions]
+def query_rows(n_prompt: int, positions) -> list[int]:
+    """Decoder query rows that predict text tokens ``positions`` (0 = the first token after a prompt
+    of ``n_prompt`` tokens): each token is predicted by the query one position before it."""
+    return [n_prompt - 1 + p for p in positions]
+
+
+def gradient_batches(gradients, targets: list[int], size: int, *, layers=None, self_attention: bool = False):
+    """The adapter's per-token attention gradients (``token_gradients``), ``size`` targets per
+    batched backward, which bounds the memory held at once.
+
+    Yields (batch, its gradients) per batch; the gradients are (layer, "cross" | "self", dA) from
+    the top layer down, dA (H, C, n, S) or, with ``self_attention``, also (H, C, n, n); with
+    ``layers`` only those layers, and the backward stops at the lowest of them. Consume each
+    batch's gradients before asking for the next batch.
+    """
+    lowest = min(layers) if layers else 0
+    for start in range(0, len(targets), size):
+        batch = list(targets[start:start + size])
+        grads = gradients.attention_grads(batch, lowest=lowest, self_attention=self_attention)
+        yield batch, (g for g in grads if layers is None or g[0] in layers)
+
+
+@torch.no_grad()
+def raw_attention(window) -> tuple[torch.Tensor, torch.Tensor]:
+    """Raw attention of one teacher-forced pass: cross (L, H, P, S), self (L, H, P, P)."""
+    tp = window.adapter.teacher_forced(window.encoded, window.prompt, window.ids)
+    return torch.stack(tp.cross).float(), torch.stack(tp.self_attn).float()
 
 
 def crop_normalise(maps: np.ndarray, n_valid: int) -> np.ndarray:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._common import crop_normalise, mel_to_frames
+from .registry import Method, register
 
 
 def integrated_gradients(window, positions, *, n_steps: int = 8, method: str = "riemann_trapezoid") -> np.ndarray:
@@ -26,3 +27,8 @@ def integrated_gradients(window, positions, *, n_steps: int = 8, method: str = "
                             method=method, internal_batch_size=n_steps)
         maps.append(mel_to_frames(attr, window.n_valid))
     return crop_normalise(np.stack(maps), window.n_valid)
+
+
+register(Method("ig", "Integrated Gradients", integrated_gradients, family="gradient", cost="slow", batched=False,
+                requires=("captum",), params={"n_steps": 8, "method": "riemann_trapezoid"},
+                description="captum IG over the log-Mel from the silence floor", needs=("score",)))

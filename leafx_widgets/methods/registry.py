@@ -1,8 +1,9 @@
 """The one registry of attribution methods: the widget, the CLI and the benchmark all read ``METHODS``.
 
 A method maps (window, token positions) -> one distribution over the window's
-real frames per token. LEAF-X variants and ablations are registered here;
-baselines register themselves from ``leafx_widgets.baselines``.
+real frames per token. This module imports no method: each family module of the
+package (``leafx``, ``leafx_sf``, ``attention``, ``timing``, ``gradient``,
+``perturbation``) registers its own, and ``leafx_widgets.methods`` imports them all.
 """
 from __future__ import annotations
 
@@ -27,6 +28,9 @@ class Method:
     description: str = ""
     requires: tuple[str, ...] = ()  # modules from an optional extra, e.g. ("captum",)
     extra: str = "bench"  # the extra that brings them: pip install "leafx-widgets[bench]"
+    # what the loaded model must offer: adapter attributes that must exist and not be None,
+    # e.g. ("token_gradients",) for methods that take dlog p / dA
+    needs: tuple[str, ...] = ()
 
     @property
     def missing(self) -> list[str]:
@@ -42,6 +46,10 @@ class Method:
             raise MethodUnavailable(
                 f"method {self.name!r} needs {', '.join(self.missing)}, which is not installed: "
                 f'pip install "leafx-widgets[{self.extra}]"')
+
+    def supports(self, adapter) -> bool:
+        """Whether ``adapter`` offers everything this method calls (every method runs on Whisper)."""
+        return all(getattr(adapter, name, None) is not None for name in self.needs)
 
     def resolve(self, params: dict) -> dict:
         """Defaults overlaid with ``params``; unknown names are an error."""
@@ -68,7 +76,6 @@ def register(method: Method, *, replace: bool = False) -> Method:
 
 def get_method(name: str, *, check_available: bool = True) -> Method:
     """The registered method ``name``; a method whose extra is missing raises ``MethodUnavailable``."""
-    _load_baselines()
     if not isinstance(name, str) or name not in METHODS:
         raise ValueError(f"unknown method {name!r}; available: {', '.join(available_methods())}")
     method = METHODS[name]
@@ -77,58 +84,13 @@ def get_method(name: str, *, check_available: bool = True) -> Method:
     return method
 
 
-def available_methods() -> list[str]:
-    """Names of the registered methods whose dependencies are installed."""
-    _load_baselines()
-    return [name for name, m in METHODS.items() if m.available]
+def available_methods(adapter=None) -> list[str]:
+    """Names of the registered methods whose dependencies are installed and, given an
+    ``adapter``, that the model can run (``Method.supports``)."""
+    return [name for name, m in METHODS.items() if m.available and (adapter is None or m.supports(adapter))]
 
-
-def _load_baselines():
-    """Baselines register on import; kept out of this module's import so it stays cheap."""
-    import leafx_widgets.baselines  # noqa: F401
-
-
-LEAFX_PARAMS = {"tau": 1.0, "depth": "full", "frames": "valid", "eps": 1e-8}
-
-
-def _leafx(**switches) -> Compute:
-    def compute(window, positions, **params) -> np.ndarray:
-        from .attribution import LeafxConfig, leafx_window  # torch: imported when work starts
-
-        cfg = LeafxConfig(**switches, **params)
-        maps = leafx_window(window.adapter, window.encoded, window.prompt, window.ids, window.n_valid, cfg,
-                            cache=getattr(window, "cache", None)).maps
-        return maps[positions].cpu().numpy().astype(np.float32)
-
-    return compute
-
-
-for _name, _label, _switches, _desc in [
-    ("base", "LEAF-X base", {}, "entropy-weighted heads + multi-layer rollout (Eqs. 2-6)"),
-    ("grad", "LEAF-X +grad", {"grad": True}, "base on gradient-modulated attention (adds Eq. 7)"),
-    ("causal", "LEAF-X +causal", {"grad": True, "causal": True},
-     "+grad with causal layer reweighting (Eqs. 8-10), the paper's Full"),
-    ("leafx_no_entropy", "LEAF-X w/o entropy", {"grad": True, "causal": True, "entropy": False},
-     "Table 3 ablation: plain head mean instead of entropy weights"),
-    ("leafx_no_rollout", "LEAF-X w/o rollout", {"grad": True, "causal": True, "rollout": False},
-     "Table 3 ablation: per-layer maps without rollout"),
-    ("leafx_no_grad", "LEAF-X w/o grad", {"causal": True},
-     "Table 3 ablation: causal reweighting on plain attention"),
-    ("leafx_no_causal", "LEAF-X w/o causal", {"grad": True}, "Table 3 ablation: same as +grad"),
-    # the fix for Whisper (README "Why the paper's recipe points at the wrong place"): value-norm
-    # weighted attention + each query's own layers instead of the self-attention rollout
-    ("base-vn", "LEAF-X-VN base", {"value_norm": True, "mixing": "direct"},
-     "base with value-norm weighted attention and direct-path layer aggregation"),
-    ("grad-vn", "LEAF-X-VN +grad", {"value_norm": True, "mixing": "direct", "grad": True},
-     "+grad with value-norm weighting and direct-path aggregation"),
-    ("causal-vn", "LEAF-X-VN +causal", {"value_norm": True, "mixing": "direct", "grad": True, "causal": True},
-     "+causal with value-norm weighting and direct-path aggregation"),
-]:
-    register(Method(_name, _label, _leafx(**_switches), family="leafx",
-                    cost="slow" if {"grad", "causal"} & set(_switches) else "fast",
-                    params=dict(LEAFX_PARAMS), description=_desc))
 
 VARIANTS = ("base", "grad", "causal")  # the paper's three, as written
 # what word peaks, the CLI and the widget use unless told otherwise: chosen on the development
 # sets (README, "Benchmark"), because the paper's recipe points at an attention sink on Whisper
-DEFAULT_METHOD = "leafx_sf"  # LEAF-X-SF, leafx_widgets/baselines/leafx_sf.py
+DEFAULT_METHOD = "leafx_sf"  # LEAF-X-SF, methods/leafx_sf.py

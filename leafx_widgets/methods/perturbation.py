@@ -1,4 +1,4 @@
-"""Perturbation baselines over the log-Mel input with frame-wise feature masks (captum):
+"""Perturbation methods over the log-Mel input with frame-wise feature masks (captum):
 Occlusion/SpecMask, LIME, KernelSHAP; and SPES (time-frequency patches and the token prefix).
 
 Masked frames take the log-Mel of digital silence (see ``_common``). Every target
@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from ._common import MEL_PER_FRAME, MaskedScorer, crop_normalise, frame_groups, mel_to_frames
+from .registry import Method, register
 
 
 def _per_target(window, positions, attribute) -> np.ndarray:
@@ -140,3 +141,23 @@ def spes(window, positions, *, n_samples: int = 32, patch_frames: int = 5, patch
     frames, _ = spes_scores(window, positions, n_samples=n_samples, patch_frames=patch_frames, patch_mels=patch_mels,
                             p_mask=p_mask, n_text_samples=0, seed=seed, batch_size=batch_size)
     return crop_normalise(frames, window.n_valid)
+
+
+register(Method("occlusion", "Occlusion / SpecMask", occlusion, family="perturbation", cost="slow",
+                requires=("captum",), params={"window_frames": 10, "stride_frames": 10},
+                description="captum Occlusion: silence 200 ms time patches",
+                needs=("score", "mask_frames")))
+register(Method("lime", "LIME", lime, family="perturbation", cost="slow", requires=("captum", "sklearn"),
+                params={"n_samples": 32, "segment_frames": 5, "seed": 0},
+                description="captum Lime over 100 ms segments, ridge surrogate",
+                needs=("score", "mask_frames")))
+register(Method("kernelshap", "KernelSHAP", kernelshap, family="perturbation", cost="slow",
+                requires=("captum", "sklearn"), params={"n_samples": 32, "segment_frames": 5, "seed": 0},
+                description="captum KernelShap over 100 ms segments",
+                needs=("score", "mask_frames")))
+register(Method("spes", "SPES", spes, family="perturbation", cost="slow",
+                params={"n_samples": 32, "patch_frames": 5, "patch_mels": 16, "p_mask": 0.5, "seed": 0,
+                        "batch_size": 8},
+                description="time-frequency patch perturbation (RISE estimate): SPES's spectrogram explanation; "
+                            "its explanation over earlier tokens is methods.perturbation.spes_scores",
+                needs=("score",)))
