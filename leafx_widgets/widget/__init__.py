@@ -42,21 +42,17 @@ __all__ = ["LeafXWidget", "show", "describe_methods", "map_key", "overview_key",
            "OVERVIEW_CHUNK_SECONDS", "OVERVIEW_MAX_BINS", "EXIT_JOIN_S", "DESELECTED", "BY_USER", "CLOSED"]
 
 
-def _registry() -> Mapping[str, Any]:
-    from .. import methods
+def _registry(model=None) -> Mapping[str, Any]:
+    """The registered methods that ``model`` can run (all of them for an explanation without a model)."""
+    from ..methods import METHODS
 
-    loader = getattr(methods, "_load_baselines", None)
-    if loader is not None:  # baselines register themselves on import
-        loader()
-    return methods.METHODS
+    return {name: m for name, m in METHODS.items() if model is None or m.supports(model)}
 
 
 def _default_method(methods: Mapping[str, Any]) -> str:
     """The registry's DEFAULT_METHOD when it offers one, else "base", else the first method."""
-    try:
-        from ..methods import DEFAULT_METHOD
-    except ImportError:
-        DEFAULT_METHOD = "base"
+    from ..methods import DEFAULT_METHOD
+
     for name in (DEFAULT_METHOD, "base"):
         if name in methods:
             return name
@@ -138,7 +134,7 @@ class LeafXWidget(anywidget.AnyWidget):
             if not getattr(type(self), attr):  # built after this module was imported
                 setattr(self, attr, export.read_bundle_file(name))
         self.explanation = explanation
-        self.methods = dict(methods if methods is not None else _registry())
+        self.methods = dict(methods if methods is not None else _registry(getattr(explanation, "model", None)))
         if not self.methods:
             raise ValueError("the method registry is empty")
         self.background = background
