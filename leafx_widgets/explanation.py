@@ -27,7 +27,7 @@ class Token:
     text: str
     word: int  # index of the word it belongs to
     logprob: float  # log p under greedy decoding
-    window: int  # decoding window (30 s each) it came from
+    window: int  # decoding window (the model's window_samples each) it came from
     start_frame: int  # first frame of its window in the whole audio; its map covers
     n_frames: int  # frames [start_frame, start_frame + n_frames)
 
@@ -64,8 +64,9 @@ def explain(model, audio, *, sample_rate: int | None = None,
 
     ``model``: an adapter from ``load_model`` or a model name. ``audio``: a path or
     an array (then ``sample_rate`` is required). Audio longer than the model's window
-    (Whisper: 30 s) is decoded window by window, each explained on its own with its time offset. ``progress``: a bar over
-    the windows (None: in a terminal or a notebook when there is more than one window).
+    (Whisper: 30 s) is decoded window by window, each explained on its own with its time
+    offset. ``progress``: a bar over the windows (None: in a terminal or a notebook when
+    there is more than one window).
     """
     if isinstance(model, (str, Path)):
         from .models import load_model
