@@ -11,7 +11,8 @@ def words_of(pieces, decode):
 
 def test_byte_level_bpe_words():
     # GPT-2 / Whisper spelling: "Ġ" is a leading space, "Ċ" a newline; "âĢĻ" is the 3 bytes of "’"
-    pieces = ["And", "ĠMr", ".", "ĠDash", "wood", "Ġcold", "-", "heart", "ed", ",", "Ġdon", "âĢĻ", "t", "Ġ..."]
+    pieces = ["And", "ĠMr", ".", "ĠDash", "wood", "Ġcold", "-", "heart", "ed", ",",
+              "Ġdon", "âĢĻ", "t", "Ġ..."]
     texts, groups = words_of(pieces, byte_bpe_bytes)
     assert texts == ["And", "Mr.", "Dashwood", "cold-hearted,", "don’t ..."]
     assert groups[0] == [0] and groups[2] == [3, 4] and groups[-1] == [10, 11, 12, 13]
