@@ -27,7 +27,7 @@ class Token:
     text: str
     word: int  # index of the word it belongs to
     logprob: float  # log p under greedy decoding
-    window: int  # decoding window (30 s each) it came from
+    window: int  # decoding window (the model's window_samples each) it came from
     start_frame: int  # first frame of its window in the whole audio; its map covers
     n_frames: int  # frames [start_frame, start_frame + n_frames)
 
@@ -49,7 +49,7 @@ class Window:
     offset_frames: int
     offset_samples: int
     n_valid: int  # frames of real audio in this window
-    features: torch.Tensor | None  # (1, n_mels, 3000) log-Mel input
+    features: torch.Tensor | None  # (1, n_mels, n_window_frames * input_frames_per_frame) model input
     encoded: torch.Tensor | None  # (1, S, d) encoder output
     prompt: list[int]
     ids: list[int]
@@ -63,9 +63,10 @@ def explain(model, audio, *, sample_rate: int | None = None,
     """Decode ``audio`` once with ``model`` and return a lazy ``Explanation``.
 
     ``model``: an adapter from ``load_model`` or a model name. ``audio``: a path or
-    an array (then ``sample_rate`` is required). Audio over 30 s is decoded in 30 s
-    windows, each explained on its own with its time offset. ``progress``: a bar over
-    the windows (None: in a terminal or a notebook when there is more than one window).
+    an array (then ``sample_rate`` is required). Audio longer than the model's window
+    (Whisper: 30 s) is decoded window by window, each explained on its own with its time
+    offset. ``progress``: a bar over the windows (None: in a terminal or a notebook when
+    there is more than one window).
     """
     if isinstance(model, (str, Path)):
         from .models import load_model
@@ -93,34 +94,24 @@ def explain(model, audio, *, sample_rate: int | None = None,
                                 logprob=float(lp), window=w, start_frame=window.offset_frames,
                                 n_frames=window.n_valid))
         windows.append(window)
-    words = group_words(tokens, model.token_bytes)
+    words = group_words(windows, tokens, model)
     text = " ".join(t for t in (model.text(w.ids) for w in windows) if t)
     return Explanation(model_name=model.name, audio=clip, frame_s=model.frame_s,
                        n_frames=sum(w.n_valid for w in windows),
                        text=text, tokens=tokens, words=words, windows=windows)
 
 
-def group_words(tokens: list[Token], token_bytes) -> list[Word]:
-    """A word starts at a token that begins with a space; punctuation-only tokens join the word before."""
+def group_words(windows: list[Window], tokens: list[Token], model) -> list[Word]:
+    """Words of every window (``model.words``: the scheme of its tokenizer); a word never spans windows."""
     words: list[Word] = []
-    pieces: list[list[bytes]] = []
-    for tok in tokens:
-        raw = token_bytes(tok.id)
-        new_window = bool(words) and tokens[words[-1].tokens[0]].window != tok.window
-        if not words or new_window or (raw.startswith(b" ") and not _is_punctuation(raw)):
-            words.append(Word(index=len(words), text="", tokens=[]))
-            pieces.append([])
-        words[-1].tokens.append(tok.index)
-        pieces[-1].append(raw)
-        tok.word = words[-1].index
-    for word, raw in zip(words, pieces):
-        word.text = b"".join(raw).decode("utf-8", errors="replace").strip()
+    for window in windows:
+        for positions in model.words(window.ids):
+            members = [window.tokens[p] for p in positions]
+            words.append(Word(index=len(words), text=model.text([window.ids[p] for p in positions]),
+                              tokens=members))
+            for t in members:
+                tokens[t].word = words[-1].index
     return words
-
-
-def _is_punctuation(raw: bytes) -> bool:
-    text = raw.decode("utf-8", errors="ignore").strip()
-    return bool(text) and all(not c.isalnum() for c in text)
 
 
 class Explanation:
@@ -157,20 +148,28 @@ class Explanation:
         return self.windows[0].adapter if self.windows else None
 
     def log_mel(self) -> np.ndarray:
-        """The model's log-Mel input over the real audio: (n_mels, mel frames), windows joined.
-
-        Whisper has 2 mel frames (10 ms) per attended frame (20 ms). A silent window,
-        never decoded, shows the lowest level of the others.
+        """The model's log-Mel input over the real audio: (n_mels, n_frames * input_frames_per_frame),
+        windows joined (Whisper: 2 mel columns of 10 ms per attended frame of 20 ms). A silent
+        window, never decoded, shows the lowest level of the others.
         """
         decoded = [w.features for w in self.windows if w.features is not None]
         if not decoded:
             raise ValueError("this Explanation has no model features (read from JSON); explain the audio again")
-        n_mels, mel_frames = decoded[0].shape[1:]
-        per_frame = mel_frames // self.model.n_window_frames
+        n_mels = decoded[0].shape[1]
+        per_frame = self.model.input_frames_per_frame
         floor = min(float(f.min()) for f in decoded)
         parts = [np.full((n_mels, per_frame * w.n_valid), floor, np.float32) if w.features is None
                  else w.features[0, :, : per_frame * w.n_valid].float().cpu().numpy() for w in self.windows]
         return np.concatenate(parts, axis=1)
+
+    def blank_log_mel(self) -> np.ndarray:
+        """Zeros in the shape of ``log_mel()``, for a view without features (all silent, or read from JSON).
+
+        Without a model the input shape is unknown: one row and one column per frame."""
+        model = self.model
+        if model is None:
+            return np.zeros((1, self.n_frames), dtype=np.float32)
+        return np.zeros((model.n_mels, model.input_frames_per_frame * self.n_frames), dtype=np.float32)
 
     # -- maps -----------------------------------------------------------------------------
     def _check_token(self, token) -> Token:

@@ -89,3 +89,14 @@ def test_cli_parsing():
     assert spec.params["tau"] == 0.5 and spec.params["depth"] == "one"
     with pytest.raises(ValueError):
         runner.parse_method("base@nonsense=1")
+
+
+def test_stab_shift_is_counted_in_the_models_frames():
+    """The 40 ms shift is 2 frames of Whisper's 20 ms and 1 frame of a 40 ms model, not a fixed 0.02 s."""
+    import numpy as np
+
+    audio = np.ones(1600, np.float32)
+    settings = runner.Settings()
+    for frame_s, frames in [(0.02, 2), (0.04, 1)]:
+        pert, shift = runner.perturbed_versions(audio, 16000, frame_s, settings, seed=0)["shift"]
+        assert shift == frames and len(pert) == 1600 + 640

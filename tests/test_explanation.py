@@ -244,3 +244,12 @@ def test_causal_after_grad_reuses_the_gradient_pass(model, sample_explanation, m
     assert len(calls) == 2  # tau=1 once for +grad and +causal, then tau=0.5
     assert torch.allclose(causal, fresh, atol=1e-6) and not torch.allclose(causal, grad)
     assert not torch.allclose(hotter, causal)
+
+
+def test_blank_log_mel_has_the_shape_of_the_features(sample_explanation):
+    """A view without features (all silent, or read from JSON) draws zeros in the model's input shape,
+    or one cell per frame when the model is unknown."""
+    ex = sample_explanation
+    assert ex.blank_log_mel().shape == ex.log_mel().shape == (ex.model.n_mels, 2 * ex.n_frames)
+    shared = lw.Explanation.from_json(ex.to_json(variants=("raa_last",)))
+    assert not shared.blank_log_mel().any() and shared.blank_log_mel().shape == (1, ex.n_frames)

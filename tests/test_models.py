@@ -212,3 +212,79 @@ def test_other_model_sizes_run_end_to_end(tmp_path, model):
         r = ex.map(len(ex.tokens) - 1, variant)
         assert r.shape == (ex.n_frames,) and abs(r.sum() - 1) < 1e-4
     check_token_gradients(other, lw.sample_path(), [0, -1])
+
+
+def test_whisper_implements_the_whole_seam(model):
+    """Every abstract member of SpeechAdapter is implemented, and what the package calls exists on it."""
+    import inspect
+
+    from leafx_widgets.models import CAPABILITIES, SpeechAdapter, WhisperAdapter
+
+    assert not WhisperAdapter.__abstractmethods__ and isinstance(model, SpeechAdapter)
+    for name, member in inspect.getmembers(SpeechAdapter):
+        if not name.startswith("_"):
+            assert hasattr(model, name), name
+    assert model.supports <= CAPABILITIES
+    assert {"cross_attention", "token_gradients", "bypass", "alignment_heads"} <= model.supports
+    assert model.timing_heads == model.alignment_heads
+    assert (model.input_frames_per_frame, model.window_samples, model.n_mels) == (2, 480000, 80)
+    frames = torch.zeros(1, model.n_window_frames, dtype=torch.bool)
+    frames[0, 3] = True
+    assert model.frames_to_input(frames).nonzero()[:, 1].tolist() == [6, 7]
+    assert model.input_to_frames(torch.arange(6.0)).tolist() == [1.0, 5.0, 9.0]
+    assert model.query_rows([1, 2], [0, 4]) == [1, 5]
+
+
+def test_unknown_model_type_names_the_supported_ones(tmp_path):
+    (tmp_path / "config.json").write_text('{"model_type": "wav2vec2"}')
+    with pytest.raises(ValueError, match=r"model_type 'wav2vec2' is not supported; supported: whisper"):
+        lw.load_model(tmp_path)
+    (tmp_path / "config.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="not a readable JSON object"):
+        lw.load_model(tmp_path)
+
+
+def test_load_model_dispatches_on_model_type(tmp_path, monkeypatch):
+    """A new family is one ADAPTERS entry: load_model hands it the folder and the options."""
+    from leafx_widgets import models
+
+    (tmp_path / "config.json").write_text('{"model_type": "toy_speech"}')
+    seen = {}
+    monkeypatch.setitem(models.ADAPTERS, "toy_speech", lambda folder, **kw: seen.update(folder=folder, **kw) or "toy")
+    assert lw.load_model(tmp_path, language=None) == "toy"
+    assert seen["folder"] == tmp_path and seen["name"] == str(tmp_path) and seen["language"] is None
+
+
+def test_a_model_with_another_window_geometry(tmp_path, model):
+    """Nothing assumes 30 s windows of 1500 frames: a random Whisper with 250-frame (5 s) windows and
+    128 mel bins explains the 7.1 s sample in two windows, every method over the right frames."""
+    import leafx_widgets.baselines  # noqa: F401  (registers every method)
+    from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+    torch.manual_seed(0)
+    config = WhisperConfig(vocab_size=model.model.config.vocab_size, num_mel_bins=128, d_model=64,
+                           encoder_layers=1, decoder_layers=2, encoder_attention_heads=2,
+                           decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+                           max_source_positions=250, max_target_positions=12)
+    folder = tmp_path / "short-window-whisper"
+    WhisperForConditionalGeneration(config).save_pretrained(folder)
+    model.tokenizer.save(str(folder / "tokenizer.json"))
+    other = lw.load_model(folder)
+    assert (other.n_window_frames, other.window_samples) == (250, 80000)
+    assert "alignment_heads" not in other.supports and len(other.timing_heads) == 2  # upper layer's heads
+    ex = lw.explain(other, lw.sample_path())
+    assert [w.n_valid for w in ex.windows] == [250, 105] and ex.n_frames == 355
+    assert ex.log_mel().shape == ex.blank_log_mel().shape == (128, 710)
+    decoded = [w for w in ex.windows if w.ids]
+    assert len(decoded) == 2 and all(w.features.shape == (1, 128, 500) for w in decoded)
+    assert [t.window for t in ex.tokens] == sorted(t.window for t in ex.tokens)
+    for word in ex.words:  # a word never spans windows
+        assert len({ex.tokens[t].window for t in word.tokens}) == 1
+    fast = [name for name, m in lw.METHODS.items() if m.cost == "fast" and m.available]
+    for name in fast:
+        for t in (0, len(ex.tokens) - 1):
+            tok = ex.tokens[t]
+            r = ex.map(t, name)
+            assert r.shape == (ex.windows[tok.window].n_valid,) and abs(r.sum() - 1) < 1e-4, name
+            g = ex.map_global(t, name)
+            assert g.shape == (355,) and not g[: tok.start_frame].any() and tok.start_frame == 250 * tok.window

@@ -239,13 +239,14 @@ def infidelity_captum(attr: np.ndarray, masks: np.ndarray, f_clean: float, f_mas
     return float(value.item())
 
 
-def perturbed_versions(audio: np.ndarray, sr: int, settings: Settings, seed: int) -> dict:
+def perturbed_versions(audio: np.ndarray, sr: int, frame_s: float, settings: Settings, seed: int) -> dict:
+    """STAB's perturbed clips: {kind: (samples, frames the maps shift by)}; ``frame_s``: seconds per map frame."""
     shift = int(round(settings.shift_ms / 1000 * sr))
     speech = audio[np.abs(audio) > 0]
     return {
         "noise": (add_noise(audio, settings.noise_snr_db, seed=seed, reference=speech), 0),
         "shift": (np.concatenate([np.zeros(shift, np.float32), audio]).astype(np.float32),
-                  int(round(settings.shift_ms / 1000 / 0.02))),
+                  int(round(settings.shift_ms / 1000 / frame_s))),
     }
 
 
@@ -297,7 +298,7 @@ def evaluate_clip(model, clip: Clip, dataset: str, specs: list[MethodSpec], sett
     stab_ex = {}
     if settings.stab:
         audio = ex.audio
-        versions = perturbed_versions(audio, ex.sample_rate, settings, settings.seed + 7).items()
+        versions = perturbed_versions(audio, ex.sample_rate, ex.frame_s, settings, settings.seed + 7).items()
         for kind, (pert, shift_frames) in bar(versions, "stab: decode perturbed", enabled=bars, unit="clip"):
             stab_ex[kind] = (explain(model, pert, sample_rate=ex.sample_rate), shift_frames)
 

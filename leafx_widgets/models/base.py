@@ -1,19 +1,22 @@
-"""The seam between the method code and a speech model.
+"""The seam between the package and a speech model: everything outside ``models/`` calls only this.
 
-LEAF-X only needs what ``SpeechAdapter`` offers: decode a window, run a
-teacher-forced pass that captures attention over audio frames, and bypass one
-layer's audio attention. Whisper implements it in ``whisper.py``; a
-speech-augmented decoder-only model (attention to audio pseudo-tokens) can be
-added beside it without touching ``leafx.py`` or ``explanation.py``.
+``SpeechAdapter`` names what ``explain``, the methods, the widget and the bench use:
+frame geometry, token pieces to text and words, frame masking, the model passes and
+the capabilities a model has (``supports``). Whisper implements it in ``whisper.py``;
+another family (a CTC encoder, a speech LLM reading audio pseudo-tokens) is one more
+adapter registered in ``models.ADAPTERS``, without touching ``leafx.py`` or ``explanation.py``.
 """
 from __future__ import annotations
 
+import abc
 import functools
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Callable, ClassVar, Sequence
 
 import numpy as np
 import torch
+
+from .. import words as _words
 
 
 @dataclass
@@ -51,28 +54,185 @@ class TeacherPass:
 Reduce = Callable[[int, torch.Tensor], object]  # (layer, (1, H, P, X) probabilities) -> anything
 
 
-class SpeechAdapter(Protocol):
-    name: str
-    device: torch.device
-    dtype: torch.dtype
-    sample_rate: int  # audio sample rate the model expects
-    frame_s: float  # seconds of audio per attended frame
-    window_samples: int  # samples per decoding window
-    n_window_frames: int  # attended frames per window (padding included)
-    n_layers: int
-    n_heads: int
+# capability names an adapter lists in ``supports`` and a method can require
+CROSS_ATTENTION = "cross_attention"  # TeacherPass.cross: decoder attention over the audio frames
+SELF_ATTENTION = "self_attention"  # TeacherPass.self_attn: causal attention over the text positions
+BYPASS = "bypass"  # teacher_forced(bypass_layer=l) removes layer l's audio attention
+TOKEN_GRADIENTS = "token_gradients"  # token_gradients(): d log p / d attention for many tokens at once
+VALUE_NORMS = "value_norms"  # value_norms(): size of what each head writes from each frame
+ALIGNMENT_HEADS = "alignment_heads"  # the checkpoint names heads that track timing
+INPUT_GRADIENTS = "input_gradients"  # score() is differentiable in the input features
+PREFIX_MASKING = "prefix_masking"  # score(keep_tokens=...) zeroes text-token embeddings
+CAPABILITIES = frozenset({CROSS_ATTENTION, SELF_ATTENTION, BYPASS, TOKEN_GRADIENTS, VALUE_NORMS,
+                          ALIGNMENT_HEADS, INPUT_GRADIENTS, PREFIX_MASKING})
 
-    def features(self, audio: np.ndarray) -> torch.Tensor: ...
-    def encode(self, features: torch.Tensor) -> torch.Tensor: ...
-    def decode(self, encoded: torch.Tensor) -> Decoded: ...
+
+class SpeechAdapter(abc.ABC):
+    """One speech-to-text model behind the calls the package makes.
+
+    Geometry. The model reads audio at ``sample_rate`` in windows of ``window_samples``;
+    a window's input features are ``(1, n_mels, n_window_frames * input_frames_per_frame)``
+    (Whisper: 80 or 128 log-Mel bins x 3000 columns of 10 ms) and the text decoder attends
+    to ``n_window_frames`` frames of ``frame_s`` seconds (Whisper: 1500 of 20 ms). Every map
+    is over these frames; ``input_frames_per_frame`` input columns make one frame.
+
+    Text. A token is a subword piece; ``token_bytes`` is what it adds to the text (UTF-8,
+    a leading space at a word start), decoded by ``token_scheme`` (``words.PIECE_DECODERS``).
+    """
+
+    name: str
+    token_scheme: ClassVar[str] = "byte_bpe"  # how pieces spell bytes: "byte_bpe" | "sentencepiece"
+
+    # -- geometry ----------------------------------------------------------------------
+    @property
+    @abc.abstractmethod
+    def sample_rate(self) -> int:
+        """Audio samples per second the model expects (``explain`` resamples to it)."""
+
+    @property
+    @abc.abstractmethod
+    def frame_s(self) -> float:
+        """Seconds of audio per attended (encoder) frame: the time step of every map."""
+
+    @property
+    @abc.abstractmethod
+    def input_frames_per_frame(self) -> int:
+        """Input feature columns per attended frame (Whisper: 2 log-Mel columns per encoder frame)."""
+
+    @property
+    @abc.abstractmethod
+    def n_window_frames(self) -> int:
+        """Attended frames per decoding window, padding included."""
+
+    @property
+    @abc.abstractmethod
+    def window_samples(self) -> int:
+        """Audio samples per decoding window; longer audio is explained window by window."""
+
+    @property
+    @abc.abstractmethod
+    def n_mels(self) -> int:
+        """Rows of the input features (mel bins)."""
+
+    @property
+    @abc.abstractmethod
+    def n_layers(self) -> int:
+        """Decoder layers whose attention is captured."""
+
+    @property
+    @abc.abstractmethod
+    def n_heads(self) -> int:
+        """Attention heads per decoder layer."""
+
+    @property
+    @abc.abstractmethod
+    def device(self) -> torch.device: ...
+
+    @property
+    @abc.abstractmethod
+    def dtype(self) -> torch.dtype: ...
+
+    @property
+    def supports(self) -> frozenset[str]:
+        """Capability names (``CAPABILITIES``) this model offers; a method checks its needs against them."""
+        return frozenset()
+
+    @property
+    def alignment_heads(self) -> list[tuple[int, int]]:
+        """(layer, head) pairs the checkpoint marks as tracking timing; empty when it has none."""
+        return []
+
+    @property
+    def timing_heads(self) -> list[tuple[int, int]]:
+        """The heads timing methods read: ``alignment_heads``, else every head of the upper half of
+        the decoder (openai-whisper's choice for a checkpoint without them)."""
+        return list(self.alignment_heads) or [(l, h) for l in range(self.n_layers // 2, self.n_layers)
+                                              for h in range(self.n_heads)]
+
+    @abc.abstractmethod
+    def valid_frames(self, n_samples: int) -> int:
+        """Frames of a window that hold real audio when it has ``n_samples`` samples (the rest is padding)."""
+
+    def frames_to_input(self, frames: torch.Tensor) -> torch.Tensor:
+        """(..., S) per attended frame -> (..., S * input_frames_per_frame) per input column."""
+        return frames.repeat_interleave(self.input_frames_per_frame, dim=-1)
+
+    def input_to_frames(self, columns: torch.Tensor) -> torch.Tensor:
+        """(..., S * input_frames_per_frame) per input column -> (..., S), summed per attended frame."""
+        return columns.reshape(*columns.shape[:-1], -1, self.input_frames_per_frame).sum(-1)
+
+    @abc.abstractmethod
+    def mask_frames(self, features: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        """``features`` (B, n_mels, T) with the frames where ``frames`` (..., S) is True replaced by
+        silence: the one masking convention of the perturbation methods and the bench."""
+
+    # -- positions in the decoder ------------------------------------------------------
+    def query_rows(self, prompt: Sequence[int], positions: Sequence[int]) -> list[int]:
+        """Decoder positions whose output predicts text token ``ids[p]`` for each p (next-token)."""
+        return [len(prompt) - 1 + int(p) for p in positions]
+
+    def audio_positions(self, prompt: Sequence[int], ids: Sequence[int]) -> slice:
+        """Which keys of ``TeacherPass.cross`` are the window's audio frames.
+
+        An encoder-decoder attends to the frames through cross-attention, so every key (this
+        default); a decoder-only model reading audio pseudo-tokens returns their slice."""
+        return slice(0, self.n_window_frames)
+
+    # -- passes ------------------------------------------------------------------------
+    @abc.abstractmethod
+    def features(self, audio: np.ndarray) -> torch.Tensor:
+        """One window of at most ``window_samples`` samples -> (1, n_mels, T) input, padded."""
+
+    @abc.abstractmethod
+    def encode(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, n_mels, T) -> (B, S, d) what the decoder attends to."""
+
+    @abc.abstractmethod
+    def decode(self, encoded: torch.Tensor) -> Decoded:
+        """Greedy decoding of one window."""
+
+    @abc.abstractmethod
     def teacher_forced(self, encoded: torch.Tensor, prompt: list[int], ids: list[int], *,
                        bypass_layer: int | None = None, reduce_cross: Reduce | None = None,
-                       reduce_self: Reduce | None = None) -> TeacherPass: ...
-    # per-token dlog p / dA: an object with .attention(layer) -> (cross, self) probabilities and
-    # .attention_grads(targets, lowest, self_attention) yielding (layer, "cross" | "self", (H, C, n, S | n))
-    def token_gradients(self, encoded: torch.Tensor, prompt: list[int], ids: list[int]): ...
+                       reduce_self: Reduce | None = None) -> TeacherPass:
+        """One decoder pass over ``prompt + ids`` that captures attention (``TeacherPass``);
+        ``bypass_layer``: that layer's audio attention adds nothing (needs ``"bypass"``)."""
+
+    @abc.abstractmethod
+    def token_gradients(self, encoded: torch.Tensor, prompt: list[int], ids: list[int]):
+        """Per-token d log p / d attention: an object with ``.attention(layer) -> (cross, self)``
+        probabilities and ``.attention_grads(targets, lowest, self_attention)`` yielding
+        ``(layer, "cross" | "self", (H, C, n, S | n))`` (needs ``"token_gradients"``)."""
+
+    @abc.abstractmethod
     def score(self, features: torch.Tensor, prompt: list[int], ids: list[int],
-              keep_tokens: torch.Tensor | None = None) -> torch.Tensor: ...
-    def valid_frames(self, n_samples: int) -> int: ...
-    def value_norms(self, encoded: torch.Tensor) -> torch.Tensor: ...  # (L, H, S) size of what each head writes
-    def token_text(self, token_id: int) -> str: ...
+              keep_tokens: torch.Tensor | None = None) -> torch.Tensor:
+        """log p(ids[i] | prefix, audio) for a batch of inputs: (B, n_mels, T) -> (B, n_ids)."""
+
+    @abc.abstractmethod
+    def value_norms(self, encoded: torch.Tensor) -> torch.Tensor:
+        """(L, H, S) size of what each decoder head writes from each frame (needs ``"value_norms"``)."""
+
+    # -- text --------------------------------------------------------------------------
+    @abc.abstractmethod
+    def token_piece(self, token_id: int) -> str:
+        """The vocabulary's spelling of a token (``"Ġhello"``, ``"▁hello"``); "" when unknown."""
+
+    def token_bytes(self, token_id: int) -> bytes:
+        """The UTF-8 bytes the token adds to the text (a word start begins with a space)."""
+        return _words.piece_decoder(self.token_scheme)(self.token_piece(token_id))
+
+    def token_text(self, token_id: int) -> str:
+        return self.token_bytes(token_id).decode("utf-8", errors="replace")
+
+    def text(self, ids: Sequence[int]) -> str:
+        """The text of consecutive tokens (bytes joined first: a character may span tokens)."""
+        return _words.join_text([self.token_bytes(i) for i in ids])
+
+    def words(self, ids: Sequence[int]) -> list[list[int]]:
+        """One window's text tokens grouped into words: lists of positions in ``ids``."""
+        return _words.group_words([self.token_bytes(i) for i in ids])
+
+    def save_pretrained(self, folder) -> None:
+        """Write the model so that ``load_model(folder)`` reads it back."""
+        raise ValueError(f"{type(self).__name__} cannot be saved as a checkpoint")

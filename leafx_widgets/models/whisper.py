@@ -1,42 +1,29 @@
 """Whisper (transformers' ``WhisperForConditionalGeneration``) behind the ``SpeechAdapter`` seam.
 
-Everything Whisper-specific lives here: 16 kHz audio, 30 s windows of 1500
-encoder frames of 20 ms, the special tokens, suppressed tokens and alignment heads.
+Everything Whisper-specific lives here: 16 kHz audio, log-Mel columns of 10 ms, encoder
+frames of 20 ms in windows of ``max_source_positions`` frames (1500: 30 s in every released
+checkpoint), the special tokens, suppressed tokens and alignment heads.
 """
 from __future__ import annotations
 
 import contextlib
 import copy
 import math
-from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import torch
 from tokenizers import Tokenizer
 
-from .base import Decoded, Reduce, TeacherPass
+from . import base
+from .base import Decoded, Reduce, SpeechAdapter, TeacherPass
 from .whisper_backward import TokenGradients
 
 SAMPLE_RATE = 16000
 HOP_LENGTH = 160  # log-Mel hop: 10 ms
 CONV_STRIDE = 2  # the encoder's second convolution halves the frame rate
-WINDOW_S = 30
 # openai-whisper's rule: multilingual checkpoints have this many or more vocabulary entries
 MULTILINGUAL_MIN_VOCAB = 51865
-
-
-@lru_cache(maxsize=1)
-def _byte_decoder() -> dict[str, int]:
-    """GPT-2's byte-to-unicode table, inverted: BPE token characters -> raw bytes."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return {chr(c): b for b, c in zip(bs, cs)}
 
 
 def _encoder_uses_sdpa(model) -> None:
@@ -51,12 +38,13 @@ def _encoder_uses_sdpa(model) -> None:
         layer.self_attn.config = encoder_config
 
 
-class WhisperAdapter:
+class WhisperAdapter(SpeechAdapter):
     """Decode, capture cross-attention and bypass layers on a transformers Whisper model."""
 
     sample_rate = SAMPLE_RATE
     frame_s = HOP_LENGTH * CONV_STRIDE / SAMPLE_RATE  # 0.02 s
-    window_samples = WINDOW_S * SAMPLE_RATE
+    input_frames_per_frame = CONV_STRIDE  # log-Mel columns (10 ms) per encoder frame (20 ms)
+    token_scheme = "byte_bpe"  # GPT-2's byte-level BPE
 
     def __init__(self, model, tokenizer: Tokenizer, *, name: str, alignment_heads=(), suppress=(),
                  suppress_begin=(), language: str | None = "en", max_new_tokens: int | None = None):
@@ -65,11 +53,7 @@ class WhisperAdapter:
         self.tokenizer = tokenizer
         self.name = name
         cfg = model.config
-        self.n_layers = cfg.decoder_layers
-        self.n_heads = cfg.decoder_attention_heads
-        self.n_mels = cfg.num_mel_bins
-        self.n_window_frames = cfg.max_source_positions
-        self.alignment_heads = [tuple(int(x) for x in h) for h in alignment_heads]
+        self._alignment_heads = [tuple(int(x) for x in h) for h in alignment_heads]
         self.multilingual = cfg.vocab_size >= MULTILINGUAL_MIN_VOCAB
         self.language = language
         tok = tokenizer.token_to_id
@@ -81,12 +65,46 @@ class WhisperAdapter:
         self.suppress = sorted(set(int(i) for i in suppress) | set(range(self.eot + 1, cfg.vocab_size)))
         self.suppress_begin = sorted(set(int(i) for i in suppress_begin) | {self.eot})
         self.max_new_tokens = max_new_tokens or cfg.max_target_positions // 2
+        window_s, rest = divmod(self.window_samples, SAMPLE_RATE)
+        if rest:
+            raise ValueError(f"{name}: a window of {self.n_window_frames} encoder frames is not a whole number of "
+                             "seconds, which Whisper's feature extractor needs")
         from transformers import WhisperFeatureExtractor
 
         self._extractor = WhisperFeatureExtractor(feature_size=self.n_mels, sampling_rate=SAMPLE_RATE,
-                                                  hop_length=HOP_LENGTH, chunk_length=WINDOW_S)
+                                                  hop_length=HOP_LENGTH, chunk_length=window_s)
 
-    # -- device and dtype -------------------------------------------------------------
+    # -- dimensions, device and dtype --------------------------------------------------
+    @property
+    def n_layers(self) -> int:
+        return self.model.config.decoder_layers
+
+    @property
+    def n_heads(self) -> int:
+        return self.model.config.decoder_attention_heads
+
+    @property
+    def n_mels(self) -> int:
+        return self.model.config.num_mel_bins
+
+    @property
+    def n_window_frames(self) -> int:
+        return self.model.config.max_source_positions
+
+    @property
+    def window_samples(self) -> int:
+        return self.n_window_frames * CONV_STRIDE * HOP_LENGTH
+
+    @property
+    def alignment_heads(self) -> list[tuple[int, int]]:
+        return self._alignment_heads
+
+    @property
+    def supports(self) -> frozenset[str]:
+        caps = {base.CROSS_ATTENTION, base.SELF_ATTENTION, base.BYPASS, base.TOKEN_GRADIENTS, base.VALUE_NORMS,
+                base.INPUT_GRADIENTS, base.PREFIX_MASKING}
+        return frozenset(caps | ({base.ALIGNMENT_HEADS} if self._alignment_heads else set()))
+
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
@@ -100,9 +118,10 @@ class WhisperAdapter:
 
     # -- audio -> frames --------------------------------------------------------------
     def features(self, audio: np.ndarray) -> torch.Tensor:
-        """Log-Mel features of one window of at most 30 s: (1, n_mels, 3000), padded with silence."""
+        """Log-Mel features of one window (30 s): (1, n_mels, 2 * n_window_frames), padded with silence."""
         if len(audio) > self.window_samples:
-            raise ValueError(f"a window holds at most {WINDOW_S} s; got {len(audio) / SAMPLE_RATE:.1f} s")
+            raise ValueError(f"a window holds at most {self.window_samples / SAMPLE_RATE:g} s; "
+                             f"got {len(audio) / SAMPLE_RATE:.1f} s")
         feats = self._extractor(audio.astype(np.float32), sampling_rate=SAMPLE_RATE, return_tensors="np").input_features
         return torch.from_numpy(feats).to(self.device, self.dtype)
 
@@ -117,7 +136,7 @@ class WhisperAdapter:
         Whisper's log-Mel clamps digital silence to (the padding value of the window).
         """
         floor = features.amin(dim=(-2, -1), keepdim=True)
-        mel_mask = frames.repeat_interleave(CONV_STRIDE, dim=-1).unsqueeze(-2)  # (..., 1, 2S)
+        mel_mask = self.frames_to_input(frames).unsqueeze(-2)  # (..., 1, 2S)
         return torch.where(mel_mask, floor, features)
 
     # -- model passes -----------------------------------------------------------------
@@ -258,13 +277,14 @@ class WhisperAdapter:
         return self.token_logprobs(hidden, prompt, ids)
 
     # -- text -------------------------------------------------------------------------
-    def token_bytes(self, token_id: int) -> bytes:
-        piece = self.tokenizer.id_to_token(int(token_id)) or ""
-        table = _byte_decoder()
-        return bytes(table[c] for c in piece if c in table)
+    def token_piece(self, token_id: int) -> str:
+        return self.tokenizer.id_to_token(int(token_id)) or ""
 
-    def token_text(self, token_id: int) -> str:
-        return self.token_bytes(token_id).decode("utf-8", errors="replace")
-
-    def text(self, ids: list[int]) -> str:
-        return b"".join(self.token_bytes(i) for i in ids).decode("utf-8", errors="replace").strip()
+    def save_pretrained(self, folder) -> None:
+        """A transformers checkpoint (safetensors) with the alignment heads and suppressed tokens."""
+        gen = self.model.generation_config
+        gen.alignment_heads = [list(h) for h in self.alignment_heads]
+        gen.suppress_tokens = [i for i in self.suppress if i <= self.eot]
+        gen.begin_suppress_tokens = list(self.suppress_begin)
+        self.model.save_pretrained(folder, safe_serialization=True)
+        self.tokenizer.save(str(Path(folder) / "tokenizer.json"))
