@@ -18,7 +18,7 @@ def test_crop_normalise():
 
 
 def test_frame_groups_padding_is_one_group():
-    g = frame_groups(n_valid=5, n_frames=8, segment=2)
+    g = frame_groups(n_valid=5, n_frames=8, segment=2, per_frame=2)
     assert g.shape == (1, 1, 16)
     assert g[0, 0].tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 3, 3, 3, 3, 3, 3]
 
@@ -75,6 +75,7 @@ class _NoGradientsNoAlignmentHeads:
 
     def __init__(self, inner):
         self._inner = inner
+        self.supports = inner.supports - {"token_gradients", "alignment_heads"}
 
     def __getattr__(self, name):
         return getattr(self._inner, name)
@@ -90,9 +91,10 @@ def test_methods_offered_are_those_the_model_supports(sample_explanation):
     assert available_methods(ex.model) == available_methods()  # Whisper runs every method
     limited = _NoGradientsNoAlignmentHeads(ex.model)
     offered = available_methods(limited)
-    for name in ("grad", "causal", "grad-vn", "leafx_sf_grad", "saco", "ta", "whisper_dtw"):
+    for name in ("grad", "causal", "grad-vn", "leafx_sf_grad", "saco", "ta"):
         assert name not in offered and not METHODS[name].supports(limited)
-    for name in ("base", "base-vn", "leafx_no_grad", "leafx_sf", "raa_last", "rollout", "occlusion"):
+    # whisper_dtw falls back to the upper half's heads (openai-whisper's rule) without alignment heads
+    for name in ("base", "base-vn", "leafx_no_grad", "leafx_sf", "raa_last", "rollout", "occlusion", "whisper_dtw"):
         assert name in offered or not METHODS[name].available
 
     windows = [replace(w, adapter=limited, cache={}) for w in ex.windows]
@@ -105,8 +107,8 @@ def test_methods_offered_are_those_the_model_supports(sample_explanation):
     from leafx_widgets.bench import runner
 
     runner.check_supported([runner.parse_method("leafx_sf"), runner.parse_method("raa_last")], limited)
-    with pytest.raises(ValueError, match=r"method 'whisper_dtw' needs alignment_heads"):
-        runner.check_supported([runner.parse_method("leafx_sf"), runner.parse_method("whisper_dtw")], limited)
+    with pytest.raises(ValueError, match=r"method 'saco' needs token_gradients"):
+        runner.check_supported([runner.parse_method("leafx_sf"), runner.parse_method("saco")], limited)
 
 
 @pytest.fixture(scope="module")

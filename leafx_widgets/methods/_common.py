@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-MEL_PER_FRAME = 2  # log-Mel frames per encoder frame (Whisper: hop 10 ms, conv stride 2)
 
 
 def query_rows(n_prompt: int, positions) -> list[int]:
@@ -51,19 +50,20 @@ def crop_normalise(maps: np.ndarray, n_valid: int) -> np.ndarray:
     return np.where(total > 0, maps / np.where(total > 0, total, 1.0), uniform).astype(np.float32)
 
 
-def mel_to_frames(attr: torch.Tensor, n_valid: int) -> np.ndarray:
-    """(1, n_mels, 2S) input attribution -> (n_valid,) per encoder frame (sum over mels and mel pairs)."""
-    per_mel = attr.detach().float().sum(dim=-2)[0]  # (2S,)
-    return per_mel.reshape(-1, MEL_PER_FRAME).sum(-1)[:n_valid].cpu().numpy()
+def mel_to_frames(attr: torch.Tensor, window) -> np.ndarray:
+    """(1, n_mels, T) input attribution -> (n_valid,) per encoder frame (summed over mels and the frame's
+    input columns)."""
+    per_mel = attr.detach().float().sum(dim=-2)[0]  # (T,)
+    return window.adapter.input_to_frames(per_mel)[: window.n_valid].cpu().numpy()
 
 
-def frame_groups(n_valid: int, n_frames: int, segment: int, device=None) -> torch.Tensor:
-    """Feature mask over the log-Mel input (1, 1, 2 * n_frames): segments of ``segment`` encoder
+def frame_groups(n_valid: int, n_frames: int, segment: int, per_frame: int, device=None) -> torch.Tensor:
+    """Feature mask over the log-Mel input (1, 1, per_frame * n_frames): segments of ``segment`` encoder
     frames over the real audio, numbered 0..k-1; all padding is the one extra group k."""
     frame_ids = torch.arange(n_frames, device=device) // segment
     n_groups = int((n_valid + segment - 1) // segment)
     frame_ids[n_valid:] = n_groups
-    return frame_ids.repeat_interleave(MEL_PER_FRAME)[None, None, :]
+    return frame_ids.repeat_interleave(per_frame)[None, None, :]
 
 
 class MaskedScorer:
@@ -84,8 +84,8 @@ class MaskedScorer:
         self.n_evaluated = 0  # model passes actually run (for runtime accounting)
 
     def _key(self, feats: torch.Tensor) -> bytes:
-        changed = (feats != self.clean[0]).any(dim=0)  # (2S,)
-        return changed.reshape(-1, MEL_PER_FRAME).any(-1).cpu().numpy().tobytes()
+        changed = (feats != self.clean[0]).any(dim=0)  # (T,)
+        return (self.adapter.input_to_frames(changed.int()) > 0).cpu().numpy().tobytes()
 
     @torch.no_grad()
     def __call__(self, feats: torch.Tensor) -> torch.Tensor:

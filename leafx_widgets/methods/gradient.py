@@ -25,10 +25,10 @@ def integrated_gradients(window, positions, *, n_steps: int = 8, method: str = "
     for j in range(len(positions)):
         attr = ig.attribute(feats, baselines=float(feats.amin()), target=j, n_steps=n_steps,
                             method=method, internal_batch_size=n_steps)
-        maps.append(mel_to_frames(attr, window.n_valid))
+        maps.append(mel_to_frames(attr, window))
     return crop_normalise(np.stack(maps), window.n_valid)
 
 
 register(Method("ig", "Integrated Gradients", integrated_gradients, family="gradient", cost="slow", batched=False,
                 requires=("captum",), params={"n_steps": 8, "method": "riemann_trapezoid"},
-                description="captum IG over the log-Mel from the silence floor", needs=("score",)))
+                description="captum IG over the log-Mel from the silence floor", needs=("input_gradients",)))

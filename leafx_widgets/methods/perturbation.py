@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._common import MEL_PER_FRAME, MaskedScorer, crop_normalise, frame_groups, mel_to_frames
+from ._common import MaskedScorer, crop_normalise, frame_groups, mel_to_frames
 from .registry import Method, register
 
 
@@ -21,7 +21,7 @@ def _per_target(window, positions, attribute) -> np.ndarray:
     maps = []
     for j in range(len(positions)):
         attr = attribute(scorer, j)
-        maps.append(mel_to_frames(attr, window.n_valid))
+        maps.append(mel_to_frames(attr, window))
     return np.stack(maps)
 
 
@@ -37,8 +37,8 @@ def occlusion(window, positions, *, window_frames: int = 10, stride_frames: int 
 
     def attribute(scorer, j):
         return Occlusion(scorer).attribute(
-            feats, sliding_window_shapes=(n_mels, MEL_PER_FRAME * window_frames),
-            strides=(n_mels, MEL_PER_FRAME * stride_frames), baselines=floor, target=j,
+            feats, sliding_window_shapes=(n_mels, window.adapter.input_frames_per_frame * window_frames),
+            strides=(n_mels, window.adapter.input_frames_per_frame * stride_frames), baselines=floor, target=j,
             perturbations_per_eval=16)
 
     return crop_normalise(_per_target(window, positions, attribute), window.n_valid)
@@ -49,7 +49,8 @@ def _surrogate(kind: str, window, positions, *, n_samples: int, segment_frames: 
 
     feats = window.features
     floor = float(feats.amin())
-    mask = frame_groups(window.n_valid, window.adapter.n_window_frames, segment_frames, feats.device)
+    mask = frame_groups(window.n_valid, window.adapter.n_window_frames, segment_frames,
+                        window.adapter.input_frames_per_frame, feats.device)
 
     def attribute(scorer, j):
         torch.manual_seed(seed)  # the same samples for every target: the scorer's cache shares them
@@ -104,9 +105,9 @@ def spes_scores(window, positions, *, n_samples: int = 32, patch_frames: int = 5
     for start in range(0, n_samples, batch_size):
         k = torch.from_numpy(keep[start:start + batch_size])
         # expand patches to (B, n_mels, n_mel_frames); frames past the real audio stay as they are
-        kk = k.repeat_interleave(patch_mels, 1)[:, :n_mels].repeat_interleave(patch_frames * MEL_PER_FRAME, 2)
+        kk = k.repeat_interleave(patch_mels, 1)[:, :n_mels].repeat_interleave(patch_frames * adapter.input_frames_per_frame, 2)
         full = torch.ones(len(k), n_mels, n_mel_frames, dtype=torch.bool)
-        width = min(kk.shape[2], MEL_PER_FRAME * nv)
+        width = min(kk.shape[2], adapter.input_frames_per_frame * nv)
         full[:, :, :width] = kk[:, :, :width]
         x = torch.where(full.to(feats.device), feats.expand(len(k), -1, -1), floor)
         probs.append(adapter.score(x, window.prompt, ids)[:, positions].float().exp().cpu())
@@ -146,18 +147,18 @@ def spes(window, positions, *, n_samples: int = 32, patch_frames: int = 5, patch
 register(Method("occlusion", "Occlusion / SpecMask", occlusion, family="perturbation", cost="slow",
                 requires=("captum",), params={"window_frames": 10, "stride_frames": 10},
                 description="captum Occlusion: silence 200 ms time patches",
-                needs=("score", "mask_frames")))
+))
 register(Method("lime", "LIME", lime, family="perturbation", cost="slow", requires=("captum", "sklearn"),
                 params={"n_samples": 32, "segment_frames": 5, "seed": 0},
                 description="captum Lime over 100 ms segments, ridge surrogate",
-                needs=("score", "mask_frames")))
+))
 register(Method("kernelshap", "KernelSHAP", kernelshap, family="perturbation", cost="slow",
                 requires=("captum", "sklearn"), params={"n_samples": 32, "segment_frames": 5, "seed": 0},
                 description="captum KernelShap over 100 ms segments",
-                needs=("score", "mask_frames")))
+))
 register(Method("spes", "SPES", spes, family="perturbation", cost="slow",
                 params={"n_samples": 32, "patch_frames": 5, "patch_mels": 16, "p_mask": 0.5, "seed": 0,
                         "batch_size": 8},
                 description="time-frequency patch perturbation (RISE estimate): SPES's spectrogram explanation; "
                             "its explanation over earlier tokens is methods.perturbation.spes_scores",
-                needs=("score",)))
+))

@@ -28,7 +28,7 @@ class Method:
     description: str = ""
     requires: tuple[str, ...] = ()  # modules from an optional extra, e.g. ("captum",)
     extra: str = "bench"  # the extra that brings them: pip install "leafx-widgets[bench]"
-    # what the loaded model must offer: adapter attributes that must exist and not be None,
+    # capabilities the loaded model must offer (names in leafx_widgets.models.base.CAPABILITIES),
     # e.g. ("token_gradients",) for methods that take dlog p / dA
     needs: tuple[str, ...] = ()
 
@@ -48,8 +48,8 @@ class Method:
                 f'pip install "leafx-widgets[{self.extra}]"')
 
     def supports(self, adapter) -> bool:
-        """Whether ``adapter`` offers everything this method calls (every method runs on Whisper)."""
-        return all(getattr(adapter, name, None) is not None for name in self.needs)
+        """Whether ``adapter`` offers every capability this method needs (``adapter.supports``)."""
+        return set(self.needs) <= set(adapter.supports)
 
     def resolve(self, params: dict) -> dict:
         """Defaults overlaid with ``params``; unknown names are an error."""

@@ -62,8 +62,7 @@ def whisper_dtw(window, positions, *, medfilt_width: int = 7, **params) -> np.nd
     """
     adapter = window.adapter
     cross, _ = raw_attention(window)
-    heads = adapter.alignment_heads or [(l, h) for l in range(adapter.n_layers // 2, adapter.n_layers)
-                                       for h in range(adapter.n_heads)]
+    heads = adapter.timing_heads
     nv = window.n_valid
     w = torch.stack([cross[l, h, :, :nv] for l, h in heads])  # (K, P, nv)
     w = w / w.sum(-1, keepdim=True)
@@ -85,4 +84,4 @@ def whisper_dtw(window, positions, *, medfilt_width: int = 7, **params) -> np.nd
 
 register(Method("whisper_dtw", "Whisper DTW timing", whisper_dtw, family="reference", params={"medfilt_width": 7},
                 description="openai-whisper alignment heads + median filter + DTW; uniform over the token's frames",
-                needs=("alignment_heads",)))
+                needs=("cross_attention",)))

@@ -24,7 +24,7 @@ import traitlets
 from . import export, protocol
 from .export import BUNDLE, STATIC, MissingBundleError, render_html
 from .maps import OVERVIEW_CHUNK_SECONDS, OVERVIEW_MAX_BINS, Maps
-from .protocol import (AUDIO_CHUNK_SAMPLES, AUDIO_WINDOW, MEL_CHUNK_BYTES, N_MELS_FALLBACK, PEAK_BLOCK,
+from .protocol import (AUDIO_CHUNK_SAMPLES, AUDIO_WINDOW, MEL_CHUNK_BYTES, PEAK_BLOCK,
                        map_key, overview_key)
 from .worker import BY_USER, CLOSED, DESELECTED, EXIT_JOIN_S, Cancelled, Worker, call_job
 
@@ -38,7 +38,7 @@ WIDGET_PARAMS = ("tau", "depth")  # the method parameters the widget's controls 
 # where they live (protocol, maps, worker, export): set them there, e.g. in a test's monkeypatch.
 __all__ = ["LeafXWidget", "show", "describe_methods", "map_key", "overview_key", "render_html",
            "MissingBundleError", "Cancelled", "DEPTHS", "WIDGET_PARAMS", "STATIC", "BUNDLE",
-           "AUDIO_CHUNK_SAMPLES", "AUDIO_WINDOW", "MEL_CHUNK_BYTES", "N_MELS_FALLBACK", "PEAK_BLOCK",
+           "AUDIO_CHUNK_SAMPLES", "AUDIO_WINDOW", "MEL_CHUNK_BYTES", "PEAK_BLOCK",
            "OVERVIEW_CHUNK_SECONDS", "OVERVIEW_MAX_BINS", "EXIT_JOIN_S", "DESELECTED", "BY_USER", "CLOSED"]
 
 

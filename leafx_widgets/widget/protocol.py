@@ -48,7 +48,6 @@ log = logging.getLogger(__name__)
 AUDIO_CHUNK_SAMPLES = 1 << 19  # 1 MB of int16 per message, well under the ~10 MB limit
 MEL_CHUNK_BYTES = 1 << 21
 AUDIO_WINDOW = 2  # audio chunks in flight per view
-N_MELS_FALLBACK = 80  # blank spectrogram rows when the explanation has no model features
 PEAK_BLOCK = 128  # samples per min/max pair of the waveform summary sent before the PCM
 
 
@@ -142,7 +141,7 @@ def audio_payload(ex) -> tuple[dict, list[str]]:
         mel = np.asarray(ex.log_mel(), dtype=np.float32)  # shape = (n_mels, n_cols)
     except ValueError as err:  # no model features, e.g. read from JSON
         notes.append(f"No spectrogram: {err}")
-        mel = np.zeros((N_MELS_FALLBACK, 2 * ex.n_frames), dtype=np.float32)
+        mel = ex.blank_log_mel()
     codes, lo, hi = _codecs.quantize_uint8(mel.T)  # shape = (n_cols, n_mels)
     n_cols = codes.shape[0]
     payload = {
