@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 
 from leafx_widgets.bench.widget_speed import protocol_load, unit_method
-from leafx_widgets.methods import METHODS, _load_baselines
+from leafx_widgets.methods import METHODS
 from leafx_widgets.widget import LeafXWidget
 
 
@@ -37,7 +37,6 @@ def test_a_thousand_rapid_requests(sample_explanation, monkeypatch):
 
 def test_a_real_slow_baseline_stops_when_the_page_cancels(sample_explanation):
     """Occlusion on tiny.en takes tens of seconds here; cancelled, it stops at the next model layer."""
-    _load_baselines()
     w = LeafXWidget(sample_explanation)
     sent = []
     w.send = lambda content, buffers=None: sent.append((content, time.perf_counter()))

@@ -159,11 +159,10 @@ def run_load(method: str | None, n_requests: int) -> dict:
     import warnings
 
     import leafx_widgets as lw
-    from leafx_widgets.methods import METHODS, _load_baselines
+    from leafx_widgets.methods import METHODS
     from leafx_widgets.widget import LeafXWidget
 
     warnings.filterwarnings("ignore", category=FutureWarning)
-    _load_baselines()
     if method is None:
         test_method = unit_method()
         METHODS[test_method.name] = test_method
