@@ -307,7 +307,12 @@ def test_a_clip_stopped_midway_is_not_cached_and_the_report_is_partial(tmp_path,
         raise KeyboardInterrupt
 
     monkeypatch.setattr(runner, "evaluate_clip", interrupted)
-    result = runner.run_bench(manifest, object(), METHODS, tmp_path / "out", settings=CHEAP, quiet=True)
+    from types import SimpleNamespace
+
+    from leafx_widgets.models.base import CAPABILITIES
+
+    stub = SimpleNamespace(name="stub", supports=CAPABILITIES)  # never runs: evaluate_clip is replaced
+    result = runner.run_bench(manifest, stub, METHODS, tmp_path / "out", settings=CHEAP, quiet=True)
     assert result["interrupted"] and result["clips"] == [] and result["failed"] == []
     assert list((tmp_path / "out" / "cache").iterdir()) == []
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
