@@ -312,6 +312,7 @@ def faithfulness_curves(ex, words: Sequence, methods: Sequence[str], *, levels: 
     masked input (high = faithful). Model passes are batched and shared per window.
     Returns ``{"levels": [0, *levels], "curves": {method: {"del": [...], "ins": [...], "n": k}}}``.
     """
+    from .bench.metrics import deletion_masks, ratio_curves
     from .methods._common import MaskedScorer
 
     params = params or {}
@@ -333,11 +334,7 @@ def faithfulness_curves(ex, words: Sequence, methods: Sequence[str], *, levels: 
         for method in methods:
             for k in ks:
                 r = ex.map(k, method, **params.get(method, {}))
-                order = np.argsort(-r, kind="stable")
-                for level in levels:
-                    top = order[: int(round(level * n))]
-                    dm = np.zeros(n, bool)
-                    dm[top] = True
+                for level, dm in zip(levels, deletion_masks(r, levels, n)):  # the bench's masks
                     index[(method, k, level)] = len(masks)
                     masks += [dm, ~dm]
         logp = scorer.masked(np.array(masks)).numpy()  # (n_masks, len(positions))
@@ -345,8 +342,7 @@ def faithfulness_curves(ex, words: Sequence, methods: Sequence[str], *, levels: 
             clean, empty = logp[0, col], logp[1, col]
             for method in methods:
                 rows = [index[(method, k, level)] for level in levels]
-                dele = np.exp(np.concatenate([[clean], logp[rows, col]]) - clean)
-                ins = np.exp(np.concatenate([[empty], logp[[i + 1 for i in rows], col]]) - clean)
+                dele, ins = ratio_curves(clean, logp[rows, col], empty, logp[[i + 1 for i in rows], col])
                 sums[method]["del"] += dele
                 sums[method]["ins"] += ins
                 sums[method]["n"] += 1

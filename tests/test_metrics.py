@@ -152,3 +152,60 @@ def test_paired_difference_drops_nonfinite_pairs_and_is_seeded():
     assert empty.n == 0 and np.isnan(empty.mean) and M.paired_verdict(empty, True) == "tie"
     with pytest.raises(ValueError):
         M.paired_difference([1.0, 2.0], [1.0])
+
+
+# ----------------------------------------------------------------------------- the metric registry
+
+def test_deletion_masks_and_curves_are_the_bench_convention():
+    r = np.array([0.1, 0.5, 0.3, 0.1])
+    dm = M.deletion_masks(r, (0.25, 0.5), n=5)
+    assert dm.tolist() == [[False, True, False, False, False], [False, True, True, False, False]]
+    dele, ins = M.ratio_curves(0.0, np.log([0.5, 0.25]), np.log(0.1), np.log([0.4, 0.8]))
+    np.testing.assert_allclose(dele, [1.0, 0.5, 0.25])
+    np.testing.assert_allclose(ins, [0.1, 0.4, 0.8])
+
+
+def test_registry_refuses_bad_metrics():
+    with pytest.raises(ValueError, match="direction"):
+        M.Metric("x", lambda i: {}, "up")
+    with pytest.raises(ValueError, match="unknown"):
+        M.Metric("x", lambda i: {}, "higher", frozenset({"gpu"}))
+    with pytest.raises(ValueError, match="already registered"):
+        M.register_metric(M.Metric("iou", lambda i: {}, "higher"))
+    with pytest.raises(ValueError, match="no bench metric"):
+        M.unregister_metric("nonexistent")
+    assert M.column("daopc").direction == "lower" and M.column("ins_auc").higher_is_better
+
+
+@pytest.fixture
+def toy_metric():
+    """A registered toy metric (lower is better): the map's mass on the first frame."""
+    metric = M.register_metric(M.Metric("toy_first", lambda i: {"toy_first": float(i.r[0])}, "lower",
+                                        frozenset({"spans"}), "Toy first"))
+    yield metric
+    M.unregister_metric("toy_first")
+
+
+def test_a_registered_metric_reaches_records_and_report(toy_metric, model, tmp_path):
+    import json
+
+    import soundfile as sf
+
+    from leafx_widgets.bench import report, runner
+    from leafx_widgets.bench.manifests import SAMPLE_RATE, Clip, synthesise_sentence, write_manifest
+
+    audio, words = synthesise_sentence("seven green bottles", "en-us", 150, seed=0)
+    sf.write(tmp_path / "clip.wav", audio, SAMPLE_RATE)
+    manifest = write_manifest(tmp_path / "toy.json", [Clip("toy", tmp_path / "clip.wav", "seven green bottles", words)])
+    settings = runner.Settings(faith_per_clip=1, max_tokens_per_clip=2, n_inf=2, levels=(0.5,), stab=False)
+    res = runner.run_bench(manifest, model, ["raa_last", "leafx_sf"], tmp_path / "out", settings=settings,
+                           quiet=True)
+    assert res["records"] and all(0 <= rec["toy_first"] <= 1 for rec in res["records"])
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["summary"]["toy"]["raa_last"]["toy_first"]["n"] == len(res["records"]) // 2
+    assert ["toy_first", "Toy first ↓", False] in summary["paired"]["metrics"]  # direction from the registry
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "Toy first" in md and "lower is better: D-AOPC, INF, Toy first" in md
+    M.unregister_metric("toy_first")
+    assert "toy_first" not in {k for k, _, _ in report.table_metrics()}
+    M.register_metric(toy_metric)  # the fixture unregisters it

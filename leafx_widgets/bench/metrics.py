@@ -7,14 +7,20 @@ Conventions, used everywhere in the benchmark:
   ``[s * frame_s, (s + 1) * frame_s)`` seconds of the window.
 * A reference *span* is ``(start_s, end_s)`` in window seconds and becomes the
   half-open frame range ``[floor(start / frame_s), ceil(end / frame_s))``.
-* Masking (D-AOPC, insertion, INF) is done by the runner: the two log-Mel frames
-  of each masked encoder frame are replaced by the log-Mel of silence. The
-  functions here only choose *which* frames and summarise the curves.
+* Masking (D-AOPC, insertion, INF): the model adapter's ``mask_frames`` sets the
+  input columns of each masked frame to silence (``MaskedScorer.masked``); the
+  functions here only choose *which* frames (``deletion_masks``, shared with
+  ``figures.faithfulness_curves``) and summarise the curves.
+
+The bench's metrics are registered in ``METRICS`` (``Metric``: name, compute, direction,
+needs, label); the runner evaluates every registered metric that the run enables and the
+report reads labels and directions from the same registry.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -120,6 +126,24 @@ def topk_frames(r: np.ndarray, frac: float) -> np.ndarray:
     return np.argsort(-r, kind="stable")[:k]
 
 
+def deletion_masks(r: np.ndarray, levels, n: int | None = None) -> np.ndarray:
+    """(len(levels), n) bool: the top ``level`` fraction of the frames of ``r`` (True = masked) per
+    level, the deletion perturbations; their complements are insertion's. ``n``: mask width
+    (default ``len(r)``)."""
+    out = np.zeros((len(levels), len(r) if n is None else n), bool)
+    for i, level in enumerate(levels):
+        out[i, topk_frames(r, level)] = True
+    return out
+
+
+def ratio_curves(lp0, del_lp, empty, ins_lp) -> tuple[np.ndarray, np.ndarray]:
+    """Deletion and insertion curves p(masked) / p(clean), level 0 first: deletion starts at 1
+    (nothing masked), insertion at p(everything masked) / p(clean)."""
+    dele = np.concatenate([[1.0], np.exp(del_lp - lp0)])
+    ins = np.concatenate([[np.exp(empty - lp0)], np.exp(ins_lp - lp0)])
+    return dele, ins
+
+
 def aopc(ratios: np.ndarray) -> float:
     """Mean of a perturbation curve (ratios p(masked) / p(clean) at each level)."""
     return float(np.mean(ratios))
@@ -201,3 +225,181 @@ def minmax(values: dict[str, float]) -> dict[str, float]:
     lo, hi = min(finite), max(finite)
     return {k: (float((v - lo) / (hi - lo)) if hi > lo else 0.0) if np.isfinite(v) else float("nan")
             for k, v in values.items()}
+
+
+def infidelity_captum(attr: np.ndarray, masks: np.ndarray, f_clean: float, f_masked: np.ndarray) -> float:
+    """captum.metrics.infidelity on the frame-presence input z = 1 (x) with perturbation I = mask
+    (x - I = the masked input); the forward is answered from the already computed log-probs."""
+    import torch
+    from captum.metrics import infidelity
+
+    table = {masks[i].astype(np.float32).tobytes(): float(f_masked[i]) for i in range(len(masks))}
+    ones = np.ones(masks.shape[1], np.float32)
+
+    def forward(z):
+        out = []
+        for row in z.detach().cpu().numpy().astype(np.float32):
+            if np.array_equal(row, ones):
+                out.append(f_clean)
+            else:
+                out.append(table[(1.0 - row).astype(np.float32).tobytes()])
+        return torch.tensor(out, dtype=torch.float64)
+
+    def perturb(inputs):
+        m = torch.from_numpy(masks.astype(np.float32))[: len(inputs)]
+        return m, inputs - m
+
+    value = infidelity(forward, perturb, torch.ones(1, masks.shape[1]), torch.from_numpy(attr[None].astype(np.float32)),
+                       n_perturb_samples=len(masks), normalize=True)
+    return float(value.item())
+
+
+# ----------------------------------------------------------------------------- the registry
+
+DIRECTIONS = ("higher", "lower")
+# what a metric may need, prepared once per clip by the runner:
+NEEDS = {
+    "spans": "the reference word span of the token",
+    "model_passes": "the window's masked scorer: clean log-probs, masked log-probs, INF's random masks",
+    "faith_tokens": "only the faithfulness tokens (faith_per_clip) of the faithfulness methods",
+    "perturbed_decodes": "maps of the same token on STAB's perturbed clips (settings.stab)",
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    """One record key a metric writes and the report shows."""
+    key: str
+    label: str
+    direction: str  # "higher" | "lower": which side is better
+    table: bool = True  # a column of the report's raw table (False: head-to-head only)
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.direction == "higher"
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A bench metric: ``compute(TokenInput) -> {record key: value}`` for one token's map.
+
+    ``name``/``label``/``direction`` describe the main record key (``name``); ``extra`` lists the
+    further keys it writes that the report shows. ``needs``: keys of ``NEEDS``."""
+    name: str
+    compute: Callable[["TokenInput"], dict]
+    direction: str
+    needs: frozenset = frozenset()
+    label: str = ""
+    extra: tuple = ()
+    table: bool = True
+
+    def __post_init__(self):
+        unknown = set(self.needs) - set(NEEDS)
+        if self.direction not in DIRECTIONS:
+            raise ValueError(f"metric {self.name!r}: direction must be 'higher' or 'lower', got {self.direction!r}")
+        if unknown:
+            raise ValueError(f"metric {self.name!r} needs unknown {sorted(unknown)}; known: {sorted(NEEDS)}")
+
+    @property
+    def columns(self) -> tuple[Column, ...]:
+        return (Column(self.name, self.label or self.name, self.direction, self.table), *self.extra)
+
+
+@dataclass
+class TokenInput:
+    """What a metric sees for one (method, token): the map and what its needs prepared."""
+    r: np.ndarray  # the map over the window's valid frames, sum 1
+    span: tuple[float, float]  # reference span, window seconds
+    frame_s: float
+    settings: object  # runner.Settings
+    runtime_s: float = float("nan")  # seconds per map of this method on this clip
+    clean_logp: float = float("nan")  # log p(token | clean input)
+    masked_logp: Callable | None = None  # (B, n_valid) bool masks -> (B,) log p of the token
+    inf: tuple | None = None  # (masks, log p under each) of INF's random perturbations
+    perturbed: dict | None = None  # {kind: (map or None, frames shifted)}; None: no STAB here
+    n_valid: int | None = None  # mask width (the window's valid frames)
+
+
+def _faithfulness(inp: TokenInput) -> dict:
+    levels = inp.settings.levels
+    dm = deletion_masks(inp.r, levels, inp.n_valid)
+    lp = inp.masked_logp(np.concatenate([dm, ~dm, np.ones((1, dm.shape[1]), bool)]))
+    lp0 = inp.clean_logp
+    del_lp, ins_lp = lp[: len(levels)], lp[len(levels):-1]
+    del_ratio, ins_ratio = ratio_curves(lp0, del_lp, float(lp[-1]), ins_lp)
+    return {"daopc": aopc(del_ratio), "del_curve": del_ratio.tolist(), "del_logp_drop": (lp0 - del_lp).tolist(),
+            "mean_logp_drop": float(np.mean(lp0 - del_lp)), "ins_auc": aopc(ins_ratio),
+            "ins_curve": ins_ratio.tolist()}
+
+
+def _infidelity(inp: TokenInput) -> dict:
+    masks, lp_masked = inp.inf
+    return {"inf": infidelity_captum(inp.r, masks, inp.clean_logp, lp_masked)}
+
+
+def _stability(inp: TokenInput) -> dict:
+    if inp.perturbed is None:
+        return {}
+    out, cos = {}, []
+    clean = inp.r
+    for kind, (pr, shift_frames) in inp.perturbed.items():
+        if pr is None:  # decoded differently: no pair
+            continue
+        moved = shift_back(pr, shift_frames, len(clean)) if shift_frames else pr[: len(clean)]
+        if len(moved) < len(clean):
+            moved = np.pad(moved, (0, len(clean) - len(moved)))
+        out[f"stab_{kind}_cos"] = cosine(clean, moved)
+        out[f"stab_{kind}_spearman"] = spearman(clean, moved)
+        cos.append(out[f"stab_{kind}_cos"])
+    out["stab"] = float(np.mean(cos)) if cos else float("nan")
+    return out
+
+
+METRICS: dict[str, Metric] = {}
+
+
+def register_metric(metric: Metric) -> Metric:
+    """Add ``metric`` to the bench (evaluated by the runner, shown by the report)."""
+    keys = {c.key for m in METRICS.values() for c in m.columns}
+    clash = keys & {c.key for c in metric.columns}
+    if metric.name in METRICS or clash:
+        raise ValueError(f"metric {metric.name!r} is already registered (or writes {sorted(clash)})")
+    METRICS[metric.name] = metric
+    return metric
+
+
+def unregister_metric(name: str) -> None:
+    if name not in METRICS:
+        raise ValueError(f"no bench metric {name!r}; registered: {', '.join(METRICS)}")
+    del METRICS[name]
+
+
+def columns() -> list[Column]:
+    """Every reported record key of the registered metrics, in registry order."""
+    return [c for m in METRICS.values() for c in m.columns]
+
+
+def column(key: str) -> Column:
+    for c in columns():
+        if c.key == key:
+            return c
+    raise ValueError(f"no bench metric writes {key!r}")
+
+
+_SPAN = frozenset({"spans"})
+for _m in (
+    Metric("pointing", lambda i: {"pointing": pointing_game(i.r, i.span, i.frame_s)}, "higher", _SPAN, "PG"),
+    Metric("iou", lambda i: {"iou": topk_iou(i.r, i.span, i.frame_s)}, "higher", _SPAN, "IoU"),
+    Metric("mass", lambda i: {"mass": mass_in_span(i.r, i.span, i.frame_s)}, "higher", _SPAN, "Mass"),
+    Metric("spr", lambda i: {"spr": sparsity(i.r)}, "higher", frozenset(), "SPR"),
+    Metric("daopc", _faithfulness, "lower", frozenset({"model_passes", "faith_tokens"}), "D-AOPC",
+           extra=(Column("mean_logp_drop", "Δlogp del", "higher"), Column("ins_auc", "Ins AUC", "higher"))),
+    Metric("inf", _infidelity, "lower", frozenset({"model_passes"}), "INF"),
+    Metric("stab", _stability, "higher", frozenset({"perturbed_decodes"}), "STAB cos",
+           extra=(Column("stab_noise_spearman", "STAB ρ noise", "higher"),
+                  Column("stab_shift_spearman", "STAB ρ shift", "higher"),
+                  Column("stab_noise_cos", "STAB cos noise", "higher", table=False),
+                  Column("stab_shift_cos", "STAB cos shift", "higher", table=False))),
+    Metric("runtime_s", lambda i: {"runtime_s": i.runtime_s}, "lower", frozenset(), "s/token"),
+):
+    register_metric(_m)

@@ -11,15 +11,14 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_write
+from . import metrics as M
 from .metrics import bootstrap_ci, minmax, paired_difference, paired_verdict
 
-# (record key, column title, higher is better?)
-METRICS = [
-    ("pointing", "PG", True), ("iou", "IoU", True), ("mass", "Mass", True), ("spr", "SPR", True),
-    ("daopc", "D-AOPC", False), ("mean_logp_drop", "Δlogp del", True), ("ins_auc", "Ins AUC", True),
-    ("inf", "INF", False), ("stab", "STAB cos", True), ("stab_noise_spearman", "STAB ρ noise", True),
-    ("stab_shift_spearman", "STAB ρ shift", True), ("runtime_s", "s/token", False),
-]
+
+def table_metrics() -> list[tuple[str, str, bool]]:
+    """(record key, column title, higher is better?) of the raw table, from the metric registry."""
+    return [(c.key, c.label, c.higher_is_better) for c in M.columns() if c.table]
+
 # the paper's five headline metrics (TLoc = top-k IoU with the word span)
 HEADLINE = [("daopc", "D-AOPC ↓"), ("iou", "TLoc (IoU) ↑"), ("spr", "SPR ↑"), ("stab", "STAB ↑"), ("inf", "INF ↓")]
 
@@ -32,7 +31,7 @@ def summarise(records: list[dict], *, n_boot: int = 1000) -> dict:
         groups.setdefault((r["dataset"], r["method"]), []).append(r)
     for (dataset, method), rows in groups.items():
         entry = {}
-        for key, _, _ in METRICS:
+        for key, _, _ in table_metrics():
             values = np.array([r.get(key, np.nan) if r.get(key) is not None else np.nan for r in rows], float)
             values = values[np.isfinite(values)]
             ci = bootstrap_ci(values, n_boot=n_boot)
@@ -42,14 +41,12 @@ def summarise(records: list[dict], *, n_boot: int = 1000) -> dict:
     return out
 
 
-# head-to-head metrics in table order (record key, title, higher is better?); SPR counts as
-# higher-is-better, as in METRICS. STAB keys are added when the records have them.
-PAIRED_METRICS = [
-    ("daopc", "D-AOPC ↓", False), ("ins_auc", "Ins AUC ↑", True), ("inf", "INF ↓", False),
-    ("pointing", "PG ↑", True), ("iou", "IoU ↑", True), ("mass", "Mass ↑", True), ("spr", "SPR ↑", True),
-]
-PAIRED_STAB = [("stab", "STAB cos"), ("stab_noise_cos", "STAB cos noise"), ("stab_shift_cos", "STAB cos shift"),
-               ("stab_noise_spearman", "STAB ρ noise"), ("stab_shift_spearman", "STAB ρ shift")]
+# head-to-head rows: these keys first, always, in this order; then every other registered key
+# (STAB's, a new metric's) that the records have. Titles and directions come from the registry.
+PAIRED_FIRST = ("daopc", "ins_auc", "inf", "pointing", "iou", "mass", "spr")
+PAIRED_LAST = ("stab", "stab_noise_cos", "stab_shift_cos", "stab_noise_spearman", "stab_shift_spearman")
+PAIRED_SKIP = ("runtime_s", "mean_logp_drop")  # timing, and D-AOPC's by-product
+BAR_SKIP = ("mean_logp_drop", "ins_auc", "stab_noise_spearman", "stab_shift_spearman")  # no bar in the HTML
 PAIRED_BASELINES = ("raa_last", "raa_mean")
 PAIRED_MIN_N = 10  # fewer token pairs than this: no win/loss claimed (the percentile bootstrap is too narrow)
 
@@ -71,7 +68,7 @@ def paired(records: list[dict], reference: str = "leafx_sf", compare=None, *, n_
         compare = [m for m in PAIRED_BASELINES if m in methods] + [m for m in methods if m not in PAIRED_BASELINES]
     compare = [m for m in compare if m != reference]
     present = {k for r in records for k in r}
-    metrics = PAIRED_METRICS + [(k, t + " ↑", True) for k, t in PAIRED_STAB if k in present]
+    metrics = paired_metrics(present)
     by_token: dict = {}
     for r in records:  # {(dataset, method): {(clip, token_index): record}}, first record of a token wins
         by_token.setdefault((r["dataset"], r["method"]), {}).setdefault((r["clip"], r["token_index"]), r)
@@ -98,6 +95,15 @@ def paired(records: list[dict], reference: str = "leafx_sf", compare=None, *, n_
                 table.setdefault(ds, {})[method] = cells
     return {"reference": reference, "n_boot": n_boot, "seed": seed, "min_n": PAIRED_MIN_N,
             "metrics": [list(m) for m in metrics], "datasets": table}
+
+
+def paired_metrics(present) -> list[tuple[str, str, bool]]:
+    """(key, title with its arrow, higher is better?) of the head-to-head rows for records with keys ``present``."""
+    cols = {c.key: c for c in M.columns()}
+    rest = [k for k in cols if k not in PAIRED_FIRST + PAIRED_LAST + PAIRED_SKIP]
+    keys = [k for k in PAIRED_FIRST if k in cols] + [k for k in (*PAIRED_LAST, *rest) if k in present and k in cols]
+    return [(k, f"{cols[k].label} {'↑' if cols[k].higher_is_better else '↓'}", cols[k].higher_is_better)
+            for k in keys]
 
 
 def _value(record: dict, key: str) -> float:
@@ -127,10 +133,11 @@ def _paired_title(pair: dict) -> str:
 
 
 def _paired_note(pair: dict) -> str:
+    lower = ", ".join(title.removesuffix(" ↓") for _, title, higher in pair["metrics"] if not higher)
     return (f"Each cell: mean of {pair['reference']} minus the row's method over the tokens that have the metric "
             "for both (same dataset, clip and token), a 95% percentile bootstrap interval resampling those "
             f"token pairs ({pair['n_boot']} resamples, seed {pair['seed']}), the verdict and n. win / loss: the "
-            "interval excludes 0 on the metric's good / bad side (↓ lower is better: D-AOPC, INF; ↑ higher: "
+            f"interval excludes 0 on the metric's good / bad side (↓ lower is better: {lower}; ↑ higher: "
             "the rest, SPR included, as in the tables above); tie otherwise, and always when n < "
             f"{pair['min_n']}. Intervals are not corrected for the many comparisons.")
 
@@ -208,7 +215,7 @@ def markdown(result: dict, summary: dict, norm: dict, pair: dict | None = None) 
         wer = np.mean([c["wer"] for c in clips]) if clips else float("nan")
         lines += [f"## {ds}: raw values", "",
                   f"{len(clips)} clips, mean WER {wer:.3f}, {sum(c['n_tokens'] for c in clips)} evaluated words.", ""]
-        cols = [(k, t) for k, t, _ in METRICS]
+        cols = [(k, t) for k, t, _ in table_metrics()]
         lines.append("| method | n | n faith | " + " | ".join(t for _, t in cols) + " |")
         lines.append("|---|---|---|" + "---|" * len(cols))
         for method, entry in summary[ds].items():
@@ -276,10 +283,10 @@ def html_report(result: dict, summary: dict, curve_data: dict, path: Path, pair:
             figs.append(f)
         bars = []
         names = list(methods)
-        for key, title, better in [(k, t, b) for k, t, b in (
-                ("pointing", "Pointing game", True), ("iou", "TLoc IoU", True), ("mass", "Mass in span", True),
-                ("spr", "SPR", True), ("daopc", "D-AOPC", False), ("inf", "INF", False), ("stab", "STAB (cos)", True),
-                ("runtime_s", "seconds per token", False))]:
+        titles = {"pointing": "Pointing game", "iou": "TLoc IoU", "mass": "Mass in span", "stab": "STAB (cos)",
+                  "runtime_s": "seconds per token"}  # longer titles than the table's; any other: its label
+        shown = [c for c in M.columns() if c.table and c.key not in BAR_SKIP]
+        for key, title, better in [(c.key, titles.get(c.key, c.label), c.higher_is_better) for c in shown]:
             means = [methods[m][key]["mean"] for m in names]
             src = ColumnDataSource(dict(m=names, v=[x if math.isfinite(x) else 0 for x in means],
                                         lo=[methods[m][key]["low"] for m in names],

@@ -32,7 +32,6 @@ import argparse
 import hashlib
 import itertools
 import json
-import math
 import re
 import sys
 import time
@@ -42,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from . import metrics as M
+from .metrics import infidelity_captum  # noqa: F401  (kept importable from here)
 from .align import align_words, fold_words
 from ..atomic import atomic_write
 from .._progress import bar, bars_enabled, say
@@ -212,33 +212,6 @@ def inf_masks(n_valid: int, settings: Settings, rng) -> np.ndarray:
     return np.repeat(masks, seg, axis=1)[:, :n_valid]
 
 
-def infidelity_captum(attr: np.ndarray, masks: np.ndarray, f_clean: float, f_masked: np.ndarray) -> float:
-    """captum.metrics.infidelity on the frame-presence input z = 1 (x) with perturbation I = mask
-    (x - I = the masked input); the forward is answered from the already computed log-probs."""
-    import torch
-    from captum.metrics import infidelity
-
-    table = {masks[i].astype(np.float32).tobytes(): float(f_masked[i]) for i in range(len(masks))}
-    ones = np.ones(masks.shape[1], np.float32)
-
-    def forward(z):
-        out = []
-        for row in z.detach().cpu().numpy().astype(np.float32):
-            if np.array_equal(row, ones):
-                out.append(f_clean)
-            else:
-                out.append(table[(1.0 - row).astype(np.float32).tobytes()])
-        return torch.tensor(out, dtype=torch.float64)
-
-    def perturb(inputs):
-        m = torch.from_numpy(masks.astype(np.float32))[: len(inputs)]
-        return m, inputs - m
-
-    value = infidelity(forward, perturb, torch.ones(1, masks.shape[1]), torch.from_numpy(attr[None].astype(np.float32)),
-                       n_perturb_samples=len(masks), normalize=True)
-    return float(value.item())
-
-
 def perturbed_versions(audio: np.ndarray, sr: int, frame_s: float, settings: Settings, seed: int) -> dict:
     """STAB's perturbed clips: {kind: (samples, frames the maps shift by)}; ``frame_s``: seconds per map frame."""
     shift = int(round(settings.shift_ms / 1000 * sr))
@@ -259,9 +232,15 @@ def is_expensive(method) -> bool:
     return method.family == "perturbation" or not method.batched
 
 
+def enabled_metrics(settings: Settings) -> list:
+    """The registered metrics this run evaluates (STAB's need only with ``settings.stab``)."""
+    return [m for m in M.METRICS.values() if settings.stab or "perturbed_decodes" not in m.needs]
+
+
 def evaluate_clip(model, clip: Clip, dataset: str, specs: list[MethodSpec], settings: Settings,
                   log=print, clip_rank: int = 0, bars: bool = False) -> dict:
-    """Every method and metric on one clip: ``{"clip": info, "records": [...], "timing": {...}}``.
+    """Every method and registered metric on one clip: ``{"clip": info, "records": [...], "timing": {...}}``.
+    What the metrics need is prepared once: model passes per window, STAB's perturbed decodes.
     ``bars``: progress bars for the stages (shared passes, STAB decodes, methods, metrics, STAB)."""
     from .. import explain
 
@@ -281,22 +260,25 @@ def evaluate_clip(model, clip: Clip, dataset: str, specs: list[MethodSpec], sett
     by_window: dict[int, list[EvalToken]] = {}
     for t in tokens:
         by_window.setdefault(t.window, []).append(t)
+    metrics = enabled_metrics(settings)
+    needs = set().union(*(m.needs for m in metrics))
 
     # shared model passes per window: clean log-probs and INF perturbations
     from ..methods._common import MaskedScorer
     scorers, clean_lp, inf_data = {}, {}, {}
-    for w, toks in bar(by_window.items(), "shared passes", enabled=bars, total=len(by_window), unit="window"):
-        window = ex.windows[w]
-        positions = [t.position for t in toks]
-        scorers[w] = MaskedScorer(window, positions)
-        clean_lp[w] = scorers[w].masked(np.zeros((1, window.n_valid), bool))[0].numpy()
-        masks = inf_masks(window.n_valid, settings, rng)
-        inf_data[w] = (masks, scorers[w].masked(masks).numpy())
+    if "model_passes" in needs:
+        for w, toks in bar(by_window.items(), "shared passes", enabled=bars, total=len(by_window), unit="window"):
+            window = ex.windows[w]
+            positions = [t.position for t in toks]
+            scorers[w] = MaskedScorer(window, positions)
+            clean_lp[w] = scorers[w].masked(np.zeros((1, window.n_valid), bool))[0].numpy()
+            masks = inf_masks(window.n_valid, settings, rng)
+            inf_data[w] = (masks, scorers[w].masked(masks).numpy())
     timing = {"decode_and_shared_s": time.time() - t0}
 
     # perturbed clips for STAB
     stab_ex = {}
-    if settings.stab:
+    if "perturbed_decodes" in needs:
         audio = ex.audio
         versions = perturbed_versions(audio, ex.sample_rate, ex.frame_s, settings, settings.seed + 7).items()
         for kind, (pert, shift_frames) in bar(versions, "stab: decode perturbed", enabled=bars, unit="clip"):
@@ -317,76 +299,47 @@ def evaluate_clip(model, clip: Clip, dataset: str, specs: list[MethodSpec], sett
                 maps[t.token_index] = M.as_map(r)
         runtime = (time.time() - ts) / max(len(maps), 1)
         tf = time.time()
+        stab_here = bool(stab_ex) and (not is_expensive(m) or settings.expensive_stab(clip_rank))
+        pmaps = {kind: {} for kind in stab_ex} if stab_here else None
+        for kind, (pex, _) in stab_ex.items() if stab_here else ():
+            pwin_tokens = {}
+            for t in tokens:
+                if t.token_index not in maps or t.window >= len(pex.windows):
+                    continue
+                if same_prefix(ex.windows[t.window].ids, pex.windows[t.window].ids, t.position):
+                    pwin_tokens.setdefault(t.window, []).append(t)
+            for w, toks in bar(pwin_tokens.items(), f"{spec.name}: stab {kind}", enabled=bars,
+                               total=len(pwin_tokens), unit="window"):
+                out = m.compute(pex.windows[w], [t.position for t in toks], **spec.params)
+                for t, r in zip(toks, out):
+                    pmaps[kind][t.token_index] = M.as_map(r)
+        faith_method = settings.faith_methods is None or spec.name in settings.faith_methods
         for t in bar(tokens, f"{spec.name}: metrics", enabled=bars, unit="token"):
             if t.token_index not in maps:
                 continue
             r = maps[t.token_index]
             window = ex.windows[t.window]
-            toks = by_window[t.window]
-            col = [x.token_index for x in toks].index(t.token_index)
+            col = [x.token_index for x in by_window[t.window]].index(t.token_index)
             rec = {"dataset": dataset, "clip": clip.id, "wer": wer, "method": spec.name,
                    "token_index": t.token_index, "position": t.position, "token": t.token_text,
                    "word": t.word, "ref_word": t.ref_word, "span_start": t.span[0], "span_end": t.span[1],
-                   "n_valid": window.n_valid, "runtime_s": runtime,
-                   "pointing": M.pointing_game(r, t.span, frame_s), "iou": M.topk_iou(r, t.span, frame_s),
-                   "mass": M.mass_in_span(r, t.span, frame_s), "spr": M.sparsity(r),
-                   "peak_s": (int(np.argmax(r)) + 0.5) * frame_s}
-            masks, lp_masked = inf_data[t.window]
-            rec["inf"] = infidelity_captum(r, masks, float(clean_lp[t.window][col]), lp_masked[:, col])
-            if t.token_index in faith and (settings.faith_methods is None or spec.name in settings.faith_methods):
+                   "n_valid": window.n_valid, "peak_s": (int(np.argmax(r)) + 0.5) * frame_s}
+            inp = M.TokenInput(r, t.span, frame_s, settings, runtime_s=runtime, n_valid=window.n_valid)
+            if scorers:
                 scorer = scorers[t.window]
-                n = window.n_valid
-                del_masks, ins_masks = [], []
-                for level in settings.levels:
-                    top = M.topk_frames(r, level)
-                    dm = np.zeros(n, bool)
-                    dm[top] = True
-                    del_masks.append(dm)
-                    ins_masks.append(~dm)
-                ins_masks.append(np.ones(n, bool))  # nothing restored
-                lp = scorer.masked(np.array(del_masks + ins_masks))[:, col].numpy()
-                lp0 = float(clean_lp[t.window][col])
-                del_lp, ins_lp = lp[: len(settings.levels)], lp[len(settings.levels):-1]
-                empty = float(lp[-1])
-                del_ratio = np.concatenate([[1.0], np.exp(del_lp - lp0)])
-                ins_ratio = np.concatenate([[math.exp(empty - lp0)], np.exp(ins_lp - lp0)])
-                rec.update({"daopc": M.aopc(del_ratio), "del_curve": del_ratio.tolist(),
-                            "del_logp_drop": (lp0 - del_lp).tolist(), "mean_logp_drop": float(np.mean(lp0 - del_lp)),
-                            "ins_auc": M.aopc(ins_ratio), "ins_curve": ins_ratio.tolist()})
+                inp.clean_logp = float(clean_lp[t.window][col])
+                inp.masked_logp = lambda masks, scorer=scorer, col=col: scorer.masked(masks)[:, col].numpy()
+                masks, lp_masked = inf_data[t.window]
+                inp.inf = (masks, lp_masked[:, col])
+            if pmaps is not None:
+                inp.perturbed = {kind: (pmaps[kind].get(t.token_index), shift)
+                                 for kind, (_, shift) in stab_ex.items()}
+            faith_token = t.token_index in faith and faith_method
+            for metric in metrics:
+                if "faith_tokens" in metric.needs and not faith_token:
+                    continue
+                rec.update(metric.compute(inp))
             records.append(rec)
-        # STAB
-        stab_here = not is_expensive(m) or settings.expensive_stab(clip_rank)
-        if stab_ex and stab_here:
-            for kind, (pex, shift_frames) in stab_ex.items():
-                pwin_tokens = {}
-                for t in tokens:
-                    if t.token_index not in maps or t.window >= len(pex.windows):
-                        continue
-                    pw = pex.windows[t.window]
-                    if same_prefix(ex.windows[t.window].ids, pw.ids, t.position):
-                        pwin_tokens.setdefault(t.window, []).append(t)
-                pmaps = {}
-                for w, toks in bar(pwin_tokens.items(), f"{spec.name}: stab {kind}", enabled=bars,
-                                   total=len(pwin_tokens), unit="window"):
-                    out = m.compute(pex.windows[w], [t.position for t in toks], **spec.params)
-                    for t, r in zip(toks, out):
-                        pmaps[t.token_index] = M.as_map(r)
-                for rec in records:
-                    if rec["method"] != spec.name or rec["clip"] != clip.id:
-                        continue
-                    pr = pmaps.get(rec["token_index"])
-                    if pr is None:
-                        continue
-                    clean = maps[rec["token_index"]]
-                    moved = M.shift_back(pr, shift_frames, len(clean)) if shift_frames else pr[: len(clean)]
-                    if len(moved) < len(clean):
-                        moved = np.pad(moved, (0, len(clean) - len(moved)))
-                    rec[f"stab_{kind}_cos"] = M.cosine(clean, moved)
-                    rec[f"stab_{kind}_spearman"] = M.spearman(clean, moved)
-            for rec in records:
-                if rec["method"] == spec.name:
-                    vals = [rec.get(f"stab_{k}_cos") for k in stab_ex if rec.get(f"stab_{k}_cos") is not None]
-                    rec["stab"] = float(np.mean(vals)) if vals else float("nan")
         timing[spec.name] = {"maps_s": runtime * max(len(maps), 1), "metrics_s": time.time() - tf,
                              "n_maps": len(maps)}
         log(f"  {clip.id[:40]:40s} {spec.name:26s} maps {runtime * max(len(maps), 1):6.1f}s "
