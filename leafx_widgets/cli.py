@@ -98,9 +98,9 @@ def _explain(args) -> int:
 
     try:
         resolve_device(args.device)
-        variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+        variants = [v.strip() for v in args.methods.split(",") if v.strip()]
         if not variants:
-            raise UsageError("--variants is empty; name at least one method, e.g. --variants base")
+            raise UsageError("--methods is empty; name at least one method, e.g. --methods base")
         for name in [*variants, args.peaks]:
             get_method(name)
     except ValueError as err:
@@ -223,7 +223,7 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
 
 EPILOG = """examples:
   leafx-widgets explain                              # the bundled LibriVox clip with the bundled tiny.en
-  leafx-widgets explain talk.wav --variants base,grad,causal --json talk.json
+  leafx-widgets explain talk.wav --methods base,grad,causal --json talk.json
   leafx-widgets explain talk.wav --model openai/whisper-small --device cuda --dtype float16
   leafx-widgets lab                                  # JupyterLab on the quickstart notebook
   leafx-widgets lab --no-browser --port 8899         # extra arguments go to jupyter lab
@@ -239,12 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{explain,lab,bench,methods}")
     ex = sub.add_parser("explain", help="decode audio and print each word's peak evidence time",
-                        description="Decode AUDIO once, compute the maps of --variants for every token, print "
+                        description="Decode AUDIO once, compute the maps of --methods for every token, print "
                                     "each word's peak time and optionally write the JSON.",
                         epilog=EPILOG, formatter_class=_Formatter)
     ex.add_argument("audio", nargs="?", help="wav/flac/mp3/ogg file (default: the bundled LibriVox sample)")
     ex.add_argument("--model", default="tiny.en", help="tiny.en (bundled), a model folder, or a Hugging Face id")
-    ex.add_argument("--variants", default=DEFAULT_METHOD,
+    ex.add_argument("--methods", "--variants", dest="methods", default=DEFAULT_METHOD,
                     help="comma-separated methods to compute and save, e.g. base,grad,causal,base-vn "
                          "(list them with `leafx-widgets methods`)")
     ex.add_argument("--peaks", default=DEFAULT_METHOD, metavar="METHOD",

@@ -248,13 +248,15 @@ class Explanation:
         return peaks
 
     # -- serialisation ----------------------------------------------------------------------
-    def to_json(self, variants=VARIANTS, *, peak_method: str | None = None, **params) -> dict:
-        """The ``leafx-explanation/1`` schema; maps of ``variants`` computed now if needed.
+    def to_json(self, methods=VARIANTS, *, peak_method: str | None = None, variants=None, **params) -> dict:
+        """The ``leafx-explanation/1`` schema; maps of ``methods`` computed now if needed (``variants``: an
+        alias of ``methods``).
 
         Each word's ``peak_s`` comes from ``peak_method`` (default: DEFAULT_METHOD with a model, the
         document's own when read from JSON), whose maps are saved too and which the document names."""
         peak_method = peak_method or self.peak_method
-        variants = tuple(dict.fromkeys([*variants, *([peak_method] if peak_method else [])]))
+        methods = methods if variants is None else variants
+        variants = tuple(dict.fromkeys([*methods, *([peak_method] if peak_method else [])]))
         if self.windows:  # with a model, unknown names fail before any work (without, map() says what is stored)
             for v in variants:
                 get_method(v)
@@ -273,9 +275,9 @@ class Explanation:
                 "params": {k: v for k, v in params.items()}, "peak_method": peak_method,
                 "tokens": tokens, "words": words}
 
-    def save_json(self, path, variants=VARIANTS, *, peak_method: str | None = None, **params) -> Path:
+    def save_json(self, path, methods=VARIANTS, *, peak_method: str | None = None, variants=None, **params) -> Path:
         """Write ``to_json`` as strict JSON (no NaN), through a temporary file renamed into place."""
-        return atomic_write(path, json.dumps(self.to_json(variants, peak_method=peak_method, **params), allow_nan=False))
+        return atomic_write(path, json.dumps(self.to_json(methods if variants is None else variants, peak_method=peak_method, **params), allow_nan=False))
 
     @classmethod
     def from_json(cls, data, *, audio=None, load_audio: bool = False,

@@ -30,7 +30,7 @@ def one_line_error(done: subprocess.CompletedProcess) -> str:
 
 def test_explain_prints_words_and_writes_json(tmp_path, capsys):
     out = tmp_path / "ex.json"
-    assert cli.main(["explain", str(lw.sample_path()), "--variants", "base,base-vn", "--json", str(out),
+    assert cli.main(["explain", str(lw.sample_path()), "--methods", "base,base-vn", "--json", str(out),
                      "--peaks", "base-vn", "--quiet"]) == 0
     printed = capsys.readouterr().out
     assert "transcript: And Mr. John Dashwood had then leisure" in printed
@@ -49,7 +49,7 @@ def test_explain_prints_words_and_writes_json(tmp_path, capsys):
 
 def test_peaks_default_is_named_and_saved(tmp_path, capsys):
     out = tmp_path / "ex.json"
-    assert cli.main(["explain", "--variants", "base", "--json", str(out), "-q"]) == 0
+    assert cli.main(["explain", "--variants", "base", "--json", str(out), "-q"]) == 0  # --variants: the alias of --methods
     assert f"peak (s) [{lw.DEFAULT_METHOD}]" in capsys.readouterr().out
     doc = json.loads(out.read_text())
     assert doc["peak_method"] == lw.DEFAULT_METHOD and set(doc["tokens"][0]["maps"]) == {"base", lw.DEFAULT_METHOD}
@@ -58,7 +58,7 @@ def test_peaks_default_is_named_and_saved(tmp_path, capsys):
 def test_errors_are_one_clear_line(tmp_path, capsys):
     assert cli.main(["explain", str(tmp_path / "nothing.wav")]) == 2
     assert "error: audio file not found" in capsys.readouterr().err
-    assert cli.main(["explain", "--variants", "base,bogus"]) == 2
+    assert cli.main(["explain", "--methods", "base,bogus"]) == 2
     assert "unknown method 'bogus'" in capsys.readouterr().err
     empty = tmp_path / "empty.wav"
     empty.write_bytes(b"")
@@ -136,7 +136,7 @@ def test_unreachable_hub_is_one_sentence_without_retries(tmp_path):
 
 
 def test_ctrl_c_is_one_line_and_exit_130():
-    proc = subprocess.Popen([sys.executable, "-m", "leafx_widgets.cli", "explain", "--variants", "ig"],
+    proc = subprocess.Popen([sys.executable, "-m", "leafx_widgets.cli", "explain", "--methods", "ig"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(3.0)  # inside main(): importing torch, loading the model or computing
     proc.send_signal(signal.SIGINT)
@@ -166,7 +166,7 @@ def test_missing_extra_names_the_pip_command(monkeypatch):
     assert "needs_missing" not in methods.available_methods()
     with pytest.raises(methods.MethodUnavailable, match=r"needs leafx_no_such_module.*leafx-widgets\[bench\]"):
         methods.get_method("needs_missing")
-    assert cli.main(["explain", "--variants", "needs_missing"]) == 2
+    assert cli.main(["explain", "--methods", "needs_missing"]) == 2
 
 
 def test_methods_lists_availability(capsys):

@@ -122,7 +122,7 @@ def test_tau_follows_each_method_until_the_user_sets_it(widget, ex):
     # variant must not end the constructor's grace period early
     w = LeafXWidget(ex, background=False)
     w._following = True
-    w._follow_variant_defaults({"new": "base"})
+    w._follow_method_defaults({"new": "base"})
     assert w._following and w.tau == base_tau
     w._following = False
     widget.variant = "leafx_sf"
@@ -365,7 +365,7 @@ def test_save_html_is_self_contained_and_escaped(html_ex, tmp_path):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text  # the <noscript> copy
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", text), "no external resources"
     data = _embedded(text)
-    assert data["variants"] == ["base", "base-vn"]
+    assert data["methods"] == ["base", "base-vn"]
     assert len(data["maps"]) == 2 * len(html_ex.tokens)
     key = map_key(4, "base-vn", {"tau": 1.0, "depth": "full"})
     arr = np.frombuffer(base64.b64decode(data["maps"][key]["b64"]), np.float32)
@@ -379,7 +379,7 @@ def test_save_html_is_self_contained_and_escaped(html_ex, tmp_path):
 
 def test_save_html_explicit_variants(widget, tmp_path):
     data = _embedded(widget.save_html(tmp_path / "v.html", variants=["base"]).read_text())
-    assert data["variants"] == ["base"] and data["state"]["variant"] == "base"
+    assert data["methods"] == ["base"] and data["state"]["method"] == "base"
     with pytest.raises(traitlets.TraitError):
         widget.save_html(tmp_path / "w.html", variants=["nope"])
 
@@ -469,4 +469,17 @@ def test_a_method_whose_extra_is_missing_is_listed_but_refused(ex, monkeypatch):
     assert listed["base"]["available"] is True and listed["base"]["needs"] is None
     with pytest.raises(traitlets.TraitError, match=r"needs leafx_no_such_module"):
         w.variant = "needs_missing"
+    w.close()
+
+
+def test_method_is_the_synced_trait_and_variant_its_alias(ex):
+    """One word: "method" in Python, JS and the CLI; "variant" (the paper's) kept as an alias."""
+    synced = LeafXWidget.class_trait_names(sync=True)
+    assert {"method", "compare_method"} <= set(synced) and "variant" not in synced
+    w = LeafXWidget(ex, variant="base", compare_variant="base-vn")
+    assert (w.method, w.compare_method) == ("base", "base-vn")
+    w.variant = "raa_last"
+    assert w.method == "raa_last" and w.variant == "raa_last"
+    w.compare_method = None
+    assert w.compare_variant is None
     w.close()

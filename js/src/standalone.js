@@ -40,7 +40,7 @@ export class LocalModel {
       const hit = d.maps[msg.key];
       if (hit) this._reply({ type: "map", id: msg.id, key: msg.key, start_frame: hit.start_frame, dtype: "float32" }, base64ToBytes(hit.b64));
       else this._reply({ type: "error", id: msg.id, key: msg.key,
-        message: `This export holds no map for ${msg.method} with these settings (exported: ${d.variants.join(", ")}). Open the notebook to compute it.` });
+        message: `This export holds no map for ${msg.method} with these settings (exported: ${d.methods.join(", ")}). Open the notebook to compute it.` });
     } else if (msg.type === "overview" && d.overview) {
       const { b64, ...ov } = d.overview;
       this._reply({ type: "overview", row0: 0, ...ov }, base64ToBytes(b64));

@@ -41,7 +41,7 @@ export class View {
     const onMsg = (msg, buffers) => this._onMessage(msg, buffers);
     model.on("msg:custom", onMsg);
     this.cleanups.push(() => model.off("msg:custom", onMsg));
-    for (const name of ["variant", "compare_variant", "compare_mode", "tau", "depth"]) {
+    for (const name of ["method", "compare_method", "compare_mode", "tau", "depth"]) {
       this.cleanups.push(onTrait(model, name, () => { this._syncControls(); this.update(); }));
     }
     this.cleanups.push(onTrait(model, "selected_token", (k) => {
@@ -147,13 +147,13 @@ export class View {
 
   _syncControls() {
     const u = this.ui, model = this.model;
-    u.variant.value = model.get("variant");
-    u.compare.value = model.get("compare_variant") ?? "";
+    u.variant.value = model.get("method");
+    u.compare.value = model.get("compare_method") ?? "";
     u.mode.value = model.get("compare_mode");
-    u.mode.hidden = !model.get("compare_variant");
+    u.mode.hidden = !model.get("compare_method");
     if (document.activeElement !== u.tau) u.tau.value = model.get("tau");
     u.depth.value = model.get("depth");
-    const takes = (k) => [model.get("variant"), model.get("compare_variant")]
+    const takes = (k) => [model.get("method"), model.get("compare_method")]
       .some((n) => n && k in (this.methods[n]?.params ?? {}));
     u.tau.disabled = this.standalone || !takes("tau");
     u.depth.disabled = this.standalone || !takes("depth");
@@ -164,8 +164,8 @@ export class View {
     on(u.play, "click", () => this.player?.toggle());
     on(u.playWord, "click", () => this.playWord());
     on(u.playRegion, "click", () => this.playRegion());
-    on(u.variant, "change", () => setTraits(model, { variant: u.variant.value }));
-    on(u.compare, "change", () => setTraits(model, { compare_variant: u.compare.value || null }));
+    on(u.variant, "change", () => setTraits(model, { method: u.variant.value }));
+    on(u.compare, "change", () => setTraits(model, { compare_method: u.compare.value || null }));
     on(u.mode, "change", () => setTraits(model, { compare_mode: u.mode.value }));
     const tau = debounce(() => {
       const v = parseFloat(u.tau.value);
@@ -349,7 +349,7 @@ export class View {
     if (!this.ready) return;
     const t0 = performance.now();
     const k = this.selected, params = this.params();
-    const names = [this.model.get("variant"), this.model.get("compare_variant")].filter(Boolean);
+    const names = [this.model.get("method"), this.model.get("compare_method")].filter(Boolean);
     const key = `${k}:${names.join("/")}:${this.store.key(k, names[0], params)}:${this.model.get("compare_mode")}`;
     if (key !== this.wanted) this.retried = null;
     this.wanted = key;
@@ -388,7 +388,7 @@ export class View {
   }
 
   _prefetch(k, params) {
-    const v = this.model.get("variant");
+    const v = this.model.get("method");
     if (this.methods[v]?.cost !== "fast") return;
     for (const j of [k + 1, k - 1]) {
       if (j >= 0 && j < this.meta.tokens.length) this.store.request(j, v, params, { selected: k }).catch(() => {});

@@ -42,6 +42,9 @@ __all__ = ["LeafXWidget", "show", "describe_methods", "map_key", "overview_key",
            "OVERVIEW_CHUNK_SECONDS", "OVERVIEW_MAX_BINS", "EXIT_JOIN_S", "DESELECTED", "BY_USER", "CLOSED"]
 
 
+ALIASES = {"variant": "method", "compare_variant": "compare_method"}  # old keyword -> trait
+
+
 def _registry(model=None) -> Mapping[str, Any]:
     """The registered methods that ``model`` can run (all of them for an explanation without a model)."""
     from ..methods import METHODS
@@ -110,12 +113,12 @@ class LeafXWidget(anywidget.AnyWidget):
     """Playhead position in seconds, written back by the browser while playing."""
 
     # Method and its parameters
-    variant = traitlets.Unicode("base").tag(sync=True)
-    """Name of the method (a key of the registry) drawn for the selected token."""
-    compare_variant = traitlets.Unicode(None, allow_none=True).tag(sync=True)
-    """Second method shown next to ``variant``, or None."""
+    method = traitlets.Unicode("base").tag(sync=True)
+    """Name of the method (a key of the registry) drawn for the selected token. Alias: ``variant``."""
+    compare_method = traitlets.Unicode(None, allow_none=True).tag(sync=True)
+    """Second method shown next to ``method``, or None. Alias: ``compare_variant``."""
     compare_mode = traitlets.Enum(("side", "diff"), "side").tag(sync=True)
-    """How to show the comparison: two lanes side by side, or variant minus compare."""
+    """How to show the comparison: two lanes side by side, or method minus compare method."""
     tau = traitlets.Float(1.0).tag(sync=True)
     """Entropy temperature of the LEAF-X methods."""
     depth = traitlets.Unicode("full").tag(sync=True)
@@ -126,6 +129,9 @@ class LeafXWidget(anywidget.AnyWidget):
 
     def __init__(self, explanation, *, methods: Mapping[str, Any] | None = None,
                  background: bool = True, **kwargs):
+        for old, new in ALIASES.items():  # the paper's word, kept as an alias
+            if old in kwargs:
+                kwargs.setdefault(new, kwargs.pop(old))
         unknown = set(kwargs) - set(self.class_trait_names(sync=True)) - {"layout"}
         if unknown:
             raise TypeError(f"LeafXWidget got unexpected keyword arguments: {sorted(unknown)}")
@@ -147,8 +153,8 @@ class LeafXWidget(anywidget.AnyWidget):
         # tau/depth follow the shown method's own defaults until the user sets them
         self._user_params = {k for k in WIDGET_PARAMS if k in kwargs}
         self._following = True  # the constructor's own settings are not user choices
-        kwargs.setdefault("variant", self.default_method)
-        defaults = self._declared(kwargs["variant"])
+        kwargs.setdefault("method", self.default_method)
+        defaults = self._declared(kwargs["method"])
         kwargs.setdefault("tau", float(defaults.get("tau", 1.0)))
         kwargs.setdefault("depth", str(defaults.get("depth", "full")))
         super().__init__(_meta=self._build_meta(), **kwargs)
@@ -158,11 +164,18 @@ class LeafXWidget(anywidget.AnyWidget):
             self._worker.submit(call_job(self._audio_and_mel))
 
     # ---- validation ------------------------------------------------------------------
-    @traitlets.validate("variant")
+    # "variant" (the paper's word for base/+grad/+causal) names the same trait as "method"
+    variant = property(lambda self: self.method, lambda self, value: setattr(self, "method", value),
+                       doc="Alias of ``method``.")
+    compare_variant = property(lambda self: self.compare_method,
+                               lambda self, value: setattr(self, "compare_method", value),
+                               doc="Alias of ``compare_method``.")
+
+    @traitlets.validate("method")
     def _check_variant(self, proposal):
         return self._check_method(proposal["value"])
 
-    @traitlets.validate("compare_variant")
+    @traitlets.validate("compare_method")
     def _check_compare(self, proposal):
         value = proposal["value"]
         return None if value in (None, "") else self._check_method(value)
@@ -204,8 +217,8 @@ class LeafXWidget(anywidget.AnyWidget):
         if not self._following:
             self._user_params.add(change["name"])
 
-    @traitlets.observe("variant")
-    def _follow_variant_defaults(self, change):
+    @traitlets.observe("method")
+    def _follow_method_defaults(self, change):
         """LEAF-X-SF's tau (0.5) differs from the paper methods' (1.0): show each method at its
         own default, unless the user has chosen a value, which then applies to every method."""
         defaults = self._declared(change["new"])
@@ -284,7 +297,7 @@ class LeafXWidget(anywidget.AnyWidget):
 
     def get_map(self, token: int, method: str | None = None, **params) -> np.ndarray:
         """The float32 map of ``token`` (over its own frames), cached. Blocks until computed."""
-        method = method or self.variant
+        method = method or self.method
         return self._maps.run_now(lambda: self._maps.compute(token, method, self.method_params(method, params or None)))
 
     def overview(self, method: str | None = None, **params) -> np.ndarray:
@@ -299,13 +312,14 @@ class LeafXWidget(anywidget.AnyWidget):
         """Waits for queued map and overview work (tests and scripts)."""
         self._worker.wait_idle(timeout)
 
-    def save_html(self, path, variants: Iterable[str] | None = None, *, title: str | None = None):
+    def save_html(self, path, methods: Iterable[str] | None = None, *, title: str | None = None,
+                  variants: Iterable[str] | None = None):
         """Writes one self-contained HTML file that works without a kernel.
 
-        The maps of ``variants`` (default: the shown variant and compare variant) are
-        precomputed for every token at the current tau and depth.
+        The maps of ``methods`` (default: the shown method and compare method) are
+        precomputed for every token at the current tau and depth. ``variants``: an alias of ``methods``.
         """
-        return export.save_html(self, path, variants, title=title)
+        return export.save_html(self, path, methods if methods is not None else variants, title=title)
 
     # ---- messages: the protocol's handler table -----------------------------------------
     def _on_custom_msg(self, _widget, content: dict, buffers: list) -> None:

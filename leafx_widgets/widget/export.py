@@ -43,10 +43,10 @@ def read_bundle_file(name: str) -> str:
     return (STATIC / name).read_text(encoding="utf-8")
 
 
-def save_html(widget, path, variants: Iterable[str] | None = None, *, title: str | None = None) -> pathlib.Path:
-    """``LeafXWidget.save_html``: the maps of ``variants`` for every token at the widget's tau and depth."""
+def save_html(widget, path, methods: Iterable[str] | None = None, *, title: str | None = None) -> pathlib.Path:
+    """``LeafXWidget.save_html``: the maps of ``methods`` for every token at the widget's tau and depth."""
     check_bundle("standalone.js", "widget.css")  # before minutes of maps, not after
-    names = list(variants) if variants is not None else [widget.variant, widget.compare_variant]
+    names = list(methods) if methods is not None else [widget.method, widget.compare_method]
     names = list(dict.fromkeys(n for n in names if n))
     for n in names:
         widget._check_method(n)
@@ -63,10 +63,10 @@ def save_html(widget, path, variants: Iterable[str] | None = None, *, title: str
     data = {
         "meta": widget._meta,
         "state": {"selected_token": widget.selected_token, "current_time": 0.0,
-                  "variant": names[0] if names else widget.variant,
-                  "compare_variant": widget.compare_variant if widget.compare_variant in names else None,
+                  "method": names[0] if names else widget.method,
+                  "compare_method": widget.compare_method if widget.compare_method in names else None,
                   "compare_mode": widget.compare_mode, "tau": widget.tau, "depth": widget.depth},
-        "variants": names,
+        "methods": names,
         "audio": {"b64": _codecs.b64(p["pcm"]), "total": int(p["pcm"].size)},
         "peaks": {"b64": _codecs.b64(p["peaks"]), "block": protocol.PEAK_BLOCK,
                   "n_blocks": int(p["peaks"].shape[0]), "total_samples": int(p["pcm"].size)},

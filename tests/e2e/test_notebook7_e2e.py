@@ -71,7 +71,7 @@ def test_panes_render(nb7_page):
 def test_click_token_draws_kernel_map(nb7_page):
     page = nb7_page
     k = 5
-    assert not view_eval(page, 0, "(v, k) => !!v.store.get(k, v.model.get('variant'), v.params())", k)
+    assert not view_eval(page, 0, "(v, k) => !!v.store.get(k, v.model.get('method'), v.params())", k)
     n_before = view_eval(page, 0, "(v) => v.metrics.maps.length")
     page.locator(f".leafx-root .lx-tok[data-i='{k}']").click(force=True)
     wait_key(page, 0, f"{k}|{default_method(page)}|")
@@ -97,7 +97,7 @@ def test_variant_toggle_changes_map(nb7_page):
     after = view_eval(page, 0, "(v) => Array.from(v.current.primary.map)")
     assert len(after) == len(before) and sum(abs(a - b) for a, b in zip(after, before)) > 1e-3
     assert root.get_attribute("data-map-source") == "kernel"
-    page.wait_for_function("(m) => document.querySelector('.leafx-root').__leafx.model.get('variant') === m",
+    page.wait_for_function("(m) => document.querySelector('.leafx-root').__leafx.model.get('method') === m",
                            arg=other, timeout=5_000)
     root.locator(".lx-variant").select_option(d, force=True)  # back: from the browser's cache
     wait_key(page, 0, f"5|{d}|")

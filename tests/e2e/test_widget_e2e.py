@@ -127,7 +127,7 @@ def test_panes_render(lab_page):
 def test_click_token_draws_kernel_map(lab_page):
     page = lab_page
     k = 5
-    assert not view_eval(page, 0, "(v, k) => !!v.store.get(k, v.model.get('variant'), v.params())", k), \
+    assert not view_eval(page, 0, "(v, k) => !!v.store.get(k, v.model.get('method'), v.params())", k), \
         "token 5's map must not be in the browser's cache before the click"
     n_before = view_eval(page, 0, "(v) => v.metrics.maps.length")
     page.locator(".leafx-root").nth(0).locator(f".lx-tok[data-i='{k}']").click(force=True)
@@ -142,7 +142,7 @@ def test_click_token_draws_kernel_map(lab_page):
     assert abs(info["sum"] - 1) < 1e-3 and info["n"] > 100
     # it came over the wire: one more kernel reply, now cached in the browser
     assert view_eval(page, 0, "(v) => v.metrics.maps.length") > n_before
-    assert view_eval(page, 0, "(v, k) => !!v.store.get(k, v.model.get('variant'), v.params())", k)
+    assert view_eval(page, 0, "(v, k) => !!v.store.get(k, v.model.get('method'), v.params())", k)
     assert page.locator(".leafx-root").nth(0).get_attribute("data-map-source") == "kernel"
     assert nonblank_pixels(page, 0, ".lx-lane") > 200
 
@@ -372,7 +372,7 @@ def test_standalone_html(lab, browser):
     transcript = page.inner_text(".lx-transcript")
     assert data["meta"]["words"][2]["text"] in transcript
     d = data["meta"]["default_method"]
-    assert data["variants"] == [d]
+    assert data["methods"] == [d]
     wait_key(page, 0, f"0|{d}|", timeout=10_000)
     tokens.nth(3).click(force=True)
     wait_key(page, 0, f"3|{d}|", timeout=10_000)
