@@ -72,8 +72,11 @@ class FakeAdapter:
         selfs = [reduce_self(l, a[None]) if reduce_self else a for l, a in enumerate(SELF)]
         return TeacherPass(cross=cross, self_attn=selfs)
 
+    def query_rows(self, prompt, positions):  # next-token decoder: the query before each token
+        return [len(prompt) - 1 + p for p in positions]
+
     def token_gradients(self, encoded, prompt, ids):
-        return FakeGradients(rows=[len(prompt) - 1 + i for i in range(len(ids))])
+        return FakeGradients(rows=self.query_rows(prompt, range(len(ids))))
 
 
 def _maps(name, n_valid=4):

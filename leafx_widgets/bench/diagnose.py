@@ -64,7 +64,7 @@ def diagnose(manifests, model="tiny.en", specs=SPECS, *, allow_outside_paths: bo
                         d["mass"].append(M.mass_in_span(r, t.span, ex.frame_s))
                         d["border"].append(peak >= w.n_valid - 3)
                         d["start"].append(peak < 3)
-                        d["before"].append((peak + 1) * ex.frame_s <= t.span[0] - 0.02)
+                        d["before"].append((peak + 1) * ex.frame_s <= t.span[0] - M.POINTING_TOL_S)
     return {s: {ds: {**{k: float(np.mean(v)) for k, v in d.items()}, "n": len(d["pg"])} for ds, d in by.items()}
             for s, by in rows.items()}
 

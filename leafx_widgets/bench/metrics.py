@@ -47,7 +47,10 @@ def span_frames(span: tuple[float, float], frame_s: float, n_frames: int) -> tup
     return max(0, min(a, n_frames)), max(0, min(b, n_frames))
 
 
-def pointing_game(r: np.ndarray, span: tuple[float, float], frame_s: float, *, tol_s: float = 0.02) -> float:
+POINTING_TOL_S = 0.02  # the pointing game's tolerance around the word span, in seconds (a metric setting)
+
+
+def pointing_game(r: np.ndarray, span: tuple[float, float], frame_s: float, *, tol_s: float = POINTING_TOL_S) -> float:
     """1.0 when the argmax frame overlaps the span widened by ``tol_s`` on each side."""
     s = int(np.argmax(r))
     frame_start, frame_end = s * frame_s, (s + 1) * frame_s

@@ -55,7 +55,7 @@ def sweep(manifests, model="tiny.en", grid: dict = GRID, n_inf: int = 64, seed: 
 
     from .. import explain, load_model
     from ..baselines import raa_last
-    from ..methods._common import MaskedScorer, query_rows
+    from ..methods._common import MaskedScorer
     from ..methods.leafx_sf import layer_cross_attention, sink_free_maps
 
     datasets = load_manifests(manifests, allow_outside_paths=allow_outside_paths)
@@ -77,7 +77,7 @@ def sweep(manifests, model="tiny.en", grid: dict = GRID, n_inf: int = 64, seed: 
             masks = inf_masks(window.n_valid, Settings(n_inf=n_inf), rng)
             drops = clean[None] - scorer.masked(masks).numpy()  # (n_inf, tokens)
             cross, text_rows = layer_cross_attention(window, [adapter.n_layers - 1])
-            rows = query_rows(len(window.prompt), positions)
+            rows = window.adapter.query_rows(window.prompt, positions)
             candidates = {"raa_last": raa_last(window, positions)}
             for s in bar(settings, "grid", enabled=progress, unit="setting"):
                 with torch.no_grad():

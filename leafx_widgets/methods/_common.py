@@ -13,12 +13,6 @@ import torch
 
 
 
-def query_rows(n_prompt: int, positions) -> list[int]:
-    """Decoder query rows that predict text tokens ``positions`` (0 = the first token after a prompt
-    of ``n_prompt`` tokens): each token is predicted by the query one position before it."""
-    return [n_prompt - 1 + p for p in positions]
-
-
 def gradient_batches(gradients, targets: list[int], size: int, *, layers=None, self_attention: bool = False):
     """The adapter's per-token attention gradients (``token_gradients``), ``size`` targets per
     batched backward, which bounds the memory held at once.

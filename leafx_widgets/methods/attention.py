@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from .. import leafx
-from ._common import crop_normalise, gradient_batches, query_rows, raw_attention
+from ._common import crop_normalise, gradient_batches, raw_attention
 from .leafx import LeafxConfig, leafx_window
 from .registry import Method, register
 
@@ -18,7 +18,7 @@ def raa(window, positions, *, layers: str = "last") -> np.ndarray:
     """Raw attention alignment: head-mean cross-attention of the predicting query,
     last layer (``layers="last"``) or mean over all layers (``"mean"``)."""
     cross, _ = raw_attention(window)
-    rows = query_rows(len(window.prompt), positions)
+    rows = window.adapter.query_rows(window.prompt, positions)
     picked = cross[-1:] if layers == "last" else cross
     if layers not in ("last", "mean"):
         raise ValueError(f"layers must be 'last' or 'mean', got {layers!r}")
@@ -93,7 +93,7 @@ def saco(window, positions, **params) -> np.ndarray:
     mean_self, targets = _gradient_weighted(window, list(positions), with_self=False)
     eye = torch.eye(mean_self.shape[-1])
     a_self = 0.5 * eye + 0.5 * mean_self  # (L, P, P), the same for every target
-    rows = dict(zip(positions, query_rows(len(window.prompt), positions)))
+    rows = dict(zip(positions, window.adapter.query_rows(window.prompt, positions)))
     out = [_relevance_rollout(a_cross, lambda l, x: a_self[l] @ x, lambda r: r)[rows[position]].numpy()
            for position, a_cross, _ in targets]
     return crop_normalise(np.stack(out), window.n_valid)
@@ -112,7 +112,7 @@ def ta(window, positions, **params) -> np.ndarray:
     """
     mean_self, targets = _gradient_weighted(window, list(positions), with_self=True)
     eye = torch.eye(mean_self.shape[-1])
-    rows = dict(zip(positions, query_rows(len(window.prompt), positions)))
+    rows = dict(zip(positions, window.adapter.query_rows(window.prompt, positions)))
     out = []
     for position, a_cross, a_selfs in targets:
         r_ts = _relevance_rollout(a_cross, lambda l, x: x + a_selfs[l] @ x,

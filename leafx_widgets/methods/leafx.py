@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .. import leafx
-from ._common import gradient_batches, query_rows
+from ._common import gradient_batches
 from .registry import Compute, Method, register
 
 FRAMES = ("valid", "all")
@@ -100,7 +100,7 @@ def leafx_window(adapter, encoded: torch.Tensor, prompt: list[int], ids: list[in
     benchmark's tau sweep) reuses the gradient pass and the bypass passes.
     """
     layers = leafx.select_layers(adapter.n_layers, cfg.depth)
-    rows = query_rows(len(prompt), range(len(ids)))
+    rows = adapter.query_rows(prompt, range(len(ids)))
     if not ids:
         empty = torch.zeros(0, n_valid)
         return WindowMaps(maps=empty, layer_maps=torch.zeros(0, len(layers), n_valid), layers=layers)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .. import leafx
-from ._common import crop_normalise, gradient_batches, query_rows
+from ._common import crop_normalise, gradient_batches
 from .registry import Method, register
 
 # chosen on the development sets by the rule in ``leafx_widgets.bench.tune_sf``
@@ -76,7 +76,7 @@ def leafx_sf(window, positions, *, tau: float = 0.5, delta: float = 1e-4, desink
     if grad:
         cross = _gradient_modulated(window, cross, chosen, text_rows)
     maps = sink_free_maps(cross, text_rows, window.n_valid, tau=tau, delta=delta, desink=desink, gamma=gamma)
-    return crop_normalise(maps[query_rows(len(window.prompt), positions)].numpy(), window.n_valid)
+    return crop_normalise(maps[window.adapter.query_rows(window.prompt, positions)].numpy(), window.n_valid)
 
 
 @torch.no_grad()
@@ -87,7 +87,7 @@ def layer_cross_attention(window, chosen: list[int]) -> tuple[torch.Tensor, list
     tp = window.adapter.teacher_forced(window.encoded, window.prompt, window.ids,
                                        reduce_cross=lambda l, a: a[0].float() if l in wanted else None,
                                        reduce_self=lambda l, a: None)
-    return torch.stack([tp.cross[l] for l in chosen]), query_rows(len(window.prompt), range(len(window.ids)))
+    return torch.stack([tp.cross[l] for l in chosen]), window.adapter.query_rows(window.prompt, range(len(window.ids)))
 
 
 def _gradient_modulated(window, cross, chosen, text_rows, chunk: int = 16):

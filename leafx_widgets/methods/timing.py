@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._common import crop_normalise, query_rows, raw_attention
+from ._common import crop_normalise, raw_attention
 from .registry import Method, register
 
 
@@ -70,7 +70,7 @@ def whisper_dtw(window, positions, *, medfilt_width: int = 7, **params) -> np.nd
     w = ((w - mean) / (std + 1e-10)).numpy()
     w = median_filter(w, medfilt_width)
     matrix = w.mean(0)
-    rows = query_rows(len(window.prompt), range(len(window.ids) + 1))  # each text token, then <|eot|>
+    rows = window.adapter.query_rows(window.prompt, range(len(window.ids) + 1))  # each text token, then <|eot|>
     matrix = matrix[rows[0]:rows[-1] + 1]
     text_idx, time_idx = dtw(-matrix.astype(np.float64))
     maps = np.zeros((len(positions), nv))
