@@ -218,7 +218,12 @@ def _methods(args) -> int:
 
 # -- parser ------------------------------------------------------------------------------------
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    pass
+    """Defaults shown after each option's help, except where there is none to show."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False, argparse.SUPPRESS):
+            return action.help
+        return super()._get_help_string(action)
 
 
 EPILOG = """examples:
