@@ -234,7 +234,8 @@ class WhisperAdapter(SpeechAdapter):
     def token_logprobs(self, hidden: torch.Tensor, prompt: list[int], ids: list[int]) -> torch.Tensor:
         """log p(ids[i] | prefix, audio) from the decoder's final states (B, >= P - 1, d) -> (B, n_ids)."""
         rows = hidden[:, len(prompt) - 1 : len(prompt) - 1 + len(ids)]
-        logp = torch.log_softmax(self.model.proj_out(rows).float(), dim=-1)
+        logits = self.model.proj_out(rows)  # log-softmax in at least float32, in float64 for float64 models
+        logp = torch.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=-1)
         target = torch.tensor(ids, device=hidden.device)[None, :, None].expand(len(hidden), -1, 1)
         return logp.gather(-1, target)[..., 0]
 
