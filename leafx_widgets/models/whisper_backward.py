@@ -190,7 +190,10 @@ class TokenGradients:
         # gradient of log p(ids[i]) at the final output of its query: W^T (onehot - softmax)
         weight = model.proj_out.weight  # (V, D)
         with torch.no_grad():
-            probs = torch.softmax((out[self.rows] @ weight.T).float(), dim=-1).to(weight.dtype)
+            # softmax in at least float32 (half-precision models), in float64 for float64 models
+            logits = out[self.rows] @ weight.T
+            probs = torch.softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=-1)
+            probs = probs.to(weight.dtype)
             self.seeds = weight[torch.tensor(ids, device=weight.device)] - probs @ weight  # (N, D)
 
     def attention(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
