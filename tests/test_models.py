@@ -194,20 +194,28 @@ def test_batched_token_gradients_equal_autograd():
     check_token_gradients(lw.load_model("tiny.en", dtype=torch.float64), lw.sample_path(), [0, 5, -1])
 
 
-def test_other_model_sizes_run_end_to_end(tmp_path, model):
-    """Nothing assumes tiny.en: a random Whisper with large-v3's 128 mel bins, 3 decoder layers,
-    8 heads and a 40-token context goes through load_model(folder) and every LEAF-X variant."""
+def random_whisper(folder, model, *, d_model, encoder_layers, decoder_layers, heads, ffn_dim, source_positions,
+                   target_positions, n_mels=128):
+    """A random-initialised Whisper checkpoint (tiny.en's tokenizer) in ``folder``, for geometry tests."""
     from transformers import WhisperConfig, WhisperForConditionalGeneration
 
     torch.manual_seed(0)
-    config = WhisperConfig(vocab_size=model.model.config.vocab_size, num_mel_bins=128, d_model=512,
-                           encoder_layers=2, decoder_layers=3, encoder_attention_heads=8,
-                           decoder_attention_heads=8, encoder_ffn_dim=256, decoder_ffn_dim=256,
-                           max_source_positions=1500, max_target_positions=40)
-    folder = tmp_path / "random-whisper"
+    config = WhisperConfig(vocab_size=model.model.config.vocab_size, num_mel_bins=n_mels, d_model=d_model,
+                           encoder_layers=encoder_layers, decoder_layers=decoder_layers,
+                           encoder_attention_heads=heads, decoder_attention_heads=heads, encoder_ffn_dim=ffn_dim,
+                           decoder_ffn_dim=ffn_dim, max_source_positions=source_positions,
+                           max_target_positions=target_positions)
     WhisperForConditionalGeneration(config).save_pretrained(folder)
     model.tokenizer.save(str(folder / "tokenizer.json"))
-    other = lw.load_model(folder)
+    return folder
+
+
+def test_other_model_sizes_run_end_to_end(tmp_path, model):
+    """Nothing assumes tiny.en: a random Whisper with large-v3's 128 mel bins, 3 decoder layers,
+    8 heads and a 40-token context goes through load_model(folder) and every LEAF-X variant."""
+    other = lw.load_model(random_whisper(tmp_path / "random-whisper", model, d_model=512, encoder_layers=2,
+                                         decoder_layers=3, heads=8, ffn_dim=256, source_positions=1500,
+                                         target_positions=40))
     assert (other.n_layers, other.n_heads, other.n_mels) == (3, 8, 128)
     ex = lw.explain(other, lw.sample_path())
     assert ex.log_mel().shape == (128, 2 * ex.n_frames)
@@ -262,18 +270,9 @@ def test_load_model_dispatches_on_model_type(tmp_path, monkeypatch):
 def test_a_model_with_another_window_geometry(tmp_path, model):
     """Nothing assumes 30 s windows of 1500 frames: a random Whisper with 250-frame (5 s) windows and
     128 mel bins explains the 7.1 s sample in two windows, every method over the right frames."""
-    import leafx_widgets.baselines  # noqa: F401  (registers every method)
-    from transformers import WhisperConfig, WhisperForConditionalGeneration
-
-    torch.manual_seed(0)
-    config = WhisperConfig(vocab_size=model.model.config.vocab_size, num_mel_bins=128, d_model=64,
-                           encoder_layers=1, decoder_layers=2, encoder_attention_heads=2,
-                           decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
-                           max_source_positions=250, max_target_positions=12)
-    folder = tmp_path / "short-window-whisper"
-    WhisperForConditionalGeneration(config).save_pretrained(folder)
-    model.tokenizer.save(str(folder / "tokenizer.json"))
-    other = lw.load_model(folder)
+    other = lw.load_model(random_whisper(tmp_path / "short-window-whisper", model, d_model=64, encoder_layers=1,
+                                         decoder_layers=2, heads=2, ffn_dim=64, source_positions=250,
+                                         target_positions=12))
     assert (other.n_window_frames, other.window_samples) == (250, 80000)
     assert "alignment_heads" not in other.supports and len(other.timing_heads) == 2  # upper layer's heads
     ex = lw.explain(other, lw.sample_path())
