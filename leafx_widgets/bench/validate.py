@@ -145,26 +145,27 @@ def audio_duration(path: Path) -> tuple[float | None, str | None]:
     return info.frames / info.samplerate, None
 
 
+def _string_problem(entry: dict, key: str) -> str | None:
+    """What is wrong with ``entry[key]`` as a non-empty string, or None."""
+    if key not in entry:
+        return f"has no {key!r}"
+    value = entry[key]
+    if not isinstance(value, str):
+        return f"{key!r} must be a string, got {_kind(value)} {_short(value)}"
+    if not value.strip():
+        return f"{key!r} is empty"
+    return None
+
+
 def check_entry(entry, folder: Path, allow_outside: bool) -> tuple[list[str], tuple | None]:
     """(problems, (id, path, text, words)) for one manifest entry; the tuple only when it has no problem."""
     if not isinstance(entry, dict):
         return [f"is {_kind(entry)}, not an object with id, file and text"], None
-    problems = []
     clip_id, text = entry.get("id"), entry.get("text")
-    if "id" not in entry:
-        problems.append("has no 'id'")
-    elif not isinstance(clip_id, str):
-        problems.append(f"'id' must be a string, got {_kind(clip_id)} {_short(clip_id)}")
-    elif not clip_id.strip():
-        problems.append("'id' is empty")
-    elif _CONTROL.search(clip_id):
-        problems.append("'id' contains control characters (a newline or tab would break the reports)")
-    if "text" not in entry:
-        problems.append("has no 'text'")
-    elif not isinstance(text, str):
-        problems.append(f"'text' must be a string, got {_kind(text)} {_short(text)}")
-    elif not text.strip():
-        problems.append("'text' is empty")
+    id_problem = _string_problem(entry, "id")
+    if id_problem is None and _CONTROL.search(clip_id):
+        id_problem = "'id' contains control characters (a newline or tab would break the reports)"
+    problems = [p for p in (id_problem, _string_problem(entry, "text")) if p]
     duration = path = None
     if "file" not in entry:
         problems.append("has no 'file'")
