@@ -127,13 +127,18 @@ def _array_source(source, rate, name) -> _Source:
     return _Source(name=name, rate=rate, channels=arr.shape[1], frames=arr.shape[0], blocks=blocks)
 
 
-def _file_source(path: Path, max_duration_s: float | None) -> _Source:
+def check_path(path: Path) -> None:
+    """The checks before any reader opens ``path``: it exists, is not a folder, is not empty."""
     if not path.exists():
         raise FileNotFoundError(f"audio file not found: {path}")
     if path.is_dir():
         raise AudioError(f"{path} is a folder, not an audio file")
     if path.stat().st_size == 0:
         raise AudioError(f"audio file {path} is empty (0 bytes)")
+
+
+def _file_source(path: Path, max_duration_s: float | None) -> _Source:
+    check_path(path)
     import soundfile
 
     try:

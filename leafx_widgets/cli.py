@@ -34,15 +34,12 @@ class UsageError(Exception):
 
 # -- checks that run before anything heavy -----------------------------------------------------
 def check_audio_path(path: str) -> Path:
+    from .audio import check_path  # numpy only: still no torch
+
     p = Path(path).expanduser()
-    if not p.exists():
-        raise UsageError(f"audio file not found: {path}")
-    if p.is_dir():
-        raise UsageError(f"{path} is a folder, not an audio file")
+    check_path(p)  # FileNotFoundError / AudioError: one line from main(), as a UsageError is
     if not os.access(p, os.R_OK):
         raise UsageError(f"audio file {path} is not readable (permissions)")
-    if p.stat().st_size == 0:
-        raise UsageError(f"audio file {path} is empty (0 bytes)")
     import soundfile
 
     try:
