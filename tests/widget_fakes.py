@@ -4,7 +4,7 @@ on model weights or speed (the real engine is exercised end to end in tests/e2e)
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -32,12 +32,14 @@ class Word:
     peak_s: float
 
 
-@dataclass
-class Method:
-    name: str
-    label: str
-    cost: str
-    params: dict = field(default_factory=dict)
+def Method(name: str, label: str, cost: str, params: dict):
+    """A registry entry like the real ones; FakeExplanation.map computes the maps, not ``compute``."""
+    from leafx_widgets.methods import Method as RegistryMethod
+
+    def compute(*args, **kwargs):
+        raise AssertionError("the widget asks the Explanation for maps, never a method directly")
+
+    return RegistryMethod(name, label, compute, cost=cost, params=params)
 
 
 LEAFX = {"tau": 1.0, "depth": "full"}

@@ -67,13 +67,12 @@ def describe_methods(methods: Mapping[str, Any]) -> list[dict]:
     optional packages are installed (the page lists a missing one greyed out, with the pip command)."""
     out = []
     for name, m in methods.items():
-        params = dict(getattr(m, "params", None) or {})
-        available = bool(getattr(m, "available", True))
+        available = m.available
         out.append({
             "name": name,
-            "label": str(getattr(m, "label", None) or name),
-            "cost": str(getattr(m, "cost", "fast")),
-            "params": {k: v for k, v in params.items() if k in WIDGET_PARAMS},
+            "label": m.label,
+            "cost": m.cost,
+            "params": {k: v for k, v in m.params.items() if k in WIDGET_PARAMS},
             "available": available,
             "needs": None if available else f'pip install "leafx-widgets[{m.extra}]"',
         })
@@ -183,12 +182,10 @@ class LeafXWidget(anywidget.AnyWidget):
     def _check_method(self, name: str) -> str:
         if name not in self.methods:
             raise traitlets.TraitError(f"unknown method {name!r}; choose from {sorted(self.methods)}")
-        check = getattr(self.methods[name], "check_available", None)
-        if check is not None:
-            try:
-                check()
-            except ValueError as err:  # MethodUnavailable: the extra that brings it is missing
-                raise traitlets.TraitError(str(err)) from None
+        try:
+            self.methods[name].check_available()
+        except ValueError as err:  # MethodUnavailable: the extra that brings it is missing
+            raise traitlets.TraitError(str(err)) from None
         return name
 
     @traitlets.validate("selected_token")
@@ -205,7 +202,7 @@ class LeafXWidget(anywidget.AnyWidget):
     def _widget_params(self, method: str) -> dict:
         """The widget-controlled parameters ``method`` declares, with their defaults ({} when
         the registry has no such method)."""
-        params = getattr(self.methods.get(method), "params", None) or {}
+        params = self.methods[method].params if method in self.methods else {}
         return {k: v for k, v in params.items() if k in WIDGET_PARAMS}
 
     def _declared(self, method: str) -> dict:
