@@ -266,9 +266,10 @@ class Explanation:
             tokens.append({"index": tok.index, "id": tok.id, "text": tok.text, "word": tok.word,
                            "logprob": tok.logprob, "start_frame": tok.start_frame, "window": tok.window,
                            "n_frames": tok.n_frames, "maps": maps})
-        peaks = self.word_peaks(peak_method, **params) if peak_method else [w.peak_s for w in self.words]
+        # self._words, not .words: that would compute DEFAULT_METHOD's peaks as well
+        peaks = self.word_peaks(peak_method, **params) if peak_method else [w.peak_s for w in self._words]
         words = [{"index": w.index, "text": w.text, "tokens": list(w.tokens), "peak_s": peak}
-                 for w, peak in zip(self.words, peaks)]
+                 for w, peak in zip(self._words, peaks)]
         return {"schema": SCHEMA, "model": self.model_name,
                 "audio": {"path": self.audio_path, "duration_s": self.duration_s, "sample_rate": self.sample_rate},
                 "frame_s": self.frame_s, "n_frames": self.n_frames, "text": self.text,
