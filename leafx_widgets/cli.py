@@ -74,7 +74,8 @@ def check_folder_writable(path: str, what: str, shown: str | None = None) -> Pat
 def check_extra(modules: dict[str, str], extra: str, what: str) -> None:
     missing = [pip for mod, pip in modules.items() if importlib.util.find_spec(mod) is None]
     if missing:
-        raise UsageError(f"{what} needs {', '.join(missing)}, which is not installed: "
+        verb = "is" if len(missing) == 1 else "are"
+        raise UsageError(f"{what} needs {', '.join(missing)}, which {verb} not installed: "
                          f'pip install "leafx-widgets[{extra}]"')
 
 

@@ -44,7 +44,8 @@ class Method:
     def check_available(self) -> None:
         if self.missing:
             raise MethodUnavailable(
-                f"method {self.name!r} needs {', '.join(self.missing)}, which is not installed: "
+                f"method {self.name!r} needs {', '.join(self.missing)}, "
+                f"which {'is' if len(self.missing) == 1 else 'are'} not installed: "
                 f'pip install "leafx-widgets[{self.extra}]"')
 
     def supports(self, adapter) -> bool:
