@@ -136,6 +136,8 @@ def _tokens(raw: list, n_frames: int, n_words: int) -> tuple[list[dict], list[di
         stored = _object(_get(t, "maps", at + "."), at + ".maps")
         for name in stored:
             _text(name, f"{at}.maps key")
+            if not name or any(c.isspace() for c in name):  # registry names never hold spaces
+                raise ValueError(f"{at}.maps: {name!r} is not a method name (non-empty, without spaces)")
         if variants is None:
             variants = sorted(stored)
         elif sorted(stored) != variants:

@@ -140,6 +140,15 @@ def test_every_token_stores_the_same_variants():
     assert refused(doc).startswith("tokens[4].maps: holds ['base'], but tokens[0].maps holds ['base', 'base-vn']")
 
 
+@pytest.mark.parametrize("name", [" ", "", "base vn"])
+def test_a_map_key_must_be_a_method_name(name):
+    """Found by the property test below: a key " " made the error's field name hold a space."""
+    doc = make_doc()
+    for tok in doc["tokens"]:
+        tok["maps"][name] = tok["maps"].pop("base-vn")
+    assert refused(doc).startswith(f"tokens[0].maps: {name!r} is not a method name")
+
+
 # -- tokens and words -------------------------------------------------------------------------------------
 def test_duplicate_token_indices():
     doc = make_doc()
