@@ -3,21 +3,24 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from . import schema
+from . import longform
 from .audio import DEFAULT_MAX_DURATION_S, Audio, load_audio
+from .longform import DecodeOptions
+from .windows import DEFAULT_KEPT_WINDOWS, Window, WindowStore
 from ._progress import progress as _progress
 from .atomic import atomic_write
 from .methods import DEFAULT_METHOD, VARIANTS, available_methods, get_method
 from .schema import SCHEMA
 
 _load_audio = load_audio  # from_json has a load_audio flag
-WINDOW_SILENCE_PEAK = 1e-4  # a window this quiet is skipped instead of decoded (Whisper would hallucinate)
+WINDOW_SILENCE_PEAK = longform.WINDOW_SILENCE_PEAK
 
 
 @dataclass
@@ -26,10 +29,16 @@ class Token:
     id: int  # vocabulary id
     text: str
     word: int  # index of the word it belongs to
-    logprob: float  # log p under greedy decoding
-    window: int  # decoding window (the model's window_samples each) it came from
+    logprob: float  # log p when it was decoded
+    window: int  # decoding window it came from
     start_frame: int  # first frame of its window in the whole audio; its map covers
     n_frames: int  # frames [start_frame, start_frame + n_frames)
+    temperature: float = 0.0  # > 0: its window was decoded under a fallback, sampling at this temperature
+    segment: int = -1  # index of its segment in ``Explanation.segments``
+
+    @property
+    def fallback(self) -> bool:
+        return self.temperature > 0
 
 
 @dataclass
@@ -41,77 +50,67 @@ class Word:
 
 
 @dataclass
-class Window:
-    """One decoding window with everything the methods need, encoder output cached."""
+class Segment:
+    """A stretch of speech between two timestamps (long-form), or one window's text (short-form)."""
 
     index: int
-    adapter: object
-    offset_frames: int
-    offset_samples: int
-    n_valid: int  # frames of real audio in this window
-    features: torch.Tensor | None  # (1, n_mels, n_window_frames * input_frames_per_frame) model input
-    encoded: torch.Tensor | None  # (1, S, d) encoder output
-    prompt: list[int]
-    ids: list[int]
-    logprobs: list[float]
-    tokens: list[int] = field(default_factory=list)  # global token indices, in order
-    cache: dict = field(default_factory=dict, repr=False)  # intermediate results of the methods (attribution.py)
+    start: float  # seconds in the whole audio
+    end: float
+    text: str
+    tokens: list[int]  # global token indices
+    window: int
+    temperature: float = 0.0
 
 
 def explain(model, audio, *, sample_rate: int | None = None,
-            max_duration_s: float | None = DEFAULT_MAX_DURATION_S, progress: bool | None = None) -> "Explanation":
-    """Decode ``audio`` once with ``model`` and return a lazy ``Explanation``.
+            max_duration_s: float | None = DEFAULT_MAX_DURATION_S, progress=None, wait: bool = True,
+            kept_windows: int = DEFAULT_KEPT_WINDOWS, precompute=(DEFAULT_METHOD,),
+            options: DecodeOptions | None = None, **decoding) -> "Explanation":
+    """Decode ``audio`` with ``model`` and return a lazy ``Explanation`` (maps computed on request).
 
-    ``model``: an adapter from ``load_model`` or a model name. ``audio``: a path or
-    an array (then ``sample_rate`` is required). Audio longer than the model's window
-    (Whisper: 30 s) is decoded window by window, each explained on its own with its time
-    offset. ``progress``: a bar over the windows (None: in a terminal or a notebook when
-    there is more than one window).
+    ``model``: an adapter from ``load_model`` or a model name. ``audio``: a path or an array (then
+    ``sample_rate`` is required). Audio longer than one window (Whisper: 30 s) is decoded with
+    Whisper's long-form algorithm (``longform``): timestamps, each window starting where the last
+    complete segment ended, conditioned on the text so far, with the temperature fallback; each
+    token is explained over the window it was decoded in.
+
+    ``decoding``: ``DecodeOptions`` fields, e.g. ``condition_on_previous_text=False``,
+    ``timestamps=True``, ``temperatures=(0.0,)`` (no fallback). ``progress``: a bar over the audio
+    (None: in a terminal or notebook when there is more than one window), False, or a callable
+    ``progress(decoded_s, total_s)`` called after each window. ``wait=False`` returns at once, before
+    decoding: call ``ex.decode_next()`` (the widget does, on its worker) or ``ex.decode_all()``.
+    ``kept_windows``: windows whose features and encoder output stay in memory; the others are
+    recomputed when a map needs them. ``precompute``: methods whose maps are computed for each window
+    right after it is decoded, while its encoder output is at hand (default: DEFAULT_METHOD, whose
+    maps give the words' ``peak_s``; ``()`` computes nothing until asked).
     """
     if isinstance(model, (str, Path)):
         from .models import load_model
 
         model = load_model(model)
+    opts = DecodeOptions.from_kwargs(options, **decoding)
     clip = load_audio(audio, sample_rate, target_rate=model.sample_rate, max_duration_s=max_duration_s)
-    windows, tokens = [], []
-    starts = range(0, len(clip.samples), model.window_samples)
-    bar = _progress(enumerate(starts), total=len(starts), desc="decoding", unit="window",
-                    enabled=False if len(starts) < 2 else progress)
-    for w, start in bar:
-        chunk = clip.samples[start : start + model.window_samples]
-        window = Window(index=w, adapter=model, offset_frames=w * model.n_window_frames, offset_samples=start,
-                        n_valid=model.valid_frames(len(chunk)), features=None, encoded=None,
-                        prompt=[], ids=[], logprobs=[])
-        if np.abs(chunk).max() >= WINDOW_SILENCE_PEAK:
-            window.features = model.features(chunk)
-            with torch.no_grad():
-                window.encoded = model.encode(window.features)
-            decoded = model.decode(window.encoded)
-            window.prompt, window.ids, window.logprobs = decoded.prompt, decoded.ids, decoded.logprobs
-        for i, (tid, lp) in enumerate(zip(window.ids, window.logprobs)):
-            window.tokens.append(len(tokens))
-            tokens.append(Token(index=len(tokens), id=int(tid), text=model.token_text(tid), word=-1,
-                                logprob=float(lp), window=w, start_frame=window.offset_frames,
-                                n_frames=window.n_valid))
-        windows.append(window)
-    words = group_words(windows, tokens, model)
-    text = " ".join(t for t in (model.text(w.ids) for w in windows) if t)
-    return Explanation(model_name=model.name, audio=clip, frame_s=model.frame_s,
-                       n_frames=sum(w.n_valid for w in windows),
-                       text=text, tokens=tokens, words=words, windows=windows)
+    store = WindowStore(clip.samples, kept_windows)
+    decoder = longform.LongFormDecoder(model, clip.samples, opts, store)
+    ex = Explanation(model_name=model.name, audio=clip, frame_s=model.frame_s, n_frames=decoder.total_frames,
+                     text="", tokens=[], words=[], windows=[], adapter=model)
+    ex._decoder = decoder
+    ex._precompute = tuple(precompute)
+    for name in ex._precompute:
+        get_method(name).check_available()
+    if wait:
+        ex.decode_all(progress=progress)
+    return ex
 
 
-def group_words(windows: list[Window], tokens: list[Token], model) -> list[Word]:
-    """Words of every window (``model.words``: the scheme of its tokenizer); a word never spans windows."""
-    words: list[Word] = []
-    for window in windows:
-        for positions in model.words(window.ids):
-            members = [window.tokens[p] for p in positions]
-            words.append(Word(index=len(words), text=model.text([window.ids[p] for p in positions]),
-                              tokens=members))
-            for t in members:
-                tokens[t].word = words[-1].index
-    return words
+def _window_words(window: Window, tokens: list[Token], words: list[Word], model) -> None:
+    """The window's words (``model.words``: the scheme of its tokenizer); a word never spans windows."""
+    text_ids = [window.ids[p] for p in window.text_positions]
+    for positions in model.words(text_ids):
+        members = [window.tokens[p] for p in positions]
+        words.append(Word(index=len(words), text=model.text([text_ids[p] for p in positions]), tokens=members))
+        for t in members:
+            tokens[t].word = words[-1].index
 
 
 class Explanation:
@@ -119,7 +118,8 @@ class Explanation:
 
     def __init__(self, *, model_name: str, audio: Audio | None, frame_s: float, n_frames: int, text: str,
                  tokens: list[Token], words: list[Word], windows: list[Window] | None = None,
-                 duration_s: float | None = None, audio_path: str | None = None, sample_rate: int | None = None):
+                 duration_s: float | None = None, audio_path: str | None = None, sample_rate: int | None = None,
+                 segments: list[Segment] | None = None, adapter=None):
         self.model_name = model_name
         self._audio = audio
         self.frame_s = frame_s
@@ -128,13 +128,94 @@ class Explanation:
         self.tokens = tokens
         self._words = words
         self.windows = windows or []
+        self.segments: list[Segment] = segments or []
+        self._adapter = adapter if adapter is not None else (self.windows[0].adapter if self.windows else None)
         self.duration_s = audio.duration_s if audio is not None else duration_s
         self.audio_path = audio.path if audio is not None else audio_path
         self.sample_rate = audio.sample_rate if audio is not None else sample_rate
         self._cache: dict[tuple, np.ndarray] = {}  # (method, params, window or token) -> maps
         self._lock = threading.RLock()  # the widget computes in a worker thread
-        self.peak_method: str | None = DEFAULT_METHOD if self.windows else None  # what words' peak_s come from
+        self.peak_method: str | None = DEFAULT_METHOD if self._adapter is not None else None  # words' peak_s
         self.notes: list[str] = []
+        self._decoder: longform.LongFormDecoder | None = None  # set by explain()
+        self._precompute: tuple[str, ...] = ()
+
+    # -- decoding, window by window ---------------------------------------------------------
+    @property
+    def complete(self) -> bool:
+        """True once the whole recording is decoded (always, for one read from JSON)."""
+        return self._decoder is None or self._decoder.done
+
+    @property
+    def decoded_s(self) -> float:
+        """Seconds of audio decoded so far."""
+        return self.duration_s if self.complete else self._decoder.decoded_s
+
+    def decode_next(self) -> Window | None:
+        """Decode one more window and add its tokens, words and segments; None when complete."""
+        with self._lock:
+            if self.complete:
+                return None
+            step = self._decoder.next()
+            if step is None:
+                return None
+            self._add_window(step)
+            self._precompute_maps(step.window)
+            return step.window
+
+    def _precompute_maps(self, window: Window) -> None:
+        if not window.tokens:
+            return
+        for method in self._precompute:
+            self.map(window.tokens[0], method)  # a batched method computes the whole window
+        if DEFAULT_METHOD in self._precompute:
+            first = self.tokens[window.tokens[0]].word
+            for word in self._words[first:]:
+                word.peak_s = self._peak(word, DEFAULT_METHOD, {})
+
+    def decode_all(self, progress=None) -> "Explanation":
+        """Decode the rest of the recording. ``progress``: as ``explain``'s."""
+        if self.complete:
+            return self
+        report = progress if callable(progress) else None
+        enabled = False if report else progress
+        if enabled is None:
+            enabled = False if self.duration_s <= self._adapter.window_samples / self._adapter.sample_rate else None
+        total = round(float(self.duration_s), 1)
+        with _progress(None, total=total, desc="decoding", unit="s", enabled=enabled) as bar:
+            while self.decode_next() is not None:
+                bar.update(round(self.decoded_s, 1) - bar.n)
+                if report:
+                    report(self.decoded_s, float(self.duration_s))
+        return self
+
+    def _add_window(self, step: "longform.DecodedWindow") -> None:
+        window, model = step.window, self._adapter
+        tokens = self.tokens
+        for p in window.text_positions:
+            window.tokens.append(len(tokens))
+            tokens.append(Token(index=len(tokens), id=int(window.ids[p]), text=model.token_text(window.ids[p]),
+                                word=-1, logprob=float(window.logprobs[p]), window=window.index,
+                                start_frame=window.offset_frames, n_frames=window.n_valid,
+                                temperature=window.temperature))
+        at = dict(zip(window.text_positions, window.tokens))
+        for span in step.spans:
+            members = [at[p] for p in range(span.first, span.stop) if p in at]
+            if not members:
+                continue  # timestamps only
+            segment = Segment(index=len(self.segments),
+                              start=round((window.offset_frames + span.start_frame) * self.frame_s, 3),
+                              end=round((window.offset_frames + span.end_frame) * self.frame_s, 3),
+                              text=model.text([tokens[t].id for t in members]).strip(), tokens=members,
+                              window=window.index, temperature=window.temperature)
+            self.segments.append(segment)
+            for t in members:
+                tokens[t].segment = segment.index
+        _window_words(window, tokens, self._words, model)
+        self.windows.append(window)
+        piece = model.text([tokens[t].id for t in window.tokens]).strip()
+        if piece:
+            self.text = f"{self.text} {piece}" if self.text else piece
 
     # -- audio and features -------------------------------------------------------------
     @property
@@ -145,25 +226,26 @@ class Explanation:
 
     @property
     def model(self):
-        return self.windows[0].adapter if self.windows else None
+        return self._adapter
 
     def log_mel(self) -> np.ndarray:
-        """The model's log-Mel input over the real audio: (n_mels, n_frames * input_frames_per_frame),
-        windows joined (Whisper: 2 mel columns of 10 ms per attended frame of 20 ms). A silent
-        window, never decoded, shows the lowest level of the others.
+        """The model's log-Mel input over the whole audio: (n_mels, n_frames * input_frames_per_frame),
+        computed from the audio in consecutive windows (Whisper: 2 mel columns of 10 ms per attended
+        frame of 20 ms), without decoding anything.
         """
-        decoded = [w.features for w in self.windows if w.features is not None]
-        if not decoded:
-            raise ValueError("this Explanation has no model features (read from JSON); explain the audio again")
-        n_mels = decoded[0].shape[1]
-        per_frame = self.model.input_frames_per_frame
-        floor = min(float(f.min()) for f in decoded)
-        parts = [np.full((n_mels, per_frame * w.n_valid), floor, np.float32) if w.features is None
-                 else w.features[0, :, : per_frame * w.n_valid].float().cpu().numpy() for w in self.windows]
-        return np.concatenate(parts, axis=1)
+        model = self._adapter
+        if model is None or self._audio is None:
+            raise ValueError("this Explanation has no model or audio (read from JSON); explain the audio again")
+        samples, per_frame = self._audio.samples, model.input_frames_per_frame
+        parts = []
+        for start in range(0, len(samples), model.window_samples):
+            chunk = samples[start:start + model.window_samples]
+            parts.append(model.features(chunk)[0, :, : per_frame * model.valid_frames(len(chunk))].float().cpu().numpy())
+        mel = np.concatenate(parts, axis=1) if parts else np.zeros((model.n_mels, 0), np.float32)
+        return mel[:, : per_frame * self.n_frames]
 
     def blank_log_mel(self) -> np.ndarray:
-        """Zeros in the shape of ``log_mel()``, for a view without features (all silent, or read from JSON).
+        """Zeros in the shape of ``log_mel()``, for a view without features (read from JSON).
 
         Without a model the input shape is unknown: one row and one column per frame."""
         model = self.model
@@ -194,7 +276,7 @@ class Explanation:
         window_maps = self._cache.get((method, key, "window", tok.window))
         if window_maps is not None:
             return window_maps[self.windows[tok.window].tokens.index(tok.index)]  # only built with a model
-        if not self.windows:
+        if self._adapter is None:
             raise ValueError(f"no {method!r} map stored for token {token}, and this Explanation was read from JSON "
                              f"without a model; stored: {sorted({k[0] for k in self._cache})}")
         spec = get_method(method)
@@ -204,11 +286,11 @@ class Explanation:
             raise ValueError(f"method {method!r} needs {', '.join(spec.needs)} from the model, which "
                              f"{self.model_name!r} does not offer; available: {', '.join(available_methods(window.adapter))}")
         with self._lock:
-            if spec.batched:
-                maps = _as_maps(spec.compute(window, list(range(len(window.ids))), **resolved), method)
+            if spec.batched:  # every text token of the window (timestamp tokens are not explained)
+                maps = _as_maps(spec.compute(window, list(window.text_positions), **resolved), method)
                 self._cache[(method, key, "window", tok.window)] = maps
                 return maps[window.tokens.index(tok.index)]
-            single = _as_maps(spec.compute(window, [window.tokens.index(tok.index)], **resolved), method)[0]
+            single = _as_maps(spec.compute(window, [window.position(tok.index)], **resolved), method)[0]
             self._cache[(method, key, "token", tok.index)] = single
             return single
 
@@ -233,19 +315,22 @@ class Explanation:
     # -- words ------------------------------------------------------------------------------
     @property
     def words(self) -> list[Word]:
-        """Words, with the time of their peak attribution (DEFAULT_METHOD, computed on first access)."""
-        if self._words and self._words[0].peak_s is None and self.windows:
-            for word, peak in zip(self._words, self.word_peaks(DEFAULT_METHOD)):
-                word.peak_s = peak
+        """Words, with the time of their peak attribution (DEFAULT_METHOD, computed on first access;
+        while decoding continues, for the words decoded so far)."""
+        if self._adapter is not None:
+            for word in self._words:
+                if word.peak_s is None:
+                    word.peak_s = self._peak(word, DEFAULT_METHOD, {})
         return self._words
 
     def word_peaks(self, method: str = DEFAULT_METHOD, **params) -> list[float]:
         """Each word's peak time in seconds under ``method``: the frame where its tokens' summed map is largest."""
-        peaks = []
-        for word in self._words:
-            mass = sum(self.map_global(t, method, **params) for t in word.tokens)
-            peaks.append(round((int(np.argmax(mass)) + 0.5) * self.frame_s, 4))
-        return peaks
+        return [self._peak(word, method, params) for word in self._words]
+
+    def _peak(self, word: Word, method: str, params: dict) -> float:
+        first = self.tokens[word.tokens[0]]
+        mass = sum(self.map(t, method, **params) for t in word.tokens)  # a word never spans windows
+        return round((first.start_frame + int(np.argmax(mass)) + 0.5) * self.frame_s, 4)
 
     # -- serialisation ----------------------------------------------------------------------
     def to_json(self, methods=VARIANTS, *, peak_method: str | None = None, variants=None, **params) -> dict:
@@ -257,7 +342,7 @@ class Explanation:
         peak_method = peak_method or self.peak_method
         methods = methods if variants is None else variants
         variants = tuple(dict.fromkeys([*methods, *([peak_method] if peak_method else [])]))
-        if self.windows:  # with a model, unknown names fail before any work (without, map() says what is stored)
+        if self._adapter is not None:  # with a model, unknown names fail before any work (without, map() says what is stored)
             for v in variants:
                 get_method(v)
         tokens = []

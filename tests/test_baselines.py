@@ -97,7 +97,10 @@ def test_methods_offered_are_those_the_model_supports(sample_explanation):
     for name in ("base", "base-vn", "leafx_no_grad", "leafx_sf", "raa_last", "rollout", "occlusion", "whisper_dtw"):
         assert name in offered or not METHODS[name].available
 
-    windows = [replace(w, adapter=limited, cache={}) for w in ex.windows]
+    from leafx_widgets.windows import WindowStore
+
+    store = WindowStore(ex.audio)  # the limited model's own features, encoder outputs and method caches
+    windows = [replace(w, adapter=limited, store=store) for w in ex.windows]
     other = Explanation(model_name="no-gradients", audio=None, frame_s=ex.frame_s, n_frames=ex.n_frames,
                         text=ex.text, tokens=ex.tokens, words=ex.words, windows=windows)
     np.testing.assert_array_equal(other.map(0, "leafx_sf"), ex.map(0, "leafx_sf"))

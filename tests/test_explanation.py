@@ -34,14 +34,25 @@ def test_maps_are_distributions_over_real_frames(sample_explanation, variant):
 
 
 def test_maps_are_lazy_and_cached(model):
-    ex = lw.explain(model, lw.sample_path())
-    assert not ex._cache
+    ex = lw.explain(model, lw.sample_path(), precompute=())
+    assert not ex._cache and ex.words[0].peak_s is not None  # words' peaks are computed on first access
+    assert set(k[0] for k in ex._cache) == {lw.DEFAULT_METHOD}
+    ex._cache.clear()
     first = ex.map(2, "base")
     assert np.shares_memory(ex.map(2, "base"), first)  # cached, not recomputed
     assert not first.flags.writeable
     assert len(ex._cache) == 1  # one LEAF-X call filled the whole window
     ex.map(2, "base", tau=0.5)
     assert len(ex._cache) == 2  # other parameters, other entry
+
+
+def test_default_method_is_computed_with_each_window(model):
+    """explain() computes DEFAULT_METHOD's maps for each window while its encoder output is at hand,
+    so the words' peaks are there at once and no window is encoded twice."""
+    ex = lw.explain(model, lw.sample_path())
+    assert {k[0] for k in ex._cache} == {lw.DEFAULT_METHOD}
+    assert all(w.peak_s is not None for w in ex._words)
+    assert ex.windows[0].store.recomputed == 0
 
 
 def test_one_default_method_for_maps_and_figures(sample_explanation):
@@ -135,21 +146,39 @@ def test_vn_variant_points_inside_the_word(sample_explanation):
     assert 0.96 <= peak <= 1.60
 
 
-def test_long_audio_is_windowed(model, long_audio):
+def test_long_audio_is_decoded_long_form(model, long_audio):
+    """Over 30 s: Whisper's long-form decoding. Each window starts where the last complete segment of
+    the one before ended (never at a fixed 30 s boundary), each token's map covers its own window."""
     ex = lw.explain(model, long_audio, sample_rate=16000)
-    assert ex.duration_s > 60 and len(ex.windows) == 3
-    assert ex.n_frames == math.ceil(len(long_audio) / 320)
-    starts = sorted({t.start_frame for t in ex.tokens})
-    assert starts == [0, 1500, 3000]
+    assert ex.duration_s > 60 and ex.complete and ex.n_frames == math.ceil(len(long_audio) / 320)
+    starts = [w.offset_frames for w in ex.windows]
+    assert starts[0] == 0 and all(b > a for a, b in zip(starts, starts[1:]))
+    assert any(s % 1500 for s in starts[1:])  # seeks, not fixed windows
+    for before, window in zip(ex.windows, ex.windows[1:]):
+        last_segment = [s for s in ex.segments if s.window == before.index][-1]
+        assert window.offset_frames * ex.frame_s == pytest.approx(last_segment.end)
+    for seg, nxt in zip(ex.segments, ex.segments[1:]):
+        assert seg.start < seg.end <= nxt.start + 1e-9 and seg.text and seg.tokens
+    assert [t for s in ex.segments for t in s.tokens] == list(range(len(ex.tokens)))
     last = ex.tokens[-1]
-    assert last.n_frames == ex.n_frames - 3000
+    window = ex.windows[last.window]
+    assert (last.start_frame, last.n_frames) == (window.offset_frames, window.n_valid)
+    assert last.start_frame + last.n_frames == ex.n_frames
     local = ex.map(last.index, "base-vn")
     assert local.shape == (last.n_frames,) and abs(local.sum() - 1) < 1e-4
     glob = ex.map_global(last.index, "base-vn")
-    assert glob.shape == (ex.n_frames,) and glob[:3000].sum() == 0
-    assert np.allclose(ex.frame_times(last.index)[:2], [60.0, 60.02])
-    assert "Dashwood" in ex.text and ex.text.count("amiable") >= 3
+    assert glob.shape == (ex.n_frames,) and glob[:last.start_frame].sum() == 0
+    assert np.allclose(ex.frame_times(last.index)[:2], np.array([0, 0.02]) + last.start_frame * 0.02)
+    assert "Dashwood" in ex.text and ex.text.count("amiable") == 6  # said twice in each of 3 passes
     assert ex.log_mel().shape == (80, 2 * ex.n_frames)
+
+
+def test_fixed_windows_on_request(model, long_audio):
+    ex = lw.explain(model, long_audio, sample_rate=16000, timestamps=False)
+    assert [w.offset_frames for w in ex.windows] == [0, 1500, 3000]
+    assert sorted({t.start_frame for t in ex.tokens}) == [0, 1500, 3000]
+    assert ex.tokens[-1].n_frames == ex.n_frames - 3000
+    assert len(ex.segments) == 3  # one per window, without timestamps
 
 
 def test_json_round_trip(sample_explanation, tmp_path):

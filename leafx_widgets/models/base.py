@@ -26,6 +26,8 @@ class Decoded:
     prompt: list[int]  # special tokens fed before the text (start of transcript, language, task, ...)
     ids: list[int]  # text tokens only, end-of-text excluded
     logprobs: list[float]  # log p(ids[i] | prefix, audio)
+    no_speech_prob: float | None = None  # p(<|nospeech|>) at the start of transcript, when the model has it
+    temperature: float = 0.0  # 0: greedy; else sampled at this temperature (a fallback)
 
 
 @dataclass
@@ -63,8 +65,9 @@ VALUE_NORMS = "value_norms"  # value_norms(): size of what each head writes from
 ALIGNMENT_HEADS = "alignment_heads"  # the checkpoint names heads that track timing
 INPUT_GRADIENTS = "input_gradients"  # score() is differentiable in the input features
 PREFIX_MASKING = "prefix_masking"  # score(keep_tokens=...) zeroes text-token embeddings
+TIMESTAMPS = "timestamps"  # decode(timestamps=True, previous=...): Whisper's long-form decoding
 CAPABILITIES = frozenset({CROSS_ATTENTION, SELF_ATTENTION, BYPASS, TOKEN_GRADIENTS, VALUE_NORMS,
-                          ALIGNMENT_HEADS, INPUT_GRADIENTS, PREFIX_MASKING})
+                          ALIGNMENT_HEADS, INPUT_GRADIENTS, PREFIX_MASKING, TIMESTAMPS})
 
 
 class SpeechAdapter(abc.ABC):
@@ -188,8 +191,14 @@ class SpeechAdapter(abc.ABC):
         """(B, n_mels, T) -> (B, S, d) what the decoder attends to."""
 
     @abc.abstractmethod
-    def decode(self, encoded: torch.Tensor) -> Decoded:
-        """Greedy decoding of one window."""
+    def decode(self, encoded: torch.Tensor, *, previous=(), timestamps: bool = False, temperature: float = 0.0,
+               generator: torch.Generator | None = None) -> Decoded:
+        """Decoding of one window: greedy, or sampled at ``temperature``. A model with ``"timestamps"``
+        also takes ``timestamps=True`` (timestamp tokens interleaved) and ``previous`` (text to condition on)."""
+
+    def is_timestamp(self, token_id: int) -> bool:
+        """True for a timestamp token (never a text token; needs ``"timestamps"``)."""
+        return False
 
     @abc.abstractmethod
     def teacher_forced(self, encoded: torch.Tensor, prompt: list[int], ids: list[int], *,

@@ -24,6 +24,12 @@ HOP_LENGTH = 160  # log-Mel hop: 10 ms
 CONV_STRIDE = 2  # the encoder's second convolution halves the frame rate
 # openai-whisper's rule: multilingual checkpoints have this many or more vocabulary entries
 MULTILINGUAL_MIN_VOCAB = 51865
+MAX_INITIAL_TIMESTAMP_INDEX = 50  # Whisper's first timestamp is at most 1 s into the window
+
+
+def cfg_has_timestamps(adapter) -> bool:
+    """The vocabulary holds a timestamp token for every 20 ms of a window (all released checkpoints)."""
+    return adapter.model.config.vocab_size > adapter.timestamp_begin + adapter.n_window_frames
 
 
 def _encoder_uses_sdpa(model) -> None:
@@ -61,8 +67,13 @@ class WhisperAdapter(SpeechAdapter):
         self.no_timestamps, self.transcribe = tok("<|notimestamps|>"), tok("<|transcribe|>")
         if None in (self.sot, self.eot, self.no_timestamps):
             raise ValueError(f"{name}: the tokenizer lacks Whisper's special tokens")
+        self.start_of_prev = tok("<|startofprev|>")
+        self.no_speech = tok("<|nospeech|>") or tok("<|nocaptions|>")
+        self.timestamp_begin = self.no_timestamps + 1  # <|0.00|>, then one token per 20 ms
         # every special token after <|endoftext|> (languages, tasks, timestamps) is never text
         self.suppress = sorted(set(int(i) for i in suppress) | set(range(self.eot + 1, cfg.vocab_size)))
+        # with timestamps, the timestamp tokens are allowed (WhisperTimeStampLogitsProcessor rules them)
+        self.suppress_with_timestamps = [i for i in self.suppress if i < self.timestamp_begin]
         self.suppress_begin = sorted(set(int(i) for i in suppress_begin) | {self.eot})
         self.max_new_tokens = max_new_tokens or cfg.max_target_positions // 2
         window_s, rest = divmod(self.window_samples, SAMPLE_RATE)
@@ -103,6 +114,7 @@ class WhisperAdapter(SpeechAdapter):
     def supports(self) -> frozenset[str]:
         caps = {base.CROSS_ATTENTION, base.SELF_ATTENTION, base.BYPASS, base.TOKEN_GRADIENTS, base.VALUE_NORMS,
                 base.INPUT_GRADIENTS, base.PREFIX_MASKING}
+        caps |= {base.TIMESTAMPS} if self.start_of_prev is not None and cfg_has_timestamps(self) else set()
         return frozenset(caps | ({base.ALIGNMENT_HEADS} if self._alignment_heads else set()))
 
     @property
@@ -143,14 +155,24 @@ class WhisperAdapter(SpeechAdapter):
     def encode(self, features: torch.Tensor) -> torch.Tensor:
         return self.model.model.encoder(features.to(self.device, self.dtype)).last_hidden_state
 
-    def prompt(self, encoded: torch.Tensor) -> list[int]:
-        if not self.multilingual:
-            return [self.sot, self.no_timestamps]
-        lang = self.language or self.detect_language(encoded)
-        lang_id = self.tokenizer.token_to_id(f"<|{lang}|>")
-        if lang_id is None:
-            raise ValueError(f"unknown language {lang!r} for {self.name}")
-        return [self.sot, lang_id, self.transcribe, self.no_timestamps]
+    def prompt(self, encoded: torch.Tensor, previous=(), timestamps: bool = False) -> list[int]:
+        """The decoder's start: ``<|startofprev|>`` and the previous window's text when ``previous`` is
+        given (Whisper's conditioning, at most half the text context), then the start-of-transcript
+        sequence (language and task for a multilingual model) and ``<|notimestamps|>`` unless ``timestamps``."""
+        start = [self.sot]
+        if self.multilingual:
+            lang = self.language or self.detect_language(encoded)
+            lang_id = self.tokenizer.token_to_id(f"<|{lang}|>")
+            if lang_id is None:
+                raise ValueError(f"unknown language {lang!r} for {self.name}")
+            start += [lang_id, self.transcribe]
+        if not timestamps:
+            start.append(self.no_timestamps)
+        previous = list(previous)[-(self.model.config.max_target_positions // 2 - 1):]
+        return ([self.start_of_prev, *previous] if previous and self.start_of_prev is not None else []) + start
+
+    def is_timestamp(self, token_id: int) -> bool:
+        return int(token_id) >= self.timestamp_begin
 
     @torch.no_grad()
     def detect_language(self, encoded: torch.Tensor) -> str:
@@ -164,31 +186,58 @@ class WhisperAdapter(SpeechAdapter):
                                        cache=cache, use_cache=cache is not None)
         return self.model.proj_out(out.last_hidden_state).float(), out.cache
 
+    def _timestamp_rules(self, begin_index: int):
+        """transformers' implementation of Whisper's timestamp rules (pairs, never decreasing, the
+        first within 1 s, a timestamp whenever their summed probability beats every text token)."""
+        from types import SimpleNamespace
+
+        from transformers.generation.logits_process import WhisperTimeStampLogitsProcessor
+
+        config = SimpleNamespace(no_timestamps_token_id=self.no_timestamps, eos_token_id=self.eot,
+                                 bos_token_id=self.eot, max_initial_timestamp_index=MAX_INITIAL_TIMESTAMP_INDEX)
+        return WhisperTimeStampLogitsProcessor(config, begin_index=begin_index)
+
     @torch.no_grad()
-    def decode(self, encoded: torch.Tensor) -> Decoded:
-        """Greedy decoding without timestamps, with Whisper's token suppression."""
+    def decode(self, encoded: torch.Tensor, *, previous=(), timestamps: bool = False, temperature: float = 0.0,
+               generator: torch.Generator | None = None) -> Decoded:
+        """Decoding of one window with Whisper's token suppression: greedy at ``temperature`` 0, else
+        sampled at that temperature (``generator`` makes it repeatable). ``timestamps``: the output
+        interleaves timestamp tokens (Whisper's long-form mode); ``previous``: text tokens of the
+        previous window, fed after ``<|startofprev|>``."""
         from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
-        prompt = self.prompt(encoded)
+        prompt = self.prompt(encoded, previous, timestamps)
         cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
         step_input = torch.tensor([prompt], device=self.device)
         ids, logprobs = [], []
-        suppress = torch.tensor(self.suppress, device=self.device)
+        suppress = torch.tensor(self.suppress_with_timestamps if timestamps else self.suppress, device=self.device)
         suppress_begin = torch.tensor(self.suppress_begin, device=self.device)
-        for step in range(self.max_new_tokens):
+        rules = self._timestamp_rules(len(prompt)) if timestamps else None
+        no_speech_prob = None
+        budget = min(self.max_new_tokens, self.model.config.max_target_positions - len(prompt))
+        for step in range(budget):
             logits, cache = self._logits(step_input, encoded, cache)
+            if step == 0 and self.no_speech is not None:
+                at_sot = len(prompt) - 1 - prompt[::-1].index(self.sot)
+                no_speech_prob = float(torch.softmax(logits[0, at_sot], -1)[self.no_speech])
             logits = logits[0, -1]
             logits[suppress] = -math.inf
             if step == 0:
                 logits[suppress_begin] = -math.inf
+            if rules is not None:
+                logits = rules(torch.tensor([prompt + ids], device=self.device), logits[None])[0]
             logp = torch.log_softmax(logits, dim=-1)
-            token = int(logp.argmax())
+            if temperature > 0:
+                token = int(torch.multinomial(torch.softmax(logits / temperature, -1), 1, generator=generator))
+            else:
+                token = int(logp.argmax())
             if token == self.eot:
                 break
             ids.append(token)
             logprobs.append(float(logp[token]))
             step_input = torch.tensor([[token]], device=self.device)
-        return Decoded(prompt=prompt, ids=ids, logprobs=logprobs)
+        return Decoded(prompt=prompt, ids=ids, logprobs=logprobs, no_speech_prob=no_speech_prob,
+                       temperature=float(temperature))
 
     @contextlib.contextmanager
     def _hooks(self, bypass_layer, reduce_cross, reduce_self, cross_out, self_out):

@@ -1,0 +1,253 @@
+"""Whisper's long-form transcription, window by window, keeping what the explanations need.
+
+It follows openai-whisper's ``transcribe`` (and transformers' sequential long-form generate):
+
+- each window is decoded with timestamp tokens; it is cut into segments at each pair of
+  consecutive timestamps, and the next window starts (``seek``) at the end of the last complete
+  segment, so no speech falls between windows and no word is cut at a fixed 30 s boundary.
+  Tokens after the last complete segment are dropped and decoded again in the next window;
+- the text of earlier windows is fed after ``<|startofprev|>`` (``condition_on_previous_text``),
+  reset after a window decoded at a temperature above 0.5;
+- a window whose text compresses too well (a repetition loop: gzip ratio > 2.4) or whose mean
+  log-prob is below -1 is decoded again, sampling at the next temperature (0.2, 0.4 ... 1.0); a
+  window the model calls silence (p(no speech) > 0.6 with a low log-prob) is skipped.
+
+Short audio (one window) is decoded as before, greedily and without timestamps, as transformers'
+short-form ``generate`` does, unless ``timestamps=True``.
+"""
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass, fields, replace
+
+import numpy as np
+import torch
+
+from .models.base import TIMESTAMPS, Decoded
+from .windows import Heavy, Window, WindowStore
+
+WINDOW_SILENCE_PEAK = 1e-4  # a window this quiet is skipped instead of decoded (Whisper would hallucinate)
+PROMPT_RESET_TEMPERATURE = 0.5  # openai-whisper: no conditioning after a window sampled this hot
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How ``explain`` decodes (the defaults are openai-whisper ``transcribe``'s)."""
+
+    timestamps: bool | None = None  # None: long-form (timestamps and seeking) when longer than one window
+    condition_on_previous_text: bool = True
+    temperatures: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    compression_ratio_threshold: float | None = 2.4
+    logprob_threshold: float | None = -1.0
+    no_speech_threshold: float | None = 0.6
+    seed: int = 0  # sampling at a fallback temperature is repeatable
+
+    @classmethod
+    def from_kwargs(cls, options: "DecodeOptions | None" = None, **kwargs) -> "DecodeOptions":
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(kwargs) - names)
+        if unknown:
+            raise TypeError(f"unknown decoding option(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+        opts = replace(options or cls(), **kwargs)
+        temps = opts.temperatures
+        if isinstance(temps, (int, float)):
+            temps = (float(temps),)
+        temps = tuple(float(t) for t in temps)
+        if not temps or any(not np.isfinite(t) or t < 0 for t in temps):
+            raise ValueError(f"temperatures must be finite and >= 0, got {opts.temperatures!r}")
+        return replace(opts, temperatures=temps)
+
+
+def compression_ratio(text: str) -> float:
+    """Bytes of ``text`` over bytes of its zlib compression: high for a repetition loop."""
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+MAX_REPEATS = 3  # a phrase said more often than this in a row, within one segment, is a decoding loop
+MAX_LOOP_TOKENS = 16
+
+
+def find_loop(ids: list[int], timestamp_begin: int, *, max_repeats: int = MAX_REPEATS,
+              max_n: int = MAX_LOOP_TOKENS) -> int | None:
+    """Where the (max_repeats + 1)-th consecutive copy of a phrase of at most ``max_n`` text tokens
+    starts, within one segment (no timestamp inside the copies); None without such a loop."""
+    for i in range(len(ids)):
+        for n in range(1, max_n + 1):
+            phrase = ids[i:i + n]
+            if len(phrase) < n or any(t >= timestamp_begin for t in phrase):
+                break
+            copies = 1
+            while ids[i + copies * n: i + (copies + 1) * n] == phrase:
+                copies += 1
+                if copies > max_repeats:
+                    return i + max_repeats * n
+    return None
+
+
+@dataclass
+class Span:
+    """A segment of one window: ids[first:stop] (timestamps included), frames [start, end) of the window."""
+
+    first: int
+    stop: int
+    start_frame: int
+    end_frame: int
+
+
+def split_segments(ids: list[int], timestamp_begin: int, n_valid: int) -> tuple[list[Span], int, int]:
+    """openai-whisper's segmentation of one window's tokens (end-of-text excluded).
+
+    Returns the segments, how many leading ids they keep (the tail after the last complete
+    segment is decoded again in the next window) and the frames the next window advances by.
+    """
+    is_ts = [t >= timestamp_begin for t in ids]
+    consecutive = [i for i in range(1, len(ids)) if is_ts[i - 1] and is_ts[i]]
+    single_ending = len(ids) >= 2 and is_ts[-2:] == [False, True] or len(ids) == 1 and is_ts[0]
+    if consecutive:
+        slices = consecutive + ([len(ids)] if single_ending else [])
+        spans, last = [], 0
+        for stop in slices:
+            part = ids[last:stop]
+            spans.append(Span(last, stop, part[0] - timestamp_begin, part[-1] - timestamp_begin))
+            last = stop
+        if single_ending:
+            return spans, len(ids), n_valid
+        advance = ids[last - 1] - timestamp_begin
+        return spans, last, advance if advance > 0 else n_valid
+    stamps = [t for t in ids if t >= timestamp_begin]
+    end = stamps[-1] - timestamp_begin if stamps and stamps[-1] != timestamp_begin else n_valid
+    start = ids[0] - timestamp_begin if ids and is_ts[0] else 0
+    return [Span(0, len(ids), start, end)] if ids else [], len(ids), n_valid
+
+
+@dataclass
+class DecodedWindow:
+    window: Window
+    spans: list[Span]  # segments, in the window's ids and frames
+
+
+class LongFormDecoder:
+    """Decodes ``samples`` window by window (``next()``), as described in the module docstring."""
+
+    def __init__(self, model, samples: np.ndarray, options: DecodeOptions, store: WindowStore):
+        self.model, self.samples, self.options, self.store = model, samples, options, store
+        self.samples_per_frame = model.window_samples // model.n_window_frames
+        self.total_frames = -(-len(samples) // self.samples_per_frame)  # frames of real audio
+        long = len(samples) > model.window_samples
+        self.timestamps = long if options.timestamps is None else bool(options.timestamps)
+        if self.timestamps and TIMESTAMPS not in model.supports:
+            if options.timestamps:
+                raise ValueError(f"{model.name} cannot decode with timestamps; pass timestamps=False")
+            self.timestamps = False
+        self.seek = 0  # next window's first frame
+        self.history: list[int] = []  # kept tokens of earlier windows (timestamps included), for conditioning
+        self.reset_at = 0  # conditioning starts here (reset after a hot fallback)
+        self.index = 0
+
+    @property
+    def done(self) -> bool:
+        return self.seek >= self.total_frames
+
+    @property
+    def decoded_s(self) -> float:
+        return min(self.seek, self.total_frames) * self.samples_per_frame / self.model.sample_rate
+
+    def next(self) -> DecodedWindow | None:
+        if self.done:
+            return None
+        model, start = self.model, self.seek * self.samples_per_frame
+        chunk = self.samples[start: start + model.window_samples]
+        n_valid = model.valid_frames(len(chunk))
+        window = Window(index=self.index, adapter=model, offset_frames=self.seek, offset_samples=start,
+                        n_valid=n_valid, prompt=[], ids=[], logprobs=[])
+        self.index += 1
+        if len(chunk) == 0 or np.abs(chunk).max() < WINDOW_SILENCE_PEAK:
+            self.seek += n_valid
+            return DecodedWindow(window, [])
+        features = model.features(chunk)
+        with torch.no_grad():
+            encoded = model.encode(features)
+        window.store = self.store
+        self.store.put(window.index, Heavy(features, encoded))
+        if not self.timestamps:
+            decoded = model.decode(encoded)
+            self._fill(window, decoded, len(decoded.ids))
+            self.seek += model.n_window_frames  # fixed windows, one after the other
+            return DecodedWindow(window, [Span(0, len(decoded.ids), 0, n_valid)] if decoded.ids else [])
+        decoded, stats = self._decode_with_fallback(window, encoded)
+        if self._is_silence(stats):
+            self.seek += n_valid
+            window.no_speech_prob = decoded.no_speech_prob
+            return DecodedWindow(window, [])
+        spans, kept, advance = split_segments(decoded.ids, model.timestamp_begin, n_valid)
+        self._fill(window, decoded, kept)
+        window.temperature, window.avg_logprob, window.compression_ratio = decoded.temperature, *stats[:2]
+        window.no_speech_prob = decoded.no_speech_prob
+        self.seek += min(advance, n_valid)
+        self.history += window.ids
+        if not self.options.condition_on_previous_text or decoded.temperature > PROMPT_RESET_TEMPERATURE:
+            self.reset_at = len(self.history)
+        return DecodedWindow(window, spans)
+
+    # -- one window -------------------------------------------------------------------------------
+    def _fill(self, window: Window, decoded: Decoded, kept: int) -> None:
+        window.prompt = list(decoded.prompt)
+        window.ids = list(decoded.ids[:kept])
+        window.logprobs = list(decoded.logprobs[:kept])
+        window.text_positions = [p for p, t in enumerate(window.ids) if not self.model.is_timestamp(t)]
+        window.temperature = decoded.temperature
+
+    def _stats(self, decoded: Decoded) -> tuple[float, float]:
+        """(mean log-prob, compression ratio). The mean divides by len + 1 as openai-whisper's does (its
+        sum also holds the end-of-text token's log-prob, about 0, which is not kept here).
+
+        The ratio is the largest of the window's segments, each on its own, not of the whole window's
+        text as in openai-whisper: speech that really repeats (a sentence said six times) compresses as
+        well as a decoding loop when its segments are joined, and would be thrown away for a sample
+        at a higher temperature. A loop within a segment still compresses well, and ``find_loop``
+        catches a phrase repeated in a row."""
+        avg = float(sum(decoded.logprobs) / (len(decoded.ids) + 1))
+        spans = split_segments(decoded.ids, self.model.timestamp_begin, self.model.n_window_frames)[0]
+        ratios = [compression_ratio(self.model.text([t for t in decoded.ids[s.first:s.stop]
+                                                     if not self.model.is_timestamp(t)])) for s in spans]
+        ratio = max(ratios, default=0.0)
+        if find_loop(decoded.ids, self.model.timestamp_begin) is not None:
+            ratio = max(ratio, math.inf)
+        return avg, ratio
+
+    def _decode_with_fallback(self, window: Window, encoded: torch.Tensor) -> tuple[Decoded, tuple]:
+        opts = self.options
+        previous = self.history[self.reset_at:] if opts.condition_on_previous_text else []
+        tried = []
+        for temperature in opts.temperatures:
+            generator = None
+            if temperature > 0:
+                generator = torch.Generator(device=self.model.device).manual_seed(opts.seed + window.index)
+            decoded = self.model.decode(encoded, previous=previous, timestamps=True, temperature=temperature,
+                                        generator=generator)
+            avg, ratio = self._stats(decoded)
+            tried.append((decoded, (avg, ratio)))
+            too_repetitive = opts.compression_ratio_threshold is not None and ratio > opts.compression_ratio_threshold
+            too_unlikely = opts.logprob_threshold is not None and avg < opts.logprob_threshold
+            if self._is_silence((avg, ratio), decoded.no_speech_prob):
+                too_unlikely = too_repetitive = False  # silence: nothing to retry
+            if not (too_repetitive or too_unlikely):
+                break
+        else:
+            # every temperature failed: keep the most likely attempt (openai-whisper keeps the last,
+            # sampled at 1.0), with a loop in it cut after its third copy
+            decoded, (avg, ratio) = max(tried, key=lambda d: d[1][0])
+            loop = find_loop(decoded.ids, self.model.timestamp_begin)
+            if loop is not None:
+                decoded = replace(decoded, ids=decoded.ids[:loop], logprobs=decoded.logprobs[:loop])
+                avg, ratio = self._stats(decoded)
+        return decoded, (avg, ratio, decoded.no_speech_prob)
+
+    def _is_silence(self, stats, no_speech_prob=None) -> bool:
+        opts = self.options
+        p = stats[2] if no_speech_prob is None and len(stats) > 2 else no_speech_prob
+        if opts.no_speech_threshold is None or p is None or p <= opts.no_speech_threshold:
+            return False
+        return opts.logprob_threshold is None or stats[0] < opts.logprob_threshold
