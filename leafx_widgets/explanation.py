@@ -139,6 +139,8 @@ class Explanation:
         self.notes: list[str] = []
         self._decoder: longform.LongFormDecoder | None = None  # set by explain()
         self._precompute: tuple[str, ...] = ()
+        self._language: str | None = None  # read from JSON (a decoder knows its own)
+        self._task = "transcribe"
 
     # -- decoding, window by window ---------------------------------------------------------
     @property
@@ -216,6 +218,21 @@ class Explanation:
         piece = model.text([tokens[t].id for t in window.tokens]).strip()
         if piece:
             self.text = f"{self.text} {piece}" if self.text else piece
+
+    @property
+    def language(self) -> str | None:
+        """The language decoded: forced (``explain(language=...)``, ``load_model(language=...)``), else
+        detected on the first window with sound; "en" for an English-only model."""
+        return self._decoder.language if self._decoder is not None else self._language
+
+    @property
+    def language_probs(self) -> dict[str, float] | None:
+        """p(language) of the detection, most likely first (None when forced or English-only)."""
+        return self._decoder.language_probs if self._decoder is not None else None
+
+    @property
+    def task(self) -> str:
+        return self._decoder.options.task if self._decoder is not None else self._task
 
     # -- audio and features -------------------------------------------------------------
     @property

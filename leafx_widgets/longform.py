@@ -42,6 +42,9 @@ class DecodeOptions:
     logprob_threshold: float | None = -1.0
     no_speech_threshold: float | None = 0.6
     seed: int = 0  # sampling at a fallback temperature is repeatable
+    language: str | None = None  # multilingual models: None detects it on the first window with speech
+    task: str = "transcribe"  # or "translate" (into English; multilingual models)
+    text: str | None = None  # a forced transcript: teacher-forced instead of decoded (audio of one window)
 
     @classmethod
     def from_kwargs(cls, options: "DecodeOptions | None" = None, **kwargs) -> "DecodeOptions":
@@ -56,6 +59,10 @@ class DecodeOptions:
         temps = tuple(float(t) for t in temps)
         if not temps or any(not np.isfinite(t) or t < 0 for t in temps):
             raise ValueError(f"temperatures must be finite and >= 0, got {opts.temperatures!r}")
+        if opts.text is not None and (not isinstance(opts.text, str) or not opts.text.strip()):
+            raise ValueError(f"text must be a non-empty string (the transcript to force), got {opts.text!r}")
+        if opts.task not in ("transcribe", "translate"):
+            raise ValueError(f"task must be 'transcribe' or 'translate', got {opts.task!r}")
         return replace(opts, temperatures=temps)
 
 
@@ -136,11 +143,20 @@ class LongFormDecoder:
         self.samples_per_frame = model.window_samples // model.n_window_frames
         self.total_frames = -(-len(samples) // self.samples_per_frame)  # frames of real audio
         long = len(samples) > model.window_samples
+        if options.text is not None and long:
+            raise ValueError(f"a forced transcript (text=) needs audio of at most one window "
+                             f"({model.window_samples / model.sample_rate:g} s); this is "
+                             f"{len(samples) / model.sample_rate:.1f} s: cut it into windows and force each")
+        if options.text is not None and options.timestamps:
+            raise ValueError("a forced transcript (text=) carries no timestamps; leave timestamps unset")
         self.timestamps = long if options.timestamps is None else bool(options.timestamps)
         if self.timestamps and TIMESTAMPS not in model.supports:
             if options.timestamps:
                 raise ValueError(f"{model.name} cannot decode with timestamps; pass timestamps=False")
             self.timestamps = False
+        model.check_language(options.language or getattr(model, "language", None), options.task)
+        self.language = options.language or getattr(model, "language", None)
+        self.language_probs: dict[str, float] | None = None  # when detected
         self.seek = 0  # next window's first frame
         self.history: list[int] = []  # kept tokens of earlier windows (timestamps included), for conditioning
         self.reset_at = 0  # conditioning starts here (reset after a hot fallback)
@@ -171,8 +187,16 @@ class LongFormDecoder:
             encoded = model.encode(features)
         window.store = self.store
         self.store.put(window.index, Heavy(features, encoded))
+        if self.language is None:  # detected once, on the first window with sound (openai-whisper's rule)
+            self.language_probs = model.language_probs(encoded)
+            self.language = next(iter(self.language_probs)) if self.language_probs else "en"
+        if self.options.text is not None:
+            decoded = self._forced(encoded, self.options.text)
+            self._fill(window, decoded, len(decoded.ids))
+            self.seek += model.n_window_frames
+            return DecodedWindow(window, [Span(0, len(decoded.ids), 0, n_valid)] if decoded.ids else [])
         if not self.timestamps:
-            decoded = model.decode(encoded)
+            decoded = model.decode(encoded, language=self.language, task=self.options.task)
             self._fill(window, decoded, len(decoded.ids))
             self.seek += model.n_window_frames  # fixed windows, one after the other
             return DecodedWindow(window, [Span(0, len(decoded.ids), 0, n_valid)] if decoded.ids else [])
@@ -190,6 +214,19 @@ class LongFormDecoder:
         if not self.options.condition_on_previous_text or decoded.temperature > PROMPT_RESET_TEMPERATURE:
             self.reset_at = len(self.history)
         return DecodedWindow(window, spans)
+
+    def _forced(self, encoded: torch.Tensor, text: str) -> Decoded:
+        """``text`` teacher-forced: its tokens with their log-probs under the model (no decoding)."""
+        model = self.model
+        ids = model.encode_text(text)
+        prompt = model.prompt(encoded, timestamps=False, language=self.language, task=self.options.task)
+        budget = model.max_text_positions - len(prompt)
+        if len(ids) > budget:
+            raise ValueError(f"the forced transcript has {len(ids)} tokens; {model.name} reads at most {budget} "
+                             "after its prompt in one window")
+        with torch.no_grad():
+            logprobs = model.teacher_forced(encoded, prompt, ids).logprobs.float().tolist()
+        return Decoded(prompt=prompt, ids=ids, logprobs=logprobs)
 
     # -- one window -------------------------------------------------------------------------------
     def _fill(self, window: Window, decoded: Decoded, kept: int) -> None:
@@ -226,7 +263,7 @@ class LongFormDecoder:
             if temperature > 0:
                 generator = torch.Generator(device=self.model.device).manual_seed(opts.seed + window.index)
             decoded = self.model.decode(encoded, previous=previous, timestamps=True, temperature=temperature,
-                                        generator=generator)
+                                        generator=generator, language=self.language, task=opts.task)
             avg, ratio = self._stats(decoded)
             tried.append((decoded, (avg, ratio)))
             too_repetitive = opts.compression_ratio_threshold is not None and ratio > opts.compression_ratio_threshold
