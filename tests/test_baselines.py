@@ -59,6 +59,23 @@ def test_sink_free_maps_hand_case():
         sink_free_maps(a, [0, 1], 3, desink=-0.5)
 
 
+def test_sink_free_head_weights_read_each_row_as_a_distribution():
+    """A decoder-only model's attention rows over the audio sum to its audio share: a head that looks
+    at the audio less must not gain weight (lower raw entropy) just for that."""
+    a = torch.tensor([[[[0.5, 0.5, 0.0, 0.0]], [[0.2, 0.0, 0.8, 0.0]]]])  # (L'=1, H=2, P=1, S=4)
+    scaled = a.clone()
+    scaled[0, 1] *= 0.25  # head 1 gives only a quarter of its attention to the audio
+    full = sink_free_maps(a, [0], 3, desink=0.0)
+    # the head weights are those of the unscaled rows: entropy of head 0 (ln 2) vs head 1 (H(0.2, 0.8))
+    from leafx_widgets import leafx as eqs
+
+    weights = eqs.entropy_weights(eqs.head_entropy(a[0, :, 0]).unsqueeze(0), 0.5)[0]
+    abar = weights[0] * a[0, 0, 0, :3] + weights[1] * 0.25 * a[0, 1, 0, :3]
+    np.testing.assert_allclose(sink_free_maps(scaled, [0], 3, desink=0.0, tau=0.5)[0].numpy(),
+                               (abar / abar.sum()).numpy(), atol=1e-5)
+    assert not np.allclose(full.numpy(), sink_free_maps(scaled, [0], 3, desink=0.0).numpy())
+
+
 def test_sink_free_causal_layer_weights_hand_case():
     # two layers, one head, two text queries, 3 real frames; no de-sink so each layer's map is its attention
     a = torch.tensor([[[[0.6, 0.4, 0.0, 0.0], [0.0, 0.5, 0.5, 0.0]]],

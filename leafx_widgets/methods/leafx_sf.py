@@ -62,7 +62,10 @@ def sink_free_maps(cross: torch.Tensor, text_rows: list[int], n_valid: int, *, t
     if not tau > 0 or not delta > 0 or not gamma > 0 or not desink >= 0:
         raise ValueError(f"tau, delta and gamma must be > 0 and desink >= 0 "
                          f"(got tau={tau}, delta={delta}, gamma={gamma}, desink={desink})")
-    entropy = leafx.head_entropy(cross, ENTROPY_EPS)  # (L', H, P)
+    # entropy of each head's row as a distribution: a decoder-only model's rows over the audio sum to
+    # its audio share, not 1 (Whisper's cross-attention rows already sum to 1)
+    shares = cross.sum(-1, keepdim=True).clamp_min(eps)
+    entropy = leafx.head_entropy(cross / shares, ENTROPY_EPS)  # (L', H, P)
     w = leafx.entropy_weights(entropy.transpose(1, 2), tau).transpose(1, 2)  # Eq. 3, over heads
     abar = (w.unsqueeze(-1) * cross[..., :n_valid]).sum(1)  # (L', P, n_valid)
     sink = abar[:, text_rows].mean(1, keepdim=True)  # (L', 1, n_valid)
