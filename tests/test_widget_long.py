@@ -204,3 +204,60 @@ def test_show_returns_at_once_and_quietly(model, audio75, tmp_path, capfd):
         assert out == "" and err == ""
     finally:
         w.close()
+
+
+def test_a_view_opened_later_gets_everything_at_once(incomplete):
+    ex = incomplete
+    w = LeafXWidget(ex)
+    try:
+        w.wait_decoded(timeout=300, progress=False)
+        rec = Recorder(w)
+        w._on_custom_msg(w, {"type": "init", "stream": "later"}, [])
+        w._on_custom_msg(w, {"type": "transcript"}, [])  # a view that missed a window asks again
+    finally:
+        w.close()
+    kinds = [c["type"] for c, _ in rec.sent]
+    assert kinds.index("peaks") < kinds.index("tokens") < kinds.index("audio")  # before the PCM
+    for m in rec.of("tokens"):
+        assert m["token0"] == m["word0"] == m["segment0"] == 0 and m["complete"] is True
+        assert [t["id"] for t in m["tokens"]] == [t.id for t in ex.tokens]
+        assert len(m["words"]) == len(ex.words) and len(m["segments"]) == len(ex.segments)
+
+
+def test_a_failing_window_stops_decoding_with_a_note(incomplete, monkeypatch):
+    ex = incomplete
+    decode_next, calls = ex.decode_next, []
+
+    def fails_second_time():
+        calls.append(1)
+        if len(calls) == 2:
+            raise ValueError("the window could not be decoded")
+        return decode_next()
+
+    monkeypatch.setattr(ex, "decode_next", fails_second_time)
+    w = LeafXWidget(ex)
+    rec = Recorder(w)
+    try:
+        with pytest.raises(RuntimeError, match="decoding stopped at 2.*could not be decoded"):
+            w.wait_decoded(timeout=300, progress=False)
+        w.wait_idle(60)  # the decode job ended: no retry loop
+    finally:
+        w.close()
+    assert len(calls) == 2 and len(ex.windows) == 1
+    assert "could not be decoded" in rec.of("note")[-1]["message"]
+    last = rec.of("tokens")[-1]
+    assert last["stopped"] is True and last["complete"] is False and last["tokens"] == []
+
+
+def test_the_worker_puts_decoding_after_the_user_and_before_slow_overviews():
+    from leafx_widgets.widget.worker import Job, Worker
+
+    w = Worker(selected=7)
+    jobs = {name: Job(lane, lambda job: False, token=token) for name, lane, token in
+            [("slow_overview", "overview", None), ("decode", "decode", None), ("fast_overview", "overview", None),
+             ("prefetch", "map", 8), ("selected", "map", 7), ("call", "call", None)]}
+    jobs["fast_overview"].cheap = True
+    for seq, job in enumerate(jobs.values()):
+        job.seq = seq
+    order = sorted(jobs, key=lambda name: w._rank(jobs[name]))
+    assert order == ["call", "selected", "prefetch", "fast_overview", "decode", "slow_overview"]

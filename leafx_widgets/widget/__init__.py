@@ -209,7 +209,8 @@ class LeafXWidget(anywidget.AnyWidget):
     def _check_token(self, proposal):
         k, n = proposal["value"], len(self.explanation.tokens)
         if not 0 <= k < max(n, 1):
-            raise traitlets.TraitError(f"selected_token {k} out of range [0, {n})")
+            so_far = "" if getattr(self.explanation, "complete", True) else f" ({n} tokens decoded so far)"
+            raise traitlets.TraitError(f"selected_token {k} out of range [0, {n}){so_far}")
         return k
 
     @traitlets.observe("selected_token")
