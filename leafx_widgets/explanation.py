@@ -158,7 +158,12 @@ class Explanation:
         with self._lock:
             if self.complete:
                 return None
-            step = self._decoder.next()
+            index = self._decoder.index
+            try:
+                step = self._decoder.next()
+            except BaseException:  # stopped mid-window (a closed widget, ^C): decoded again next time
+                self._decoder.index = index
+                raise
             if step is None:
                 return None
             self._add_window(step)
