@@ -42,7 +42,8 @@ def _tokenizer():
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
-    from transformers import CanaryConfig, CanaryForConditionalGeneration, ParakeetFeatureExtractor
+    from transformers import (CanaryConfig, CanaryForConditionalGeneration, CanaryProcessor,
+                              ParakeetFeatureExtractor, TokenizersBackend)
 
     tok = _tokenizer()
     vocab = tok.get_vocab_size()
@@ -58,9 +59,20 @@ def folder(tmp_path_factory):
     model = CanaryForConditionalGeneration(config)
     path = tmp_path_factory.mktemp("canary")
     model.save_pretrained(path)
-    tok.save(str(path / "tokenizer.json"))
-    ParakeetFeatureExtractor(feature_size=16, chunk_length=WINDOW_S).save_pretrained(path)
+    # as a converted checkpoint holds them: processor_config.json (the extractor inside), tokenizer.json
+    tokenizer = TokenizersBackend(tokenizer_object=tok, bos_token="<|startoftranscript|>", eos_token="<|endoftext|>",
+                                  pad_token="<pad>", unk_token="<unk>")
+    extractor = ParakeetFeatureExtractor(feature_size=16, chunk_length=WINDOW_S)
+    CanaryProcessor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="module")
+def reference(folder):
+    """transformers' own model, loaded apart from the adapter's (which switches the encoder to SDPA)."""
+    from transformers import CanaryForConditionalGeneration
+
+    return CanaryForConditionalGeneration.from_pretrained(folder).eval()
 
 
 @pytest.fixture(scope="module")
@@ -123,24 +135,24 @@ def test_prompt_is_canarys_task_prompt(canary):
         canary.check_language(None, "translate")
 
 
-def test_forced_text_logprobs_equal_the_models_own_forward(canary, forced):
+def test_forced_text_logprobs_equal_the_models_own_forward(canary, forced, reference):
     window = forced.windows[0]
     assert forced.text == TEXT and window.ids == canary.encode_text(TEXT)
-    expected = _forward_logprobs(canary.model, window.features, window.prompt, window.ids)
+    expected = _forward_logprobs(reference, window.features, window.prompt, window.ids)
     np.testing.assert_allclose([t.logprob for t in forced.tokens], expected, atol=1e-5)
     # perturbation methods score through score(): the same numbers, for a batch of inputs
     scored = canary.score(window.features.expand(2, -1, -1), window.prompt, window.ids)
     np.testing.assert_allclose(scored.detach().numpy(), np.stack([expected] * 2), atol=1e-5)
 
 
-def test_greedy_decode_matches_the_forward_argmax(canary, audio):
+def test_greedy_decode_matches_the_forward_argmax(canary, audio, reference):
     encoded = canary.encode(canary.features(audio))
     decoded = canary.decode(encoded)
     assert decoded.prompt == canary.prompt() and len(decoded.ids) == len(decoded.logprobs) > 0
     assert not set(decoded.ids) & set(canary.suppress)
     # each token is the most likely non-control token under teacher forcing (transformers' forward)
     with torch.no_grad():
-        logits = canary.model(input_features=canary.features(audio).transpose(1, 2),
+        logits = reference(input_features=canary.features(audio).transpose(1, 2),
                               decoder_input_ids=torch.tensor([decoded.prompt + decoded.ids])).logits[0].float()
     logits[:, canary.suppress] = -np.inf
     rows = canary.query_rows(decoded.prompt, range(len(decoded.ids)))

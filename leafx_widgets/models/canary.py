@@ -80,10 +80,8 @@ class CanaryAdapter(SpeechAdapter):
         self.max_new_tokens = max_new_tokens or self.max_text_positions // 2
 
     def _encoder_uses_sdpa(self) -> None:
-        """Only the decoder's attention is captured: the encoder runs fused SDPA (its own config object)."""
-        encoder = self.model.model.encoder
-        if encoder.config is not self.model.config.decoder_config:
-            encoder.config._attn_implementation = "sdpa"
+        """Only the decoder's attention is captured: the encoder (its own config object) runs fused SDPA."""
+        self.model.model.encoder.config._attn_implementation = "sdpa"
 
     # -- geometry ----------------------------------------------------------------------
     @property
