@@ -233,6 +233,18 @@ def test_resampled_audio_and_clear_errors(canary, audio):
         canary.features(np.zeros(3 * RATE, np.float32))
 
 
+def test_checkpoint_errors_name_the_problem(canary, folder, tmp_path):
+    from tokenizers import Tokenizer, models
+
+    plain = Tokenizer(models.BPE(vocab={"<unk>": 0, "<|endoftext|>": 1}, merges=[], unk_token="<unk>"))
+    with pytest.raises(ValueError, match=r"lacks Canary's prompt tokens <\|startofcontext\|>, "):
+        CanaryAdapter(canary.model, plain, canary.extractor, name="v1")
+    for name in ("config.json", "model.safetensors", "processor_config.json"):
+        (tmp_path / name).write_bytes((folder / name).read_bytes())
+    with pytest.raises(ValueError, match="could not load Canary model .*tokenizer.json"):
+        lw.load_model(tmp_path)
+
+
 def test_long_audio_is_explained_window_by_window(canary, audio):
     long = np.concatenate([audio, audio, audio])  # 3.9 s: two windows of 2 s
     ex = lw.explain(canary, long, sample_rate=RATE, precompute=())

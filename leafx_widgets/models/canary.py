@@ -397,6 +397,8 @@ def load_canary(folder: Path, *, name: str, device: torch.device, dtype: torch.d
     from transformers import CanaryForConditionalGeneration, ParakeetFeatureExtractor
 
     folder = Path(folder)
+    if not (folder / "tokenizer.json").exists():  # tokenizers' own error is a bare Exception
+        raise ValueError(f"could not load Canary model {name!r} from {folder}: it has no tokenizer.json")
     try:
         model = CanaryForConditionalGeneration.from_pretrained(
             str(folder), attn_implementation="eager", dtype=dtype, use_safetensors=True, local_files_only=True)
