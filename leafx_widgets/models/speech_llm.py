@@ -164,11 +164,9 @@ class SpeechLLMAdapter(SpeechAdapter):
 
     @property
     def supports(self) -> frozenset[str]:
-        # no CROSS_ATTENTION: that names an encoder-decoder's cross-attention, which Whisper's DTW
-        # timing reads; TeacherPass.cross here is the self-attention's audio slice, which the
-        # attention methods read without declaring a need
-        return frozenset({base.SELF_ATTENTION, base.BYPASS, base.TOKEN_GRADIENTS, base.INPUT_GRADIENTS,
-                          base.PREFIX_MASKING})
+        # TeacherPass.cross is the self-attention's audio slice; no DTW_TIMING: no heads known to track time
+        return frozenset({base.CROSS_ATTENTION, base.SELF_ATTENTION, base.BYPASS, base.TOKEN_GRADIENTS,
+                          base.INPUT_GRADIENTS, base.PREFIX_MASKING})
 
     @property
     def max_text_positions(self) -> int:

@@ -120,7 +120,7 @@ class WhisperAdapter(SpeechAdapter):
     @property
     def supports(self) -> frozenset[str]:
         caps = {base.CROSS_ATTENTION, base.SELF_ATTENTION, base.BYPASS, base.TOKEN_GRADIENTS, base.VALUE_NORMS,
-                base.INPUT_GRADIENTS, base.PREFIX_MASKING}
+                base.INPUT_GRADIENTS, base.PREFIX_MASKING, base.DTW_TIMING}
         caps |= {base.TIMESTAMPS} if self.start_of_prev is not None and cfg_has_timestamps(self) else set()
         return frozenset(caps | ({base.ALIGNMENT_HEADS} if self._alignment_heads else set()))
 
