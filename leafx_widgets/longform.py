@@ -10,7 +10,8 @@ It follows openai-whisper's ``transcribe`` (and transformers' sequential long-fo
   reset after a window decoded at a temperature above 0.5;
 - a window whose text compresses too well (a repetition loop: gzip ratio > 2.4) or whose mean
   log-prob is below -1 is decoded again, sampling at the next temperature (0.2, 0.4 ... 1.0); a
-  window the model calls silence (p(no speech) > 0.6 with a low log-prob) is skipped.
+  window the model calls silence (p(no speech) > 0.6 with a low log-prob) is skipped, and a window that
+  opens on more than 1 s of digital silence starts where the sound does.
 
 Short audio (one window) is decoded as before, greedily and without timestamps, as transformers'
 short-form ``generate`` does, unless ``timestamps=True``.
@@ -29,6 +30,10 @@ from .windows import Heavy, Window, WindowStore
 
 WINDOW_SILENCE_PEAK = 1e-4  # a window this quiet is skipped instead of decoded (Whisper would hallucinate)
 PROMPT_RESET_TEMPERATURE = 0.5  # openai-whisper: no conditioning after a window sampled this hot
+# Whisper's first timestamp is at most 1 s into a window (MAX_INITIAL_TIMESTAMP_INDEX): a window that opens
+# on longer digital silence starts where the sound does, or its first segment would be dated to the
+# silence, and the model, conditioned on earlier text, invents speech there
+MAX_SILENT_LEAD_FRAMES = 50
 
 
 @dataclass(frozen=True)
@@ -123,8 +128,10 @@ def split_segments(ids: list[int], timestamp_begin: int, n_valid: int) -> tuple[
             return spans, len(ids), n_valid
         advance = ids[last - 1] - timestamp_begin
         return spans, last, advance if advance > 0 else n_valid
-    stamps = [t for t in ids if t >= timestamp_begin]
-    end = stamps[-1] - timestamp_begin if stamps and stamps[-1] != timestamp_begin else n_valid
+    # one segment: it ends at its last timestamp if that closes text; an opening timestamp alone
+    # (``<|0.60|> text`` then end of text) leaves it unfinished, running to the window's end
+    closing = [i for i in range(1, len(ids)) if is_ts[i] and ids[i] != timestamp_begin]
+    end = ids[closing[-1]] - timestamp_begin if closing else n_valid
     start = ids[0] - timestamp_begin if ids and is_ts[0] else 0
     return [Span(0, len(ids), start, end)] if ids else [], len(ids), n_valid
 
@@ -175,6 +182,13 @@ class LongFormDecoder:
             return None
         model, start = self.model, self.seek * self.samples_per_frame
         chunk = self.samples[start: start + model.window_samples]
+        if self.timestamps:
+            sound = np.flatnonzero(np.abs(chunk) >= WINDOW_SILENCE_PEAK)
+            lead = sound[0] // self.samples_per_frame if sound.size else 0
+            if lead > MAX_SILENT_LEAD_FRAMES:
+                self.seek += int(lead)
+                start = self.seek * self.samples_per_frame
+                chunk = self.samples[start: start + model.window_samples]
         n_valid = model.valid_frames(len(chunk))
         window = Window(index=self.index, adapter=model, offset_frames=self.seek, offset_samples=start,
                         n_valid=n_valid, prompt=[], ids=[], logprobs=[])
