@@ -28,6 +28,7 @@ class Decoded:
     logprobs: list[float]  # log p(ids[i] | prefix, audio)
     no_speech_prob: float | None = None  # p(<|nospeech|>) at the start of transcript, when the model has it
     temperature: float = 0.0  # 0: greedy; else sampled at this temperature (a fallback)
+    end_logprob: float | None = None  # log p(end of text) where decoding stopped (None: the length budget)
 
 
 @dataclass

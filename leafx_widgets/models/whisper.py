@@ -272,12 +272,15 @@ class WhisperAdapter(SpeechAdapter):
             else:
                 token = int(logp.argmax())
             if token == self.eot:
+                end_logprob = float(logp[token])
                 break
             ids.append(token)
             logprobs.append(float(logp[token]))
             step_input = torch.tensor([[token]], device=self.device)
+        else:
+            end_logprob = None
         return Decoded(prompt=prompt, ids=ids, logprobs=logprobs, no_speech_prob=no_speech_prob,
-                       temperature=float(temperature))
+                       temperature=float(temperature), end_logprob=end_logprob)
 
     @contextlib.contextmanager
     def _hooks(self, bypass_layer, reduce_cross, reduce_self, cross_out, self_out):
