@@ -181,10 +181,13 @@ class WhisperAdapter(SpeechAdapter):
         best = lang_ids[int(logits[lang_ids].argmax())]
         return self.tokenizer.id_to_token(best).strip("<|>")
 
-    def _logits(self, input_ids, encoded, cache=None):
+    def _logits(self, input_ids, encoded, cache=None, rows=None):
+        """Next-token logits at the decoder positions ``rows`` (default: all); the vocabulary projection
+        costs more than the decoder itself on a small model, so decoding projects only what it reads."""
         out = self.model.model.decoder(input_ids=input_ids, encoder_hidden_states=encoded,
                                        cache=cache, use_cache=cache is not None)
-        return self.model.proj_out(out.last_hidden_state).float(), out.cache
+        hidden = out.last_hidden_state if rows is None else out.last_hidden_state[:, rows]
+        return self.model.proj_out(hidden).float(), out.cache
 
     def _timestamp_rules(self, begin_index: int):
         """transformers' implementation of Whisper's timestamp rules (pairs, never decreasing, the
@@ -215,11 +218,12 @@ class WhisperAdapter(SpeechAdapter):
         rules = self._timestamp_rules(len(prompt)) if timestamps else None
         no_speech_prob = None
         budget = min(self.max_new_tokens, self.model.config.max_target_positions - len(prompt))
+        at_sot = len(prompt) - 1 - prompt[::-1].index(self.sot)
         for step in range(budget):
-            logits, cache = self._logits(step_input, encoded, cache)
+            # the first step reads the start of transcript (p(no speech)) and the last prompt position only
+            logits, cache = self._logits(step_input, encoded, cache, rows=[at_sot, -1] if step == 0 else None)
             if step == 0 and self.no_speech is not None:
-                at_sot = len(prompt) - 1 - prompt[::-1].index(self.sot)
-                no_speech_prob = float(torch.softmax(logits[0, at_sot], -1)[self.no_speech])
+                no_speech_prob = float(torch.softmax(logits[0, 0], -1)[self.no_speech])
             logits = logits[0, -1]
             logits[suppress] = -math.inf
             if step == 0:
