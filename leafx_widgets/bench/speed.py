@@ -218,10 +218,53 @@ def longform_table(rows) -> str:
     return "\n".join(lines)
 
 
+# -- many files: explain_many against a loop over explain -----------------------------------------------
+def batch_sources(n_short: int = 6, long_s=(120.0, 95.0)) -> list[np.ndarray]:
+    """``n_short`` short clips (LibriVox, then the bundled sample) and long stitched recordings."""
+    import soundfile
+
+    import leafx_widgets as lw
+
+    paths = [str(c.path) for c in librivox_clips()] + [str(lw.sample_path())]
+    shorts = [soundfile.read(paths[i % len(paths)], dtype="float32")[0] for i in range(n_short)]
+    return shorts + [long_recording(s).samples for s in long_s]
+
+
+def batch_speed(adapter, sources, *, batch_size: int = 8, repeats: int = 1) -> dict:
+    """Seconds (median of ``repeats``, interleaved) of a loop of ``explain`` over ``sources`` and of
+    ``explain_many``, and whether every window's tokens agree."""
+    import leafx_widgets as lw
+
+    times = {"loop": [], "many": []}
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        alone = [lw.explain(adapter, s, sample_rate=16000, progress=False) for s in sources]
+        times["loop"].append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        many = lw.explain_many(adapter, sources, sample_rate=16000, batch_size=batch_size, progress=False)
+        times["many"].append(time.perf_counter() - t0)
+    same = all([(w.prompt, w.ids) for w in a.windows] == [(w.prompt, w.ids) for w in b.windows]
+               for a, b in zip(alone, many))
+    loop, batched = statistics.median(times["loop"]), statistics.median(times["many"])
+    return {"sources": len(sources), "audio_s": round(sum(len(s) for s in sources) / 16000, 1),
+            "windows": sum(len(ex.windows) for ex in alone), "batch_size": batch_size, "loop_s": loop,
+            "many_s": batched, "ratio": batched / loop, "same_tokens": same}
+
+
+def batch_table(rows) -> str:
+    lines = ["| recordings | audio (s) | windows | batch_size | loop of explain (s) | explain_many (s) | "
+             "explain_many / loop | same tokens |", "|---" * 8 + "|"]
+    for r in rows:
+        lines.append(f"| {r['sources']} | {r['audio_s']:.0f} | {r['windows']} | {r['batch_size']} | {r['loop_s']:.2f} | "
+                     f"{r['many_s']:.2f} | {r['ratio']:.2f}x | {'yes' if r['same_tokens'] else 'NO'} |")
+    return "\n".join(lines)
+
+
 EXAMPLES = """examples:
   python -m leafx_widgets.bench.speed --repeats 3
   python -m leafx_widgets.bench.speed --seconds 10 --stages transcribe,base,leafx_sf --memory --json speed.json
-  python -m leafx_widgets.bench.speed --longform 120,600 --threads 2"""
+  python -m leafx_widgets.bench.speed --longform 120,600 --threads 2
+  python -m leafx_widgets.bench.speed --batch 8 --threads 2"""
 
 
 def main(argv=None) -> int:
@@ -242,6 +285,8 @@ def main(argv=None) -> int:
                              "transformers' long-form generate")
     parser.add_argument("--manifest", action="append", help="with --longform: stitch these manifests' clips "
                         "(repeatable; default: the LibriVox clips)")
+    parser.add_argument("--batch", type=int, metavar="BATCH_SIZE",
+                        help="instead: explain_many over 6 short clips and 2 long recordings against a loop of explain")
     parser.add_argument("--threads", type=int, help="torch threads for every measurement (default: torch's)")
     args = parser.parse_args(argv)
     import torch
@@ -252,6 +297,13 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     if args.longform:
         return longform_main(args)
+    if args.batch:
+        model = lw.load_model(args.model, device=args.device)
+        lw.explain(model, speech_clip(10), sample_rate=16000, progress=False)  # warm-up
+        print(f"model {args.model} on {args.device}, torch threads {torch.get_num_threads()}, "
+              f"median of {args.repeats} interleaved runs\n")
+        print(batch_table([batch_speed(model, batch_sources(), batch_size=args.batch, repeats=args.repeats)]))
+        return 0
 
     stages = [s.strip() for s in args.stages.split(",")]
     if stages[0] != "transcribe":
