@@ -79,9 +79,74 @@ def check_extra(modules: dict[str, str], extra: str, what: str) -> None:
                          f'pip install "leafx-widgets[{extra}]"')
 
 
+def check_duration(path: Path, max_duration_s: float) -> None:
+    """``path`` lasts at most ``max_duration_s`` (from its header: nothing decoded, no model loaded)."""
+    import soundfile
+
+    try:
+        info = soundfile.info(str(path))
+    except Exception:  # noqa: BLE001 - a format only the loader's fallback reads: it checks the length itself
+        return
+    if info.samplerate and info.frames / info.samplerate > max_duration_s:
+        raise UsageError(f"{path} lasts {info.frames / info.samplerate:.1f} s, over --max-duration "
+                         f"{max_duration_s:g} s; cut it, or raise --max-duration")
+
+
+# the loader names its own keyword arguments; on the command line they are options
+CLI_WORDS = {"pass allow_truncated=True": "pass --allow-truncated",
+             "pass max_duration_s=None if you mean it": "raise --max-duration if you mean it"}
+TIMESTAMPS = {"auto": None, "on": True, "off": False}
+
+
+def _cli_message(message: str) -> str:
+    for words, option in CLI_WORDS.items():
+        message = message.replace(words, option)
+    return message
+
+
+def decoding_options(args) -> dict:
+    """explain()'s DecodeOptions from --no-condition, --timestamps and --no-fallback."""
+    options = {"condition_on_previous_text": not args.no_condition, "timestamps": TIMESTAMPS[args.timestamps]}
+    if args.no_fallback:
+        options["temperatures"] = (0.0,)
+    return options
+
+
+def fallback_mark(temperature: float) -> str:
+    return f"  [fallback: sampled at temperature {temperature:g}]" if temperature > 0 else ""
+
+
+def report(ex, peaks: list[float], peak_method: str) -> list[str]:
+    """The printed summary: transcript, segments with their times (when there are several windows), each
+    word's peak. What was decoded under a fallback (sampled at a temperature above 0) is marked."""
+    lines = [f"transcript: {ex.text}"]
+    if len(ex.windows) > 1 and ex.segments:
+        lines.append(f"segments ({len(ex.segments)} in {len(ex.windows)} windows):")
+        lines += [f"  {seg.start:8.2f} - {seg.end:8.2f} s  {seg.text}{fallback_mark(seg.temperature)}"
+                  for seg in ex.segments]
+    peak_head = f"peak (s) [{peak_method}]"
+    width = max(8, len(peak_head))
+    lines.append(f"{'word':<20} {peak_head:>{width}} {'p(first token)':>15}")
+    marked = False
+    for word, peak in zip(ex.words, peaks):
+        first = ex.tokens[word.tokens[0]]
+        fallback = any(ex.tokens[t].fallback for t in word.tokens)
+        marked |= fallback
+        text = word.text + (" *" if fallback else "")
+        lines.append(f"{text:<20} {peak:>{width}.2f} {math.exp(first.logprob):>15.2f}")
+    if marked:
+        lines.append("* decoded under a fallback: its window failed the log-prob or compression check "
+                     "when decoded greedily, and was sampled")
+    return lines
+
+
 # -- explain -----------------------------------------------------------------------------------
 def _explain(args) -> int:
     audio = check_audio_path(args.audio) if args.audio else None
+    if not args.max_duration > 0:  # also NaN
+        raise UsageError(f"--max-duration must be a positive number of seconds, got {args.max_duration:g}")
+    if audio is not None:
+        check_duration(audio, args.max_duration)
     if args.json:
         check_writable(args.json, "--json")
     try:
@@ -112,7 +177,15 @@ def _explain(args) -> int:
     t0 = time.perf_counter()
     model = load_model(args.model, device=args.device, dtype=getattr(torch, args.dtype))
     t1 = time.perf_counter()
-    ex = explain(model, audio, progress=False if quiet else None, max_duration_s=args.max_duration)
+    from .audio import AudioError, load_audio
+
+    try:  # progress: explain's bar over seconds of audio, on a terminal
+        clip = load_audio(audio, target_rate=model.sample_rate, max_duration_s=args.max_duration,
+                          allow_truncated=args.allow_truncated)
+        ex = explain(model, clip, progress=False if quiet else None, max_duration_s=args.max_duration,
+                     **decoding_options(args))
+    except AudioError as err:
+        raise UsageError(_cli_message(str(err))) from None
     t2 = time.perf_counter()
     from ._progress import progress
 
@@ -122,12 +195,7 @@ def _explain(args) -> int:
     t3 = time.perf_counter()
     peaks = ex.word_peaks(args.peaks)
     print(f"{audio}  ({ex.duration_s:.2f} s, model {ex.model_name}, {len(ex.tokens)} tokens)")
-    print(f"transcript: {ex.text}")
-    peak_head = f"peak (s) [{args.peaks}]"
-    print(f"{'word':<20} {peak_head:>{max(8, len(peak_head))}} {'p(first token)':>15}")
-    for word, peak in zip(ex.words, peaks):
-        p = math.exp(ex.tokens[word.tokens[0]].logprob)
-        print(f"{word.text:<20} {peak:>{max(8, len(peak_head))}.2f} {p:>15.2f}")
+    print("\n".join(report(ex, peaks, args.peaks)))
     print(f"load {t1 - t0:.2f} s, decode {t2 - t1:.2f} s, maps ({','.join(variants)}) {t3 - t2:.2f} s")
     if args.json:
         path = ex.save_json(args.json, variants, peak_method=args.peaks)
@@ -228,6 +296,7 @@ EPILOG = """examples:
   leafx-widgets explain                              # the bundled LibriVox clip with the bundled tiny.en
   leafx-widgets explain talk.wav --methods base,grad,causal --json talk.json
   leafx-widgets explain talk.wav --model openai/whisper-small --device cuda --dtype float16
+  leafx-widgets explain lecture.mp3 --no-condition   # long-form, each window decoded without earlier text
   leafx-widgets lab                                  # JupyterLab on the quickstart notebook
   leafx-widgets lab --no-browser --port 8899         # extra arguments go to jupyter lab
   leafx-widgets bench --manifest M.json --out results/
@@ -258,6 +327,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_threads_option(ex)
     ex.add_argument("--max-duration", type=float, default=3 * 3600.0, metavar="SECONDS",
                     help="refuse longer audio (a guard against mistaken inputs)")
+    ex.add_argument("--allow-truncated", action="store_true",
+                    help="explain what a truncated or damaged file holds instead of refusing it")
+    ex.add_argument("--timestamps", choices=tuple(TIMESTAMPS), default="auto",
+                    help="Whisper's long-form decoding with timestamps: auto (audio over 30 s), on, or off "
+                         "(fixed 30 s windows)")
+    ex.add_argument("--no-condition", action="store_true",
+                    help="do not condition each window on the text decoded before it")
+    ex.add_argument("--no-fallback", action="store_true",
+                    help="greedy decoding only: no retry at higher temperatures when a window fails "
+                         "the log-prob or compression check")
     ex.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     lab = sub.add_parser("lab", help="open JupyterLab on the quickstart notebook",
                          description="JupyterLab on the quickstart notebook. Any argument not listed here goes "

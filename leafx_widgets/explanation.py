@@ -139,6 +139,8 @@ class Explanation:
         self.notes: list[str] = []
         self._decoder: longform.LongFormDecoder | None = None  # set by explain()
         self._precompute: tuple[str, ...] = ()
+        self._language: str | None = None  # read from JSON (a decoder knows its own)
+        self._task = "transcribe"
 
     # -- decoding, window by window ---------------------------------------------------------
     @property
@@ -156,7 +158,12 @@ class Explanation:
         with self._lock:
             if self.complete:
                 return None
-            step = self._decoder.next()
+            index = self._decoder.index
+            try:
+                step = self._decoder.next()
+            except BaseException:  # stopped mid-window (a closed widget, ^C): decoded again next time
+                self._decoder.index = index
+                raise
             if step is None:
                 return None
             self._add_window(step)
@@ -216,6 +223,21 @@ class Explanation:
         piece = model.text([tokens[t].id for t in window.tokens]).strip()
         if piece:
             self.text = f"{self.text} {piece}" if self.text else piece
+
+    @property
+    def language(self) -> str | None:
+        """The language decoded: forced (``explain(language=...)``, ``load_model(language=...)``), else
+        detected on the first window with sound; "en" for an English-only model."""
+        return self._decoder.language if self._decoder is not None else self._language
+
+    @property
+    def language_probs(self) -> dict[str, float] | None:
+        """p(language) of the detection, most likely first (None when forced or English-only)."""
+        return self._decoder.language_probs if self._decoder is not None else None
+
+    @property
+    def task(self) -> str:
+        return self._decoder.options.task if self._decoder is not None else self._task
 
     # -- audio and features -------------------------------------------------------------
     @property
@@ -350,7 +372,8 @@ class Explanation:
             maps = {v: [round(float(x), 7) for x in self.map(tok.index, v, **params)] for v in variants}
             tokens.append({"index": tok.index, "id": tok.id, "text": tok.text, "word": tok.word,
                            "logprob": tok.logprob, "start_frame": tok.start_frame, "window": tok.window,
-                           "n_frames": tok.n_frames, "maps": maps})
+                           "n_frames": tok.n_frames, "temperature": tok.temperature, "segment": tok.segment,
+                           "maps": maps})
         # self._words, not .words: that would compute DEFAULT_METHOD's peaks as well
         peaks = self.word_peaks(peak_method, **params) if peak_method else [w.peak_s for w in self._words]
         words = [{"index": w.index, "text": w.text, "tokens": list(w.tokens), "peak_s": peak}
@@ -359,7 +382,9 @@ class Explanation:
                 "audio": {"path": self.audio_path, "duration_s": self.duration_s, "sample_rate": self.sample_rate},
                 "frame_s": self.frame_s, "n_frames": self.n_frames, "text": self.text,
                 "params": {k: v for k, v in params.items()}, "peak_method": peak_method,
-                "tokens": tokens, "words": words}
+                "tokens": tokens, "words": words,
+                "segments": [{"index": s.index, "start": s.start, "end": s.end, "text": s.text, "tokens": list(s.tokens),
+                              "window": s.window, "temperature": s.temperature} for s in self.segments]}
 
     def save_json(self, path, methods=VARIANTS, *, peak_method: str | None = None, variants=None, **params) -> Path:
         """Write ``to_json`` as strict JSON (no NaN), through a temporary file renamed into place."""
@@ -393,9 +418,10 @@ class Explanation:
                                  "is it the recording this explanation was made from?")
         tokens = [Token(**t) for t in doc.tokens]
         words = [Word(**w) for w in doc.words]
+        segments = [Segment(**s) for s in doc.segments]
         ex = cls(model_name=doc.model, audio=clip, frame_s=doc.frame_s, n_frames=doc.n_frames, text=doc.text,
                  tokens=tokens, words=words, duration_s=doc.duration_s, audio_path=doc.audio_path,
-                 sample_rate=doc.sample_rate)
+                 sample_rate=doc.sample_rate, segments=segments)
         ex.peak_method = doc.peak_method
         key = _params_key(doc.params)
         for tok, stored in zip(tokens, doc.maps):

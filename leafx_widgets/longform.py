@@ -10,7 +10,8 @@ It follows openai-whisper's ``transcribe`` (and transformers' sequential long-fo
   reset after a window decoded at a temperature above 0.5;
 - a window whose text compresses too well (a repetition loop: gzip ratio > 2.4) or whose mean
   log-prob is below -1 is decoded again, sampling at the next temperature (0.2, 0.4 ... 1.0); a
-  window the model calls silence (p(no speech) > 0.6 with a low log-prob) is skipped.
+  window the model calls silence (p(no speech) > 0.6 with a low log-prob) is skipped, and a window that
+  opens on more than 1 s of digital silence starts where the sound does.
 
 Short audio (one window) is decoded as before, greedily and without timestamps, as transformers'
 short-form ``generate`` does, unless ``timestamps=True``.
@@ -29,6 +30,10 @@ from .windows import Heavy, Window, WindowStore
 
 WINDOW_SILENCE_PEAK = 1e-4  # a window this quiet is skipped instead of decoded (Whisper would hallucinate)
 PROMPT_RESET_TEMPERATURE = 0.5  # openai-whisper: no conditioning after a window sampled this hot
+# Whisper's first timestamp is at most 1 s into a window (MAX_INITIAL_TIMESTAMP_INDEX): a window that opens
+# on longer digital silence starts where the sound does, or its first segment would be dated to the
+# silence, and the model, conditioned on earlier text, invents speech there
+MAX_SILENT_LEAD_FRAMES = 50
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,9 @@ class DecodeOptions:
     logprob_threshold: float | None = -1.0
     no_speech_threshold: float | None = 0.6
     seed: int = 0  # sampling at a fallback temperature is repeatable
+    language: str | None = None  # multilingual models: None detects it on the first window with speech
+    task: str = "transcribe"  # or "translate" (into English; multilingual models)
+    text: str | None = None  # a forced transcript: teacher-forced instead of decoded (audio of one window)
 
     @classmethod
     def from_kwargs(cls, options: "DecodeOptions | None" = None, **kwargs) -> "DecodeOptions":
@@ -56,6 +64,10 @@ class DecodeOptions:
         temps = tuple(float(t) for t in temps)
         if not temps or any(not np.isfinite(t) or t < 0 for t in temps):
             raise ValueError(f"temperatures must be finite and >= 0, got {opts.temperatures!r}")
+        if opts.text is not None and (not isinstance(opts.text, str) or not opts.text.strip()):
+            raise ValueError(f"text must be a non-empty string (the transcript to force), got {opts.text!r}")
+        if opts.task not in ("transcribe", "translate"):
+            raise ValueError(f"task must be 'transcribe' or 'translate', got {opts.task!r}")
         return replace(opts, temperatures=temps)
 
 
@@ -116,8 +128,10 @@ def split_segments(ids: list[int], timestamp_begin: int, n_valid: int) -> tuple[
             return spans, len(ids), n_valid
         advance = ids[last - 1] - timestamp_begin
         return spans, last, advance if advance > 0 else n_valid
-    stamps = [t for t in ids if t >= timestamp_begin]
-    end = stamps[-1] - timestamp_begin if stamps and stamps[-1] != timestamp_begin else n_valid
+    # one segment: it ends at its last timestamp if that closes text; an opening timestamp alone
+    # (``<|0.60|> text`` then end of text) leaves it unfinished, running to the window's end
+    closing = [i for i in range(1, len(ids)) if is_ts[i] and ids[i] != timestamp_begin]
+    end = ids[closing[-1]] - timestamp_begin if closing else n_valid
     start = ids[0] - timestamp_begin if ids and is_ts[0] else 0
     return [Span(0, len(ids), start, end)] if ids else [], len(ids), n_valid
 
@@ -136,11 +150,20 @@ class LongFormDecoder:
         self.samples_per_frame = model.window_samples // model.n_window_frames
         self.total_frames = -(-len(samples) // self.samples_per_frame)  # frames of real audio
         long = len(samples) > model.window_samples
+        if options.text is not None and long:
+            raise ValueError(f"a forced transcript (text=) needs audio of at most one window "
+                             f"({model.window_samples / model.sample_rate:g} s); this is "
+                             f"{len(samples) / model.sample_rate:.1f} s: cut it into windows and force each")
+        if options.text is not None and options.timestamps:
+            raise ValueError("a forced transcript (text=) carries no timestamps; leave timestamps unset")
         self.timestamps = long if options.timestamps is None else bool(options.timestamps)
         if self.timestamps and TIMESTAMPS not in model.supports:
             if options.timestamps:
                 raise ValueError(f"{model.name} cannot decode with timestamps; pass timestamps=False")
             self.timestamps = False
+        model.check_language(options.language or getattr(model, "language", None), options.task)
+        self.language = options.language or getattr(model, "language", None)
+        self.language_probs: dict[str, float] | None = None  # when detected
         self.seek = 0  # next window's first frame
         self.history: list[int] = []  # kept tokens of earlier windows (timestamps included), for conditioning
         self.reset_at = 0  # conditioning starts here (reset after a hot fallback)
@@ -159,6 +182,13 @@ class LongFormDecoder:
             return None
         model, start = self.model, self.seek * self.samples_per_frame
         chunk = self.samples[start: start + model.window_samples]
+        if self.timestamps:
+            sound = np.flatnonzero(np.abs(chunk) >= WINDOW_SILENCE_PEAK)
+            lead = sound[0] // self.samples_per_frame if sound.size else 0
+            if lead > MAX_SILENT_LEAD_FRAMES:
+                self.seek += int(lead)
+                start = self.seek * self.samples_per_frame
+                chunk = self.samples[start: start + model.window_samples]
         n_valid = model.valid_frames(len(chunk))
         window = Window(index=self.index, adapter=model, offset_frames=self.seek, offset_samples=start,
                         n_valid=n_valid, prompt=[], ids=[], logprobs=[])
@@ -171,8 +201,16 @@ class LongFormDecoder:
             encoded = model.encode(features)
         window.store = self.store
         self.store.put(window.index, Heavy(features, encoded))
+        if self.language is None:  # detected once, on the first window with sound (openai-whisper's rule)
+            self.language_probs = model.language_probs(encoded)
+            self.language = next(iter(self.language_probs)) if self.language_probs else "en"
+        if self.options.text is not None:
+            decoded = self._forced(encoded, self.options.text)
+            self._fill(window, decoded, len(decoded.ids))
+            self.seek += model.n_window_frames
+            return DecodedWindow(window, [Span(0, len(decoded.ids), 0, n_valid)] if decoded.ids else [])
         if not self.timestamps:
-            decoded = model.decode(encoded)
+            decoded = model.decode(encoded, language=self.language, task=self.options.task)
             self._fill(window, decoded, len(decoded.ids))
             self.seek += model.n_window_frames  # fixed windows, one after the other
             return DecodedWindow(window, [Span(0, len(decoded.ids), 0, n_valid)] if decoded.ids else [])
@@ -190,6 +228,19 @@ class LongFormDecoder:
         if not self.options.condition_on_previous_text or decoded.temperature > PROMPT_RESET_TEMPERATURE:
             self.reset_at = len(self.history)
         return DecodedWindow(window, spans)
+
+    def _forced(self, encoded: torch.Tensor, text: str) -> Decoded:
+        """``text`` teacher-forced: its tokens with their log-probs under the model (no decoding)."""
+        model = self.model
+        ids = model.encode_text(text)
+        prompt = model.prompt(encoded, timestamps=False, language=self.language, task=self.options.task)
+        budget = model.max_text_positions - len(prompt)
+        if len(ids) > budget:
+            raise ValueError(f"the forced transcript has {len(ids)} tokens; {model.name} reads at most {budget} "
+                             "after its prompt in one window")
+        with torch.no_grad():
+            logprobs = model.teacher_forced(encoded, prompt, ids).logprobs.float().tolist()
+        return Decoded(prompt=prompt, ids=ids, logprobs=logprobs)
 
     # -- one window -------------------------------------------------------------------------------
     def _fill(self, window: Window, decoded: Decoded, kept: int) -> None:
@@ -226,7 +277,7 @@ class LongFormDecoder:
             if temperature > 0:
                 generator = torch.Generator(device=self.model.device).manual_seed(opts.seed + window.index)
             decoded = self.model.decode(encoded, previous=previous, timestamps=True, temperature=temperature,
-                                        generator=generator)
+                                        generator=generator, language=self.language, task=opts.task)
             avg, ratio = self._stats(decoded)
             tried.append((decoded, (avg, ratio)))
             too_repetitive = opts.compression_ratio_threshold is not None and ratio > opts.compression_ratio_threshold

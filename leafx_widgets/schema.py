@@ -25,6 +25,8 @@ FRAME_S_RANGE = (0.005, 0.1)  # seconds per encoder frame (Whisper: 0.02)
 SAMPLE_RATE_RANGE = (1000, 48000)  # rate of the explained samples (Whisper: 16000)
 MAX_FRAMES = 10**9  # no document comes near; keeps every later sum in float range
 LOGPROB_SLACK = 1e-4  # a log probability is <= 0; float rounding may leave a hair above
+MAX_TEMPERATURE = 100.0  # a sampling temperature (Whisper's fallback goes up to 1.0)
+TIME_SLACK_S = 0.05  # a segment may end this far past the audio's duration (frame rounding)
 
 
 @dataclass
@@ -39,8 +41,9 @@ class Document:
     duration_s: float
     sample_rate: int
     params: dict
-    tokens: list[dict]  # index, id, text, word, logprob, window, start_frame, n_frames
+    tokens: list[dict]  # index, id, text, word, logprob, window, start_frame, n_frames, temperature, segment
     words: list[dict]  # index, text, tokens, peak_s
+    segments: list[dict] = field(default_factory=list)  # index, start, end, text, tokens, window, temperature
     maps: list[dict[str, np.ndarray]] = field(default_factory=list)  # per token: variant -> (n_frames,)
     peak_method: str | None = None  # the stored variant the words' peak_s come from (older documents: None)
 
@@ -105,6 +108,7 @@ def parse(doc, *, backed_by_audio: bool = False) -> Document:
     raw_words = _array(_get(doc, "words", ""), "words")
     tokens, maps = _tokens(raw_tokens, n_frames, len(raw_words))
     words = _words(raw_words, tokens)
+    segments = _segments(_array(doc.get("segments", []), "segments"), tokens, n_frames * frame_s)
     if not backed_by_audio:
         _check_backing(tokens, maps, n_frames, frame_s)
     peak_method = doc.get("peak_method")
@@ -114,7 +118,7 @@ def parse(doc, *, backed_by_audio: bool = False) -> Document:
             raise ValueError(f"peak_method: {peak_method!r} is not among the stored maps ({', '.join(maps[0])})")
     return Document(model=model, text=text, frame_s=frame_s, n_frames=n_frames, audio_path=path,
                     duration_s=duration_s, sample_rate=sample_rate, params=params, tokens=tokens, words=words,
-                    maps=maps, peak_method=peak_method)
+                    segments=segments, maps=maps, peak_method=peak_method)
 
 
 # -- parts ---------------------------------------------------------------------------------------------------
@@ -166,7 +170,10 @@ def _tokens(raw: list, n_frames: int, n_words: int) -> tuple[list[dict], list[di
         tokens.append({"index": index, "id": _whole(_get(t, "id", at + "."), at + ".id", 0, 2**31 - 1),
                        "text": _text(_get(t, "text", at + "."), at + ".text"), "word": word,
                        "logprob": _real(_get(t, "logprob", at + "."), at + ".logprob", None, LOGPROB_SLACK),
-                       "window": window, "start_frame": start, "n_frames": length})
+                       "window": window, "start_frame": start, "n_frames": length,
+                       # documents written before long-form decoding: greedy, no segments
+                       "temperature": _real(t.get("temperature", 0.0), at + ".temperature", 0.0, MAX_TEMPERATURE),
+                       "segment": _whole(t.get("segment", -1), at + ".segment", -1, MAX_FRAMES)})
         maps.append({name: _distribution(values, f"{at}.maps.{name}", length) for name, values in stored.items()})
     return tokens, maps
 
@@ -200,6 +207,48 @@ def _words(raw: list, tokens: list[dict]) -> list[dict]:
         if t["index"] not in listed:
             raise ValueError(f"tokens[{t['index']}].word: words[{t['word']}] does not list token {t['index']}")
     return words
+
+
+def _segments(raw: list, tokens: list[dict], duration_s: float) -> list[dict]:
+    """Segments list their tokens in order, each token once, from one window; times within the audio."""
+    segments, last_token = [], -1
+    for k, item in enumerate(raw):
+        at = f"segments[{k}]"
+        s = _object(item, at)
+        index = _whole(_get(s, "index", at + "."), at + ".index", 0, len(raw) - 1)
+        if index != k:
+            raise ValueError(f"{at}.index: {index}, expected {k} (segments are listed in order, from 0)")
+        start = _real(_get(s, "start", at + "."), at + ".start", 0.0, duration_s + TIME_SLACK_S)
+        end = _real(_get(s, "end", at + "."), at + ".end", 0.0, duration_s + TIME_SLACK_S)
+        if end < start:
+            raise ValueError(f"{at}.end: {end}, before its start {start}")
+        window = _whole(_get(s, "window", at + "."), at + ".window", 0, MAX_FRAMES)
+        members = _array(_get(s, "tokens", at + "."), at + ".tokens")
+        for j, t in enumerate(members):
+            if not tokens:
+                raise ValueError(f"{at}.tokens[{j}]: {_show(t)}, but the document has no tokens")
+            t = _whole(t, f"{at}.tokens[{j}]", 0, len(tokens) - 1)
+            if t <= last_token:
+                raise ValueError(f"{at}.tokens[{j}]: {t} after token {last_token} (a segment's tokens are in order, "
+                                 "each in one segment)")
+            if tokens[t]["window"] != window:
+                raise ValueError(f"{at}.tokens[{j}]: token {t} is from window {tokens[t]['window']}, "
+                                 f"but the segment's window is {window}")
+            if tokens[t]["segment"] not in (-1, k):
+                raise ValueError(f"{at}.tokens[{j}]: token {t} names segment {tokens[t]['segment']} "
+                                 f"(tokens[{t}].segment)")
+            last_token = t
+        segments.append({"index": index, "start": start, "end": end,
+                         "text": _text(_get(s, "text", at + "."), at + ".text"),
+                         "tokens": [int(t) for t in members], "window": window,
+                         "temperature": _real(s.get("temperature", 0.0), at + ".temperature", 0.0, MAX_TEMPERATURE)})
+    listed = {t: seg["index"] for seg in segments for t in seg["tokens"]}
+    for t in tokens:
+        if t["segment"] != -1 and listed.get(t["index"]) != t["segment"]:
+            where = (f"the document has {len(segments)} segments" if t["segment"] >= len(segments)
+                     else f"segments[{t['segment']}] does not list token {t['index']}")
+            raise ValueError(f"tokens[{t['index']}].segment: {t['segment']}, but {where}")
+    return segments
 
 
 def _distribution(values, at: str, length: int) -> np.ndarray:

@@ -59,6 +59,56 @@ def test_sink_free_maps_hand_case():
         sink_free_maps(a, [0, 1], 3, desink=-0.5)
 
 
+def test_sink_free_head_weights_read_each_row_as_a_distribution():
+    """A decoder-only model's attention rows over the audio sum to its audio share: a head that looks
+    at the audio less must not gain weight (lower raw entropy) just for that."""
+    a = torch.tensor([[[[0.5, 0.5, 0.0, 0.0]], [[0.2, 0.0, 0.8, 0.0]]]])  # (L'=1, H=2, P=1, S=4)
+    scaled = a.clone()
+    scaled[0, 1] *= 0.25  # head 1 gives only a quarter of its attention to the audio
+    full = sink_free_maps(a, [0], 3, desink=0.0)
+    # the head weights are those of the unscaled rows: entropy of head 0 (ln 2) vs head 1 (H(0.2, 0.8))
+    from leafx_widgets import leafx as eqs
+
+    weights = eqs.entropy_weights(eqs.head_entropy(a[0, :, 0]).unsqueeze(0), 0.5)[0]
+    abar = weights[0] * a[0, 0, 0, :3] + weights[1] * 0.25 * a[0, 1, 0, :3]
+    np.testing.assert_allclose(sink_free_maps(scaled, [0], 3, desink=0.0, tau=0.5)[0].numpy(),
+                               (abar / abar.sum()).numpy(), atol=1e-5)
+    assert not np.allclose(full.numpy(), sink_free_maps(scaled, [0], 3, desink=0.0).numpy())
+
+
+def test_sink_free_causal_layer_weights_hand_case():
+    # two layers, one head, two text queries, 3 real frames; no de-sink so each layer's map is its attention
+    a = torch.tensor([[[[0.6, 0.4, 0.0, 0.0], [0.0, 0.5, 0.5, 0.0]]],
+                      [[[0.0, 0.0, 1.0, 0.0], [1.0, 0.0, 0.0, 0.0]]]])  # (L'=2, H=1, P=2, S=4)
+    mean = sink_free_maps(a, [0, 1], 3, desink=0.0)
+    np.testing.assert_allclose(mean[0].numpy(), [0.3, 0.2, 0.5], atol=1e-5)  # mean of the two layers
+    # Eq. 10 with per-row weights: row 0 all on layer 0, row 1 0.25 / 0.75
+    w = torch.tensor([[1.0, 0.0], [0.25, 0.75]])
+    r = sink_free_maps(a, [0, 1], 3, desink=0.0, layer_weights=w)
+    np.testing.assert_allclose(r[0].numpy(), [0.6, 0.4, 0.0], atol=1e-5)
+    np.testing.assert_allclose(r[1].numpy(), [0.75, 0.125, 0.125], atol=1e-5)
+    uniform = sink_free_maps(a, [0, 1], 3, desink=0.0, layer_weights=torch.full((2, 2), 0.5))
+    np.testing.assert_allclose(uniform.numpy(), mean.numpy(), atol=1e-6)
+
+
+def test_sink_free_causal_weights_follow_the_bypass(sample_explanation):
+    """leafx_sf_causal: each token's layer weights are Eq. 9 of its own bypass deltas (Eq. 8)."""
+    from leafx_widgets import leafx as eqs
+    from leafx_widgets.methods.leafx import causal_deltas
+    from leafx_widgets.methods.leafx_sf import _causal_weights
+
+    ex = sample_explanation
+    window = ex.windows[0]
+    rows = window.adapter.query_rows(window.prompt, range(len(window.ids)))
+    layers = list(range(window.adapter.n_layers))
+    weights = _causal_weights(window, layers, rows, len(window.prompt) + len(window.ids))
+    deltas = causal_deltas(window.adapter, window.encoded, window.prompt, window.ids, layers)
+    np.testing.assert_allclose(weights[rows].numpy(), eqs.causal_layer_weights(deltas)[0].numpy(), atol=1e-6)
+    assert torch.allclose(weights[: rows[0]], torch.full((rows[0], len(layers)), 1 / len(layers)))
+    maps = ex.maps("leafx_sf_causal")
+    assert np.allclose(maps.sum(1), 1, atol=1e-4) and not np.allclose(maps, ex.maps("leafx_sf_grad"))
+
+
 def test_all_baselines_registered():
     from leafx_widgets.methods import get_method
 

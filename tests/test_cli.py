@@ -217,3 +217,98 @@ def test_bench_and_tune_sf_take_threads():
     for build in (runner.build_parser, tune_sf.build_parser):
         assert build().parse_args(["--manifest", "m.json", "--threads", "1"]).threads == 1
     assert runner.main(["--manifest", "m.json", "--threads", "0"]) == 2  # refused before any work
+
+
+# -- long recordings ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def long_wav(tmp_path_factory):
+    """The bundled clip six times over: 42.6 s, two decoding windows."""
+    import numpy as np
+    import soundfile
+
+    path = tmp_path_factory.mktemp("cli_long") / "long.wav"
+    soundfile.write(path, np.concatenate([lw.load_audio(lw.sample_path()).samples] * 6), 16000)
+    return path
+
+
+def test_long_audio_lists_segments_and_saves_them(long_wav, tmp_path, capsys):
+    out = tmp_path / "long.json"
+    assert cli.main(["explain", str(long_wav), "--methods", "base", "--json", str(out), "-q"]) == 0
+    printed = capsys.readouterr().out
+    assert "segments (" in printed and " in 2 windows):" in printed
+    rows = [line.split() for line in printed.splitlines() if line.startswith("  ") and " s  " in line]
+    starts = [float(r[0]) for r in rows]
+    assert len(rows) >= 6 and starts[0] == 0.0 and starts == sorted(starts) and 29 < max(starts) < 42.6
+    assert "fallback" not in printed and "*" not in printed  # nothing was sampled
+    doc = json.loads(out.read_text())
+    assert len(doc["segments"]) == len(rows) and doc["segments"][0]["start"] == 0.0
+    assert all(t["temperature"] == 0.0 and t["segment"] >= 0 for t in doc["tokens"])
+    back = lw.Explanation.from_json(out)
+    assert [s.text for s in back.segments] == [s["text"] for s in doc["segments"]]
+
+
+def test_fixed_windows_and_options_reach_explain(long_wav, capsys, monkeypatch):
+    """--timestamps off: fixed 30 s windows, the second segment starting at 30.00 s."""
+    seen = []
+    real = lw.explain
+
+    def spy(*args, **kwargs):
+        seen.append({k: kwargs[k] for k in ("condition_on_previous_text", "timestamps", "temperatures") if k in kwargs})
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(lw, "explain", spy)
+    assert cli.main(["explain", str(long_wav), "--methods", "base", "--timestamps", "off", "-q"]) == 0
+    printed = capsys.readouterr().out
+    assert "segments (2 in 2 windows):" in printed and "\n     30.00 - " in printed
+    assert seen == [{"condition_on_previous_text": True, "timestamps": False}]
+    assert cli.main(["explain", "--methods", "base", "--timestamps", "on", "--no-condition", "--no-fallback",
+                     "-q"]) == 0
+    assert seen[1] == {"condition_on_previous_text": False, "timestamps": True, "temperatures": (0.0,)}
+    assert "segments (" not in capsys.readouterr().out  # one window: no segment list
+    with pytest.raises(SystemExit) as exit_:  # argparse: one of auto, on, off
+        cli.main(["explain", "--timestamps", "maybe"])
+    assert exit_.value.code == 2 and "invalid choice: 'maybe'" in capsys.readouterr().err
+
+
+def test_fallback_is_marked_in_the_output():
+    """A document whose second segment was sampled at temperature 0.4: its segment and words are marked."""
+    doc = {"schema": "leafx-explanation/1", "model": "tiny.en", "frame_s": 0.02, "n_frames": 3000, "text": "a b",
+           "params": {}, "audio": {"path": None, "duration_s": 60.0, "sample_rate": 16000},
+           "tokens": [{"index": k, "id": 400 + k, "text": f" w{k}", "word": k, "logprob": -0.1, "window": k,
+                       "start_frame": 1500 * k, "n_frames": 1500, "temperature": 0.4 * k, "segment": k,
+                       "maps": {"base": [1.0] + [0.0] * 1499}} for k in range(2)],
+           "words": [{"index": k, "text": f"w{k}", "tokens": [k], "peak_s": 30.0 * k} for k in range(2)],
+           "segments": [{"index": k, "start": 30.0 * k, "end": 30.0 * k + 2, "text": f"w{k}", "tokens": [k],
+                         "window": k, "temperature": 0.4 * k} for k in range(2)]}
+    ex = lw.Explanation.from_json(doc)
+    ex.windows = [None, None]  # two decoding windows (read from JSON, an explanation keeps none)
+    lines = cli.report(ex, ex.word_peaks("base"), "base")
+    assert lines[1] == "segments (2 in 2 windows):"
+    assert lines[2] == "      0.00 -     2.00 s  w0"
+    assert lines[3] == "     30.00 -    32.00 s  w1  [fallback: sampled at temperature 0.4]"
+    assert lines[5].startswith("w0 ") and lines[6].startswith("w1 *")
+    assert lines[-1].startswith("* decoded under a fallback")
+
+
+def test_max_duration_is_checked_before_torch_loads(long_wav):
+    code = ("import sys\nfrom leafx_widgets import cli\n"
+            f"rc = cli.main(['explain', {str(long_wav)!r}, '--max-duration', '40'])\n"
+            "print('TORCH', 'torch' in sys.modules)\nsys.exit(rc)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert one_line_error(done) == f"leafx-widgets: error: {long_wav} lasts 42.6 s, over --max-duration 40 s; " \
+                                   "cut it, or raise --max-duration"
+    assert "TORCH False" in done.stdout
+    for bad in ("0", "-5", "nan"):
+        assert "--max-duration must be a positive number" in one_line_error(cli_run("explain", "--max-duration", bad)[0])
+
+
+def test_truncated_file_names_the_cli_flag(tmp_path, capsys):
+    wav = tmp_path / "cut.wav"
+    wav.write_bytes(lw.sample_path().read_bytes()[:-80000])  # the header still promises 7.1 s: 2.5 s missing
+    assert cli.main(["explain", str(wav), "--methods", "base", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "is truncated" in err and "pass --allow-truncated to use what is there" in err
+    assert "allow_truncated=True" not in err
+    with pytest.warns(UserWarning, match="truncated"):
+        assert cli.main(["explain", str(wav), "--methods", "base", "-q", "--allow-truncated"]) == 0
+    assert "(4.60 s, model tiny.en" in capsys.readouterr().out

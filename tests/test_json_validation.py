@@ -18,16 +18,21 @@ FRAME_S, SR = 0.02, 16000
 
 def make_doc(windows=(50, 30), tokens_per_window=3, variants=("base", "base-vn"), seed=0) -> dict:
     """A small valid document shaped like ``to_json`` output: windows of ``windows[i]`` frames,
-    a few tokens each, two tokens per word, maps rounded to 7 decimals."""
+    a few tokens each, two tokens per word, one segment per window (window w decoded at temperature
+    0.2 w), maps rounded to 7 decimals."""
     rng = np.random.default_rng(seed)
     n_frames = sum(windows)
-    tokens, words, start = [], [], 0
+    tokens, words, segments, start = [], [], [], 0
     for w, length in enumerate(windows):
         for _ in range(tokens_per_window):
             k = len(tokens)
             maps = {v: [round(float(x), 7) for x in rng.dirichlet(np.ones(length))] for v in variants}
             tokens.append({"index": k, "id": 400 + k, "text": f" t{k}", "word": k // 2, "logprob": -0.1 * k,
-                           "start_frame": start, "window": w, "n_frames": length, "maps": maps})
+                           "start_frame": start, "window": w, "n_frames": length, "temperature": 0.2 * w,
+                           "segment": w, "maps": maps})
+        segments.append({"index": w, "start": round(start * FRAME_S, 3), "end": round((start + length) * FRAME_S, 3),
+                         "text": f"segment {w}", "tokens": [t["index"] for t in tokens if t["window"] == w],
+                         "window": w, "temperature": 0.2 * w})
         start += length
     for j in range((len(tokens) + 1) // 2):
         members = [k for k in range(len(tokens)) if k // 2 == j]
@@ -35,7 +40,7 @@ def make_doc(windows=(50, 30), tokens_per_window=3, variants=("base", "base-vn")
     return {"schema": "leafx-explanation/1", "model": "tiny.en",
             "audio": {"path": None, "duration_s": round(n_frames * FRAME_S - 0.005, 4), "sample_rate": SR},
             "frame_s": FRAME_S, "n_frames": n_frames, "text": "t0 t1 t2", "params": {},
-            "tokens": tokens, "words": words}
+            "tokens": tokens, "words": words, "segments": segments}
 
 
 def refused(doc, **kwargs) -> str:
@@ -174,6 +179,74 @@ def test_cross_references(edit, message):
     assert refused(doc).startswith(message)
 
 
+# -- segments and fallback marks ---------------------------------------------------------------------------
+def test_segments_and_temperatures_are_read():
+    ex = Explanation.from_json(json.dumps(make_doc()))
+    assert [(s.start, s.end, s.tokens, s.window, s.temperature) for s in ex.segments] == \
+        [(0.0, 1.0, [0, 1, 2], 0, 0.0), (1.0, 1.6, [3, 4, 5], 1, 0.2)]
+    assert [t.segment for t in ex.tokens] == [0, 0, 0, 1, 1, 1]
+    assert [t.fallback for t in ex.tokens] == [False] * 3 + [True] * 3
+
+
+def test_documents_without_segments_still_load():
+    """Written before long-form decoding: no segments, tokens without temperature or segment."""
+    doc = make_doc()
+    del doc["segments"]
+    for tok in doc["tokens"]:
+        del tok["temperature"], tok["segment"]
+    ex = Explanation.from_json(doc)
+    assert ex.segments == [] and all(t.temperature == 0 and t.segment == -1 and not t.fallback for t in ex.tokens)
+    again = Explanation.from_json(ex.to_json(("base",)))
+    assert again.segments == [] and again.tokens[0].segment == -1
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d["segments"][1].update(end=0.5), "segments[1].end: 0.5, before its start 1.0"),
+    (lambda d: d["segments"][1].update(start=-1), "segments[1].start: -1.0, expected a value in 0.0.."),
+    (lambda d: d["segments"][1].update(end=99.0), "segments[1].end: 99.0, expected a value in 0.0.."),
+    (lambda d: d["segments"][0]["tokens"].reverse(), "segments[0].tokens[1]: 1 after token 2 (a segment's tokens are in order"),
+    (lambda d: d["segments"][1]["tokens"].insert(0, 2), "segments[1].tokens[0]: 2 after token 2"),
+    (lambda d: d["segments"][1]["tokens"].append(6), "segments[1].tokens[3]: 6, expected a value in 0..5"),
+    (lambda d: d["segments"][1].update(window=0), "segments[1].tokens[0]: token 3 is from window 1, but the "
+                                                    "segment's window is 0"),
+    (lambda d: d["segments"][1]["tokens"].remove(5), "tokens[5].segment: 1, but segments[1] does not list token 5"),
+    (lambda d: d["tokens"][5].update(segment=0), "segments[1].tokens[2]: token 5 names segment 0"),
+    (lambda d: d["tokens"][5].update(segment=4), "segments[1].tokens[2]: token 5 names segment 4"),
+    (lambda d: d["segments"].pop(), "tokens[3].segment: 1, but the document has 1 segments"),
+    (lambda d: d["segments"][1].update(index=0), "segments[1].index: 0, expected 1"),
+    (lambda d: d["segments"][0].update(temperature=-0.5), "segments[0].temperature: -0.5, expected a value in 0.0.."),
+    (lambda d: d["tokens"][2].update(temperature=float("nan")), "tokens[2].temperature: nan, expected a finite"),
+    (lambda d: d["tokens"][2].update(segment="0"), "tokens[2].segment: '0', expected a whole number"),
+    (lambda d: d["segments"][0].update(tokens="0 1 2"), "segments[0].tokens: a string, expected an array"),
+    (lambda d: d["segments"][0].pop("text"), "segments[0].text: missing"),
+    (lambda d: d.update(segments={}), "segments: an object, expected an array"),
+])
+def test_bad_segments_are_named(edit, message):
+    doc = make_doc()
+    edit(doc)
+    assert refused(doc).startswith(message)
+
+
+def test_long_form_explanation_round_trips(model, tmp_path):
+    """Two windows decoded long-form, sampled (a fallback temperature): segments, windows and marks survive
+    save_json / from_json, and the document re-saves to the same JSON."""
+    speech = lw.load_audio(lw.sample_path()).samples
+    ex = lw.explain(model, np.concatenate([speech] * 5), sample_rate=SR, temperatures=(0.3,), progress=False)
+    assert len(ex.windows) == 2 and len(ex.segments) >= 4 and all(t.temperature == 0.3 for t in ex.tokens)
+    path = ex.save_json(tmp_path / "long.json", ("base",))
+    doc = json.loads(path.read_text())
+    assert doc["segments"][0].keys() == {"index", "start", "end", "text", "tokens", "window", "temperature"}
+    assert {"temperature", "segment"} <= doc["tokens"][0].keys()
+    back = Explanation.from_json(path)
+    assert back.segments == ex.segments and back.text == ex.text
+    assert [(t.temperature, t.segment, t.window, t.start_frame, t.n_frames) for t in back.tokens] == \
+        [(t.temperature, t.segment, t.window, t.start_frame, t.n_frames) for t in ex.tokens]
+    assert back.tokens[-1].start_frame % 1500  # the second window starts at a seek, not at 30 s
+    assert back.to_json(("base",)) == json.loads(json.dumps(ex.to_json(("base",))))
+    np.testing.assert_allclose(back.map_global(len(ex.tokens) - 1, "base"), ex.map_global(len(ex.tokens) - 1, "base"),
+                               atol=1e-6)
+
+
 # -- keys and types -----------------------------------------------------------------------------------------
 REQUIRED = ["schema", "model", "text", "frame_s", "n_frames", "audio", "tokens", "words",
             "audio.duration_s", "audio.sample_rate",
@@ -278,6 +351,7 @@ def test_audio_backs_a_long_document(tmp_path):
     doc["n_frames"], doc["audio"]["duration_s"] = 3500, 70.0
     doc["tokens"] = doc["tokens"][:2]
     doc["words"] = doc["words"][:1]
+    doc["segments"][0]["tokens"] = [0, 1]
     doc["audio"]["path"] = str(path)
     assert "cover only 50 frames" in refused(copy.deepcopy(doc) | {"n_frames": 20000,
                                                                     "audio": {**doc["audio"], "duration_s": 400.0}})

@@ -249,7 +249,7 @@ def test_whisper_implements_the_whole_seam(model):
 
 def test_unknown_model_type_names_the_supported_ones(tmp_path):
     (tmp_path / "config.json").write_text('{"model_type": "wav2vec2"}')
-    with pytest.raises(ValueError, match=r"model_type 'wav2vec2' is not supported; supported: whisper"):
+    with pytest.raises(ValueError, match=r"model_type 'wav2vec2' is not supported; supported: canary, qwen2_audio, voxtral, whisper"):
         lw.load_model(tmp_path)
     (tmp_path / "config.json").write_text("[1, 2]")
     with pytest.raises(ValueError, match="not a readable JSON object"):

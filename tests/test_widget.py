@@ -148,9 +148,10 @@ def test_show_builds_the_widget(ex, monkeypatch):
 
     assert isinstance(lw.show(ex), LeafXWidget)
     calls = []
-    monkeypatch.setattr(lw, "explain", lambda model, source: calls.append((model, source)) or ex)
+    monkeypatch.setattr(lw, "explain", lambda model, source, **kw: calls.append((model, source, kw)) or ex)
     w = lw.show("clip.wav", model=object(), selected_token=1)
     assert isinstance(w, LeafXWidget) and w.selected_token == 1 and calls[0][1] == "clip.wav"
+    assert calls[0][2] == {"wait": False}  # the widget decodes on its worker
 
 
 # ---- init: spectrogram, waveform summary, then PCM in chunks ------------------------

@@ -249,6 +249,15 @@ export class Overview {
     this.canvas.getContext("2d").putImageData(img, 0, row0);
     this.rowsDone += nRows;
   }
+  /** A copy with room for `nTokens` rows (a recording still being decoded has sent more tokens). */
+  grown(nTokens) {
+    const out = new Overview(nTokens, this.nBins, this.duration);
+    out.key = this.key;
+    out.data.set(this.data);
+    out.canvas.getContext("2d").drawImage(this.canvas, 0, 0);
+    out.rowsDone = this.rowsDone;
+    return out;
+  }
   draw(ctx, axis, w, h, { theme, selected = -1, playing = -1 }) {
     ctx.fillStyle = theme.bg;
     ctx.fillRect(0, 0, w, h);

@@ -11,6 +11,7 @@ import { Player } from "./player.js";
 import { Waveform, Spectrogram, Overview } from "./draw.js";
 import { PANES } from "./panes/index.js";
 import { h, onTrait, setTraits, debounce, listen, fmtTime } from "./dom.js";
+import { appendFrom, decodingStatus } from "./stream.js";
 
 const THEME_VARS = {
   bg: "--lx-bg", fg: "--lx-fg", wave: "--lx-wave", attr: "--lx-attr", attrLine: "--lx-attr-line",
@@ -25,16 +26,17 @@ export class View {
     this.model = model;
     this.el = el;
     this.standalone = standalone;
-    this.meta = model.get("_meta");
+    // a copy: a recording still being decoded (meta.complete false) grows its tokens, words and segments
+    const meta = model.get("_meta");
+    this.meta = { ...meta, tokens: [...meta.tokens], words: [...meta.words], segments: [...(meta.segments ?? [])] };
+    this.decoding = { decodedS: meta.decoded_s ?? meta.duration_s, complete: meta.complete !== false, stopped: false };
     this.methods = Object.fromEntries(this.meta.methods.map((m) => [m.name, m]));
     this.metrics = { switches: [], maps: [] };
     this.cleanups = [];
     this.current = null; // {key, primary, compare} currently drawn
     this.playingToken = -1;
     this.store = new MapStore((c) => model.send(c), this.methods);
-    this.tokenWord = new Int32Array(this.meta.tokens.length).fill(-1);
-    this.meta.words.forEach((w) => w.tokens.forEach((k) => (this.tokenWord[k] = w.index)));
-    this.spans = wordSpans(this.meta.words.map((w) => w.peak_s), this.meta.duration_s);
+    this._indexWords();
 
     this._buildDom();
     this.cleanups.push(this.store.onChange(() => this._status()));
@@ -94,6 +96,9 @@ export class View {
       scroll: h("input", { class: "lx-scroll", type: "range", min: "0", max: "1000", value: "0", title: "Scroll" }),
       hover: h("div", { class: "lx-hover-info" }),
       transcript: h("div", { class: "lx-transcript" }),
+      progress: h("div", { class: "lx-progress", role: "progressbar", "aria-valuemin": "0", "aria-valuemax": "100" },
+        h("div", { class: "lx-progress-bar" }), h("span", { class: "lx-progress-text" })),
+      footer: h("div", { class: "lx-footer" }),
     };
     const u = this.ui;
     this.error = h("div", { class: "lx-error", role: "alert", hidden: true }, u.errorText, u.errorClose);
@@ -113,21 +118,22 @@ export class View {
         h("span", { class: "lx-group lx-params" }, h("label", {}, "τ ", u.tau), h("label", {}, "depth ", u.depth)),
         h("span", { class: "lx-group" }, u.zoomIn, u.zoomOut, u.fit, u.png),
         h("span", { class: "lx-status-box" }, u.status, u.cancel)),
-      this.error, u.transcript, this.panes, u.scroll, u.hover,
-      h("div", { class: "lx-footer", text: `${m.model_name} · ${fmtTime(m.duration_s)} s · ${m.tokens.length} tokens` }));
+      this.error, u.progress, u.transcript, this.panes, u.scroll, u.hover, u.footer);
     for (const b of [u.play, u.playWord, u.playRegion]) b.disabled = true;
     this.root.__leafx = this;
     this.el.append(this.root);
-    this._buildTranscript();
+    this.tokenEls = [];
+    this._appendTranscript(0);
+    this._showDecoding();
     this._syncControls();
     this._wireControls();
   }
 
-  _buildTranscript() {
+  /** The words from `first` on into the transcript (all of them at first, then each decoded window's). */
+  _appendTranscript(first) {
     const m = this.meta;
-    this.tokenEls = new Array(m.tokens.length);
     const frag = document.createDocumentFragment();
-    for (const w of m.words) {
+    for (const w of m.words.slice(first)) {
       const wordEl = h("span", { class: "lx-word", "data-word": w.index });
       for (const k of w.tokens) {
         const t = m.tokens[k];
@@ -143,6 +149,29 @@ export class View {
       frag.append(wordEl, " ");
     }
     this.ui.transcript.append(frag);
+    this.ui.footer.textContent = `${m.model_name} · ${fmtTime(m.duration_s)} s · ${m.tokens.length} tokens`;
+  }
+
+  /** Each token's word, and the words' spans in seconds (from their peaks). */
+  _indexWords() {
+    const m = this.meta;
+    this.tokenWord = new Int32Array(m.tokens.length).fill(-1);
+    m.words.forEach((w) => w.tokens.forEach((k) => (this.tokenWord[k] = w.index)));
+    this.spans = wordSpans(m.words.map((w) => w.peak_s ?? 0), m.duration_s);
+  }
+
+  /** The decoding indicator ("decoding 2:30 / 10:00" and a bar), hidden once the recording is decoded. */
+  _showDecoding() {
+    const d = this.decoding, u = this.ui;
+    const st = decodingStatus(d.decodedS, this.meta.duration_s, d);
+    u.progress.hidden = !st.visible;
+    u.progress.classList.toggle("lx-stopped", d.stopped);
+    u.progress.setAttribute("aria-valuenow", String(Math.round(100 * st.fraction)));
+    u.progress.firstChild.style.width = `${(100 * st.fraction).toFixed(1)}%`;
+    u.progress.lastChild.textContent = st.text;
+    if (st.visible) this.root.dataset.decoding = "1";
+    else delete this.root.dataset.decoding;
+    this.root.dataset.decodedS = d.decodedS.toFixed(2);
   }
 
   _syncControls() {
@@ -208,6 +237,7 @@ export class View {
         case "peaks": return this._peaks(msg, buffers);
         case "mel": return this._melChunk(msg, buffers);
         case "overview": return this._overviewChunk(msg, buffers);
+        case "tokens": return this._tokens(msg);
         case "map": case "progress": case "cancelled": return this.store.receive(msg, buffers);
         case "note": return this.showError(msg.message);
         case "error":
@@ -270,10 +300,49 @@ export class View {
     }
   }
 
+  /** A decoded window's tokens, words and segments (or all so far, for a view that has just opened). */
+  _tokens(msg) {
+    const m = this.meta;
+    if (msg.token0 > m.tokens.length || msg.word0 > m.words.length || msg.segment0 > m.segments.length) {
+      // this view opened after that window's message went out: ask for everything so far, once
+      if (!this.askedTranscript) this.model.send({ type: "transcript" });
+      this.askedTranscript = true;
+      return;
+    }
+    this.askedTranscript = false;
+    const words0 = m.words.length;
+    appendFrom(m.tokens, msg.token0, msg.tokens);
+    appendFrom(m.words, msg.word0, msg.words);
+    appendFrom(m.segments, msg.segment0, msg.segments);
+    // the newest message says how far decoding is (a late catch-up never goes back)
+    const d = this.decoding;
+    if (msg.complete || msg.decoded_s >= d.decodedS) {
+      Object.assign(d, { decodedS: msg.decoded_s, complete: d.complete || msg.complete, stopped: msg.stopped });
+    }
+    if (m.words.length > words0) {
+      m.text = m.segments.map((s) => s.text).join(" ") || m.words.map((w) => w.text).join("");
+      this._indexWords();
+      this._appendTranscript(words0);
+      if (m.tokens.length) this._mark("firstTokens");
+      this.metrics.windows = (this.metrics.windows ?? 0) + 1;
+    }
+    if (d.complete) this._mark("decoded");
+    this._showDecoding();
+    if (!this.ready) return;
+    const want = this.pendingSelect ?? (this.selected == null ? this.model.get("selected_token") : null);
+    if (want != null && want < m.tokens.length) {
+      this.pendingSelect = null;
+      this.select(want, { fromModel: true });
+    }
+    if (m.words.length > words0) this.drawAll(); // word regions on the waveform
+  }
+
   _overviewChunk(msg, buffers) {
     if (!this.overview || this.overview.key !== msg.key) {
       this.overview = new Overview(msg.n_tokens, msg.n_bins, this.meta.duration_s);
       this.overview.key = msg.key;
+    } else if (msg.n_tokens > this.overview.nTokens) { // a recording still being decoded: rows of new tokens
+      this.overview = this.overview.grown(msg.n_tokens);
     }
     this.overview.setRows(msg.row0, typedArray("uint8", buffers[0]));
     if (this.axis) this.drawOverview();
@@ -320,6 +389,10 @@ export class View {
 
   select(k, { fromModel = false } = {}) {
     const n = this.meta.tokens.length;
+    if (fromModel && k >= n && !this.decoding.complete) {
+      this.pendingSelect = k; // Python chose a token of a window this view has not been sent yet
+      return;
+    }
     if (!n) return;
     k = Math.min(Math.max(k | 0, 0), n - 1);
     if (this.selected !== k) {

@@ -163,3 +163,30 @@ test("MapStore: requests carry the selection; progress, merged replies, cancel a
   store.request(4, "base", { tau: 1 });
   assert.equal(sent.at(-1).type, "map");
 });
+
+import { appendFrom, fmtClock, decodingStatus } from "../src/stream.js";
+
+test("appendFrom adds only new items, and reports a gap", () => {
+  const list = ["a", "b"];
+  assert.equal(appendFrom(list, 2, ["c", "d"]), 2);
+  assert.deepEqual(list, ["a", "b", "c", "d"]);
+  assert.equal(appendFrom(list, 0, ["a", "b", "c", "d", "e"]), 1); // a catch-up repeats the start
+  assert.equal(appendFrom(list, 3, ["d"]), 0); // a message already applied
+  assert.deepEqual(list, ["a", "b", "c", "d", "e"]);
+  assert.equal(appendFrom(list, 7, ["h"]), -1); // items 5 and 6 are missing
+  assert.equal(list.length, 5);
+});
+
+test("fmtClock writes m:ss and h:mm:ss", () => {
+  assert.equal(fmtClock(0), "0:00");
+  assert.equal(fmtClock(150.9), "2:30");
+  assert.equal(fmtClock(600), "10:00");
+  assert.equal(fmtClock(3725), "1:02:05");
+});
+
+test("decodingStatus shows progress until complete", () => {
+  assert.deepEqual(decodingStatus(150, 600), { visible: true, text: "decoding 2:30 / 10:00", fraction: 0.25 });
+  assert.equal(decodingStatus(600, 600, { complete: true }).visible, false);
+  assert.match(decodingStatus(90, 600, { stopped: true }).text, /^decoding stopped at 1:30/);
+  assert.equal(decodingStatus(5, 0).fraction, 1);
+});

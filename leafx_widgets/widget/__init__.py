@@ -4,6 +4,7 @@ This module holds the traitlets class (traits, their validation, each method's d
 wires it to its parts:
 
     worker.py    the background thread that runs map work, following the user; cancellation; exit
+    decoding.py  a recording decoded while the widget shows it: window by window, the page told after each
     maps.py      map and overview requests: computed through the Explanation's cache, replied to
     protocol.py  the message table (browser message type -> handler), reply encoding, the key scheme
     export.py    the built JS bundle and the self-contained HTML export
@@ -22,6 +23,7 @@ import numpy as np
 import traitlets
 
 from . import export, protocol
+from .decoding import Decoding, segment_json, token_json, word_json
 from .export import BUNDLE, STATIC, MissingBundleError, render_html
 from .maps import OVERVIEW_CHUNK_SECONDS, OVERVIEW_MAX_BINS, Maps
 from .protocol import (AUDIO_CHUNK_SAMPLES, AUDIO_WINDOW, MEL_CHUNK_BYTES, PEAK_BLOCK,
@@ -94,12 +96,15 @@ class LeafXWidget(anywidget.AnyWidget):
     Parameters
     ----------
     explanation:
-        The result of ``leafx_widgets.explain(model, audio)``.
+        The result of ``leafx_widgets.explain(model, audio)``. One still to be decoded
+        (``explain(..., wait=False)``) opens at once and is decoded on the widget's worker, window by
+        window, its transcript filling in as each window is done (``wait_decoded`` waits for the end).
     methods:
         Method registry to offer; defaults to ``leafx_widgets.methods.METHODS``.
     background:
         Compute maps on a worker thread (default). ``False`` computes inside the
-        message handler, which is simpler to test but blocks the kernel meanwhile.
+        message handler, which is simpler to test but blocks the kernel meanwhile (and decodes
+        an incomplete explanation in the constructor).
     """
 
     _esm = export.bundle_file("widget.js")
@@ -145,7 +150,17 @@ class LeafXWidget(anywidget.AnyWidget):
         self.background = background
         self.default_method = _default_method(self.methods)
         self._worker = Worker(selected=kwargs.get("selected_token", 0))
-        self._maps = Maps(explanation, self.methods, self._worker, self._reply, background)
+        self._decoding: Decoding | None = None
+        if not getattr(explanation, "complete", True):
+            if background:
+                self._decoding = Decoding(explanation, self._worker, self._reply,
+                                          on_tokens=lambda: self._maps.tokens_added())
+            else:  # computing in the caller: all of it, now
+                explanation.decode_all(progress=False)
+        d = self._decoding
+        self._maps = Maps(explanation, self.methods, self._worker, self._reply, background,
+                          known=None if d is None else (lambda: d.n_tokens),
+                          finished=None if d is None else (lambda: d.complete))
         self._payload: tuple[dict, list[str]] | None = None
         self._payload_lock = threading.Lock()
         self._streams: dict[str, int] = {}  # view -> next audio sample to send
@@ -161,6 +176,8 @@ class LeafXWidget(anywidget.AnyWidget):
         self.on_msg(self._on_custom_msg)
         if background:  # PCM and spectrogram codes ready before the browser asks
             self._worker.submit(call_job(self._audio_and_mel))
+        if self._decoding is not None:  # then the windows, one job each, behind the user's requests
+            self._decoding.start()
 
     # ---- validation ------------------------------------------------------------------
     # "variant" (the paper's word for base/+grad/+causal) names the same trait as "method"
@@ -192,7 +209,8 @@ class LeafXWidget(anywidget.AnyWidget):
     def _check_token(self, proposal):
         k, n = proposal["value"], len(self.explanation.tokens)
         if not 0 <= k < max(n, 1):
-            raise traitlets.TraitError(f"selected_token {k} out of range [0, {n})")
+            so_far = "" if getattr(self.explanation, "complete", True) else f" ({n} tokens decoded so far)"
+            raise traitlets.TraitError(f"selected_token {k} out of range [0, {n}){so_far}")
         return k
 
     @traitlets.observe("selected_token")
@@ -245,25 +263,23 @@ class LeafXWidget(anywidget.AnyWidget):
 
     # ---- data ------------------------------------------------------------------------
     def _build_meta(self) -> dict:
+        """The page's data. A recording still being decoded starts with no tokens: they come in "tokens"
+        messages (``decoding.py``), and nothing is computed here for any window."""
         ex = self.explanation
+        complete = getattr(ex, "complete", True)
         return {
             "model_name": str(ex.model_name),
-            "text": str(ex.text),
+            "text": str(ex.text) if complete else "",
             "duration_s": float(ex.duration_s),
             "sample_rate": int(ex.sample_rate),
             "frame_s": float(ex.frame_s),
             "n_frames": int(ex.n_frames),
             "audio_path": None if ex.audio_path is None else str(ex.audio_path),
-            "tokens": [
-                {"index": int(t.index), "id": int(t.id), "text": str(t.text), "word": int(t.word),
-                 "logprob": float(t.logprob), "start_frame": int(t.start_frame), "n_frames": int(t.n_frames)}
-                for t in ex.tokens
-            ],
-            "words": [
-                {"index": int(w.index), "text": str(w.text), "tokens": [int(k) for k in w.tokens],
-                 "peak_s": None if w.peak_s is None else float(w.peak_s)}
-                for w in ex.words
-            ],
+            "tokens": [token_json(t) for t in ex.tokens] if complete else [],
+            "words": [word_json(w) for w in ex.words] if complete else [],
+            "segments": [segment_json(s) for s in getattr(ex, "segments", [])] if complete else [],
+            "complete": complete,
+            "decoded_s": float(ex.duration_s) if complete else 0.0,
             "methods": describe_methods(self.methods),
             "default_method": self.default_method,
             "depths": list(DEPTHS),
@@ -306,8 +322,14 @@ class LeafXWidget(anywidget.AnyWidget):
         return self._maps.overview_bins()
 
     def wait_idle(self, timeout: float = 120.0) -> None:
-        """Waits for queued map and overview work (tests and scripts)."""
+        """Waits for queued map and overview work, and the decoding of the recording (tests and scripts)."""
         self._worker.wait_idle(timeout)
+
+    def wait_decoded(self, timeout: float | None = None, progress=None) -> None:
+        """Blocks until the recording is decoded (at once when it was complete). ``progress``: a bar (None:
+        in a notebook or terminal), False, or a callable ``progress(decoded_s, total_s)``."""
+        if self._decoding is not None:
+            self._decoding.wait(timeout, progress)
 
     def save_html(self, path, methods: Iterable[str] | None = None, *, title: str | None = None,
                   variants: Iterable[str] | None = None):
@@ -315,6 +337,7 @@ class LeafXWidget(anywidget.AnyWidget):
 
         The maps of ``methods`` (default: the shown method and compare method) are
         precomputed for every token at the current tau and depth. ``variants``: an alias of ``methods``.
+        A recording still being decoded is waited for first (``wait_decoded``, with its progress bar).
         """
         return export.save_html(self, path, methods if methods is not None else variants, title=title)
 
@@ -341,7 +364,8 @@ def show(source=None, model=None, **kwargs) -> LeafXWidget:
     """A widget for an Explanation, or for audio explained by ``model``.
 
     ``source`` may be an Explanation, a path, or None for the bundled sample;
-    ``model`` a loaded adapter or a name for ``load_model`` (default "tiny.en").
+    ``model`` a loaded adapter or a name for ``load_model`` (default "tiny.en"). Audio is shown at
+    once and decoded on the widget's worker (``explain(..., wait=False)``), window by window.
     """
     from .. import explanation as _explanation
 
@@ -355,4 +379,4 @@ def show(source=None, model=None, **kwargs) -> LeafXWidget:
         source = sample_path()
     if model is None or isinstance(model, str):
         model = load_model(model or "tiny.en")
-    return LeafXWidget(explain(model, source), **kwargs)
+    return LeafXWidget(explain(model, source, wait=False), **kwargs)

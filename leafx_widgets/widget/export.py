@@ -50,6 +50,7 @@ def save_html(widget, path, methods: Iterable[str] | None = None, *, title: str 
     names = list(dict.fromkeys(n for n in names if n))
     for n in names:
         widget._check_method(n)
+    widget.wait_decoded()  # a recording still being decoded: all of it first, with a progress bar
     ex = widget.explanation
     maps = {}
     for n in names:
@@ -61,7 +62,7 @@ def save_html(widget, path, methods: Iterable[str] | None = None, *, title: str 
     p, _notes = widget._audio_and_mel()
     overview = widget.overview(widget.default_method) if len(ex.tokens) else None
     data = {
-        "meta": widget._meta,
+        "meta": widget._meta if widget._meta["complete"] else widget._build_meta(),
         "state": {"selected_token": widget.selected_token, "current_time": 0.0,
                   "method": names[0] if names else widget.method,
                   "compare_method": widget.compare_method if widget.compare_method in names else None,

@@ -28,11 +28,16 @@ class Maps:
     the message handler instead of on the worker (simpler to test, blocks the kernel)."""
 
     def __init__(self, explanation, methods: Mapping[str, Any], worker: Worker,
-                 send: Callable[[protocol.Reply], None], background: bool):
+                 send: Callable[[protocol.Reply], None], background: bool,
+                 known: Callable[[], int] | None = None, finished: Callable[[], bool] | None = None):
         self.explanation, self.methods, self.worker = explanation, methods, worker
         self.send, self.background = send, background
+        # the tokens the page has been sent, and whether those are all (a recording still decoded: no)
+        self.known = known or (lambda: len(explanation.tokens))
+        self.finished = finished or (lambda: True)
         self._computed: set[str] = set()  # map keys the Explanation now holds
-        self._overviews: dict[str, np.ndarray] = {}
+        self._overviews: dict[str, np.ndarray] = {}  # finished overviews
+        self._overview_jobs: dict[str, Job] = {}  # overviews being computed, or parked until more tokens come
         self._expected_s: dict[str, float] = {}  # overview_key -> seconds its last map took
 
     def run_now(self, fn: Callable[[], Any]) -> Any:
@@ -124,27 +129,31 @@ class Maps:
             self.send(reply)
 
     # ---- overview: computed once per key, rows sent as they come -------------------------
+    # While a recording is decoded the overview follows it: a job that has every row of the tokens
+    # sent so far parks, and each decoded window brings it back for the new rows (``tokens_added``).
     def overview_bins(self) -> int:
         return int(max(1, min(self.explanation.n_frames, OVERVIEW_MAX_BINS)))
 
     def request_overview(self, method: str, params: dict) -> None:
         okey = protocol.overview_key(method, params)
-        n_tokens = len(self.explanation.tokens)
-        if not n_tokens:
-            return
         w = self.worker
         with w.cond:
             rows = self._overviews.get(okey)
             job = None
             if rows is None:
-                job = w.find("overview", okey)
+                job = self._overview_jobs.get(okey)
                 if job is not None:
                     job.state["resend"] = True  # rows already sent go again, once, for the new view
+                    self._unpark(job)
+                    return
+                if self.finished() and not self.known():
                     return
                 job = Job("overview", self._overview_step, key=okey)
+                job.cheap = self.methods[method].cost == "fast"
                 job.state.update(method=method, params=params,
-                                 rows=np.zeros((n_tokens, self.overview_bins()), dtype=np.uint8),
-                                 next=0, sent=0, last=time.perf_counter(), resend=False)
+                                 rows=np.zeros((0, self.overview_bins()), dtype=np.uint8),
+                                 next=0, sent=0, last=time.perf_counter(), resend=False, parked=False)
+                self._overview_jobs[okey] = job
                 if self.background:
                     w.submit(job)
         if rows is not None:
@@ -153,54 +162,82 @@ class Maps:
             while self._overview_step(job):
                 pass
 
-    def _send_rows(self, okey: str, rows: np.ndarray, row0: int) -> None:
-        self.send(protocol.overview_reply(okey, rows, row0, len(self.explanation.tokens), self.overview_bins()))
+    def tokens_added(self) -> None:
+        """New tokens were sent to the page: the overviews it follows compute their rows."""
+        with self.worker.cond:
+            for job in self._overview_jobs.values():
+                self._unpark(job)
+
+    def _unpark(self, job: Job) -> None:
+        """Call with the worker's ``cond`` held."""
+        if job.state["parked"] and not self.worker.closed:
+            job.state.update(parked=False, last=time.perf_counter())  # a window's rows in one message
+            self.worker.submit(job)
+
+    def _send_rows(self, okey: str, rows: np.ndarray, row0: int, n_tokens: int | None = None) -> None:
+        n_tokens = len(self.explanation.tokens) if n_tokens is None else n_tokens
+        self.send(protocol.overview_reply(okey, rows, row0, n_tokens, self.overview_bins()))
 
     def _overview_step(self, job: Job) -> bool:
         """One token's row (map requests may run before the next); True while rows remain."""
         s = job.state
-        rows, n_tokens = s["rows"], s["rows"].shape[0]
+        n_tokens = self.known()
+        if s["rows"].shape[0] < n_tokens:  # tokens of newly decoded windows
+            grown = np.zeros((n_tokens, s["rows"].shape[1]), dtype=np.uint8)
+            grown[: s["rows"].shape[0]] = s["rows"]
+            s["rows"] = grown
+        rows = s["rows"]
         with self.worker.cond:
             resend, s["resend"] = s["resend"], False
         if resend and s["sent"]:
-            self._send_rows(job.key, rows[:s["sent"]], 0)
+            self._send_rows(job.key, rows[:s["sent"]], 0, n_tokens)
         k = s["next"]
-        try:
-            arr = self.compute(k, s["method"], s["params"])
-        except Cancelled:
-            return False
-        except Exception as exc:
-            self.send(protocol.error_reply(None, None, RuntimeError(f"overview stopped at token {k}: {exc}")))
-            return False
-        rows[k] = _codecs.row_overview(arr, self.explanation.tokens[k].start_frame,
-                                       self.explanation.n_frames, rows.shape[1])
-        s["next"] = k + 1
-        now = time.perf_counter()
-        if s["next"] == n_tokens or now - s["last"] > OVERVIEW_CHUNK_SECONDS:
-            self._send_rows(job.key, rows[s["sent"]:s["next"]], s["sent"])
-            s["sent"], s["last"] = s["next"], now
+        if k < n_tokens:
+            try:
+                arr = self.compute(k, s["method"], s["params"])
+            except Exception as exc:
+                with self.worker.cond:  # a later request starts over
+                    self._overview_jobs.pop(job.key, None)
+                if not isinstance(exc, Cancelled):
+                    self.send(protocol.error_reply(None, None, RuntimeError(f"overview stopped at token {k}: {exc}")))
+                return False
+            rows[k] = _codecs.row_overview(arr, self.explanation.tokens[k].start_frame,
+                                           self.explanation.n_frames, rows.shape[1])
+            s["next"] = k + 1
+            now = time.perf_counter()
+            if s["next"] == n_tokens or now - s["last"] > OVERVIEW_CHUNK_SECONDS:
+                self._send_rows(job.key, rows[s["sent"]:s["next"]], s["sent"], n_tokens)
+                s["sent"], s["last"] = s["next"], now
         if s["next"] < n_tokens:
             return True
-        with self.worker.cond:  # a view that asks from now on gets the finished rows itself
-            self._overviews[job.key] = rows
-            job.done = True
-            resend = s["resend"]
+        with self.worker.cond:
+            resend, s["resend"] = s["resend"], False
+            if self.finished():  # a view that asks from now on gets the finished rows itself
+                self._overviews[job.key] = rows
+                self._overview_jobs.pop(job.key, None)
+                job.done = True
+            else:  # the next decoded window brings it back
+                s["parked"] = True
         if resend:
-            self._send_rows(job.key, rows, 0)
+            self._send_rows(job.key, rows, 0, n_tokens)
         return False
 
     def overview(self, method: str, params: dict) -> np.ndarray:
-        """uint8 (n_tokens, n_bins) tokens x time overview, each row scaled to its peak; blocks."""
+        """uint8 (n_tokens, n_bins) tokens x time overview, each row scaled to its peak; blocks. While the
+        recording is decoded, the rows of the tokens decoded so far."""
         def build() -> np.ndarray:
             okey = protocol.overview_key(method, params)
-            if okey not in self._overviews:
-                ex, n_bins = self.explanation, self.overview_bins()
-                rows = np.zeros((len(ex.tokens), n_bins), dtype=np.uint8)
-                for k, tok in enumerate(ex.tokens):
-                    rows[k] = _codecs.row_overview(self.compute(k, method, params), tok.start_frame,
-                                                   ex.n_frames, n_bins)
+            if okey in self._overviews:
+                return self._overviews[okey]
+            ex, n_bins = self.explanation, self.overview_bins()
+            complete = getattr(ex, "complete", True)  # read before the tokens: no window is decoded meanwhile
+            rows = np.zeros((len(ex.tokens), n_bins), dtype=np.uint8)
+            for k in range(rows.shape[0]):
+                rows[k] = _codecs.row_overview(self.compute(k, method, params), ex.tokens[k].start_frame,
+                                               ex.n_frames, n_bins)
+            if complete:
                 with self.worker.cond:
                     self._overviews.setdefault(okey, rows)
-            return self._overviews[okey]
+            return rows
 
         return self.run_now(build)

@@ -19,6 +19,13 @@ synced traits (selection, method, playback time), the two talk in custom message
                                                {type: "error", id, ids, key, message}
     {type: "overview", method, params}         {type: "overview", key, row0, n_rows,
                                                 n_tokens, n_bins}                  + uint8 rows
+    {type: "transcript"}                       {type: "tokens", token0, tokens, word0, words,
+                                                segment0, segments, decoded_s, duration_s,
+                                                complete, stopped}  (a recording still being decoded:
+                                                after each window, and all so far after "init")
+
+While a recording is decoded (``decoding.py``), an overview grows: a later reply for the same key
+has a larger ``n_tokens`` and the rows of the new tokens.
 
 ``selected`` is the token the page shows when it asks (a prefetch of a neighbour carries
 the selected token, not its own). ``ids`` lists every request a reply answers: identical
@@ -199,12 +206,21 @@ def on_init(widget, content: dict) -> None:
     for reply in mel_replies(p):
         widget._reply(reply)
     widget._reply(peaks_reply(p))
+    if widget._decoding is not None:  # the transcript so far, before the PCM
+        widget._decoding.catch_up()
     # The PCM follows with flow control: AUDIO_WINDOW chunks in flight, the next one sent
     # when the browser acknowledges one, so map replies are not queued behind 19 MB.
     stream = str(content.get("stream", ""))
     widget._streams[stream] = 0
     for _ in range(AUDIO_WINDOW):
         _send_audio_chunk(widget, stream)
+
+
+@handles("transcript")
+def on_transcript(widget, content: dict) -> None:
+    """A view missed a window's message (it opened meanwhile): everything decoded so far, again."""
+    if widget._decoding is not None:
+        widget._decoding.catch_up()
 
 
 @handles("audio_ack")

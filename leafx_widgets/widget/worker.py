@@ -2,7 +2,8 @@
 
 Maps are computed on the worker, so slow methods never block the kernel's message loop and the
 model is never run by two threads at once. The worker follows the user: Python calls first, then
-map requests (the selected token's first, newest first), then overview rows. Map work for a token
+map requests (the selected token's first, newest first), then overview rows of a fast method, then
+the next window of a recording still being decoded, then the other overview rows. Map work for a token
 the page no longer shows is dropped before it starts, or stopped at the next model layer if it is
 running (every torch module call on a worker is a cancellation point). At interpreter exit every
 worker is stopped and joined, so no thread is inside torch when the process ends.
@@ -25,7 +26,8 @@ log = logging.getLogger(__name__)
 
 EXIT_JOIN_S = 30.0  # at interpreter exit, how long to wait for a running computation to stop
 DESELECTED, BY_USER, CLOSED = "deselected", "user", "closed"  # why a map request was cancelled
-_LANES = {"call": 0, "map": 1, "overview": 2}
+_LANES = {"call": 0, "map": 1, "decode": 3, "overview": 4}
+_CHEAP_OVERVIEW = 2  # a fast method's overview rows: milliseconds per window, ahead of the next window
 
 
 class Cancelled(Exception):
@@ -60,7 +62,7 @@ class Job:
 
     def __init__(self, lane: str, run: Callable[["Job"], Any], *, key=None, token: int | None = None,
                  selection: int | None = None, future: Future | None = None):
-        self.lane, self.run, self.key = lane, run, key  # lane: "call" (Python API), "map" or "overview"
+        self.lane, self.run, self.key = lane, run, key  # lane: "call" (Python API), "map", "decode" or "overview"
         self.token, self.selection, self.future = token, selection, future
         self.requesters: dict = {}  # page request id -> the page's key for it, oldest first
         self.state: dict = {}
@@ -68,6 +70,7 @@ class Job:
         self.reason = ""
         self.done = False  # answered: later requests must not join it
         self.seq = 0
+        self.cheap = False  # an overview job of a fast method: runs before the next window is decoded
 
     def stop(self, reason: str) -> None:
         self.reason = reason
@@ -94,7 +97,8 @@ _WORKERS: "weakref.WeakSet[Worker]" = weakref.WeakSet()
 
 class Worker:
     """One daemon thread running a widget's jobs. Next: Python calls (oldest first), then map
-    requests (the selected token's before prefetches, newest first), then overview rows."""
+    requests (the selected token's before prefetches, newest first), then a fast method's overview
+    rows, then the next window to decode, then the other overview rows."""
 
     def __init__(self, selected: int = 0):
         self.cond = threading.Condition()  # guards the queue, the running job, the jobs' requesters, selected
@@ -108,6 +112,8 @@ class Worker:
     def _rank(self, job: Job) -> tuple:
         if job.lane == "map":
             return (1, job.token != self.selected, -job.seq)
+        if job.lane == "overview" and job.cheap:
+            return (_CHEAP_OVERVIEW, job.seq)
         return (_LANES[job.lane], job.seq)
 
     def submit(self, job: Job) -> Job:

@@ -36,6 +36,8 @@ def nb7_page(lab, browser, workdir):
     try:
         open_and_run_all(page, url)
         page.wait_for_selector(".leafx-root[data-ready]", timeout=120_000)
+        # show() decodes on the widget's worker: the transcript is complete once the indicator goes
+        page.wait_for_selector(".leafx-root[data-ready]:not([data-decoding]) .lx-tok", timeout=60_000)
     except Exception:
         dump_failure(page, console, workdir, "/tmp/leafx-nb7-failure.png")
         raise
