@@ -2,8 +2,9 @@
 
 Each round takes the next window of every recording in flight (at most ``batch_size``), computes
 their features and runs the encoder on all of them at once, then decodes them greedily in batches
-of windows whose prompts have one length. A batch is never padded: rows of one length give each
-window exactly the tokens it gets when its recording is explained alone. That covers the first
+of windows whose prompts have one length. A batch is never padded, so each row computes what it
+computes alone: on a CPU each window gets exactly the tokens ``explain`` gives it (tested; on a GPU,
+kernels picked by batch size may round the last bits differently, which can flip a near-tie). That covers the first
 window of every recording, every window of short-form audio (<= 30 s) and of
 ``condition_on_previous_text=False``, and, with conditioning, every window once the text so far
 fills the prompt (half the decoder's context: from the third or fourth window of speech on);
@@ -71,9 +72,7 @@ def _round(model, explanations: list[Explanation]) -> None:
     """The next window of each recording: features and encoder in one batch, first decodings in batches."""
     rows = []  # (explanation, chunk) of the windows the model will see
     for ex in explanations:
-        decoder = ex._decoder
-        start = decoder.seek * decoder.samples_per_frame
-        chunk = decoder.samples[start: start + model.window_samples]
+        chunk = _next_chunk(ex._decoder)
         if len(chunk) and np.abs(chunk).max() >= longform.WINDOW_SILENCE_PEAK:
             rows.append((ex, chunk))
         else:
@@ -83,20 +82,20 @@ def _round(model, explanations: list[Explanation]) -> None:
     features = torch.cat([model.features(chunk) for _, chunk in rows])
     with torch.no_grad():
         encoded = model.encode(features)
-    requests = [_first_decoding(model, ex._decoder, encoded[i:i + 1]) for i, (ex, _) in enumerate(rows)]
-    decoded = [None] * len(rows)
-    if hasattr(model, "decode_batch"):
+    requests, decoded = [None] * len(rows), [None] * len(rows)
+    if hasattr(model, "decode_batch"):  # else only the encoder runs batched (one decode per window)
+        requests = [_first_decoding(model, ex._decoder, encoded[i:i + 1]) for i, (ex, _) in enumerate(rows)]
         groups = defaultdict(list)
         for i, request in enumerate(requests):
             if request is not None:
-                groups[(len(request[0]), request[2])].append(i)
+                groups[(len(request[0]), request[1][1])].append(i)
         for (_, timestamps), members in groups.items():
             outs = model.decode_batch(encoded[members], [requests[i][0] for i in members], timestamps=timestamps)
             for i, out in zip(members, outs):
                 decoded[i] = out
     for i, (ex, chunk) in enumerate(rows):
         served = _Prepared(model, chunk, features[i:i + 1], encoded[i:i + 1],
-                           decoded[i], requests[i][1:] if requests[i] is not None else None)
+                           decoded[i], requests[i][1] if requests[i] is not None else None)
         decoder = ex._decoder
         decoder.model = served
         try:
@@ -109,15 +108,37 @@ def _round(model, explanations: list[Explanation]) -> None:
                                f"(offset {window.offset_samples} samples); long-form decoding changed under it")
 
 
+def _next_chunk(decoder: longform.LongFormDecoder) -> np.ndarray:
+    """The samples ``decoder.next()`` will decode (``LongFormDecoder.next``'s choice, without moving)."""
+    spf, size = decoder.samples_per_frame, decoder.model.window_samples
+    start = decoder.seek * spf
+    chunk = decoder.samples[start: start + size]
+    if decoder.timestamps:  # a window opening on long digital silence starts where the sound does
+        sound = np.flatnonzero(np.abs(chunk) >= longform.WINDOW_SILENCE_PEAK)
+        lead = sound[0] // spf if sound.size else 0
+        if lead > longform.MAX_SILENT_LEAD_FRAMES:
+            chunk = decoder.samples[start + lead * spf: start + lead * spf + size]
+    return chunk
+
+
 def _first_decoding(model, decoder: longform.LongFormDecoder, encoded: torch.Tensor):
-    """(prompt, previous, timestamps) of the window's first, greedy decoding; None when it samples."""
+    """(prompt, request) of the window's first, greedy decoding, ``request`` being the arguments
+    ``decoder.next()`` will pass to ``decode``; None when it will not decode greedily (a forced transcript,
+    a first temperature above 0)."""
     opts = decoder.options
+    if opts.text is not None:
+        return None
+    language = decoder.language
+    if language is None:  # detected on the first window with sound, as next() will
+        probs = model.language_probs(encoded)
+        language = next(iter(probs)) if probs else "en"
     if not decoder.timestamps:
-        return model.prompt(encoded), [], False
+        return model.prompt(encoded, language=language, task=opts.task), ([], False, language, opts.task)
     if opts.temperatures[0] != 0:
         return None
     previous = decoder.history[decoder.reset_at:] if opts.condition_on_previous_text else []
-    return model.prompt(encoded, previous, True), list(previous), True
+    return (model.prompt(encoded, previous, True, language=language, task=opts.task),
+            (list(previous), True, language, opts.task))
 
 
 class _Prepared:
@@ -143,10 +164,11 @@ class _Prepared:
     def encode(self, features: torch.Tensor) -> torch.Tensor:
         return self._encoded if features is self._features else self._model.encode(features)
 
-    def decode(self, encoded, *, previous=(), timestamps: bool = False, temperature: float = 0.0, generator=None):
+    def decode(self, encoded, *, previous=(), timestamps: bool = False, temperature: float = 0.0, generator=None,
+               language=None, task: str = "transcribe"):
         if (self._decoded is not None and encoded is self._encoded and temperature == 0
-                and [list(previous), bool(timestamps)] == list(self._request)):
+                and (list(previous), bool(timestamps), language, task) == self._request):
             decoded, self._decoded = self._decoded, None
             return decoded
         return self._model.decode(encoded, previous=previous, timestamps=timestamps, temperature=temperature,
-                                  generator=generator)
+                                  generator=generator, language=language, task=task)

@@ -53,13 +53,17 @@ def test_batched_tokens_equal_one_file_at_a_time(model, sources, alone, batch_si
         _same(a, b)
 
 
-def test_without_conditioning_every_window_batches(model, sources, monkeypatch):
-    long_only = sources[2:]
+def test_without_conditioning_every_window_batches(model, sources, long_audio, monkeypatch):
+    # the third opens its second window on 4 s of digital silence: that window starts where the sound does
+    gap = np.concatenate([long_audio[:25 * RATE], np.zeros(4 * RATE, np.float32), long_audio[30 * RATE: 45 * RATE]])
+    recordings = [*sources[2:], gap]
     alone = [lw.explain(model, s, sample_rate=RATE, progress=False, condition_on_previous_text=False)
-             for s in long_only]
+             for s in recordings]
+    assert any(w.offset_frames * 320 > 26 * RATE for w in alone[2].windows)  # the lead was skipped
     sizes = _spy_batches(monkeypatch, model)
-    batched = lw.explain_many(model, long_only, sample_rate=RATE, batch_size=2, condition_on_previous_text=False)
-    assert sizes == [2] * len(alone[0].windows)  # both recordings have as many windows: each round one batch
+    batched = lw.explain_many(model, recordings, sample_rate=RATE, batch_size=3, condition_on_previous_text=False)
+    # every decoded window went through a batch, the first round with all three recordings
+    assert sizes[0] == 3 and sum(sizes) == sum(w.decoded for ex in alone for w in ex.windows)
     for a, b in zip(alone, batched):
         _same(a, b)
 
