@@ -97,7 +97,8 @@ def table(rows, sample_rate: int = 16000) -> str:
     lines.append("")
     lines.append(f"peak difference {grew:.0f} MB for {audio:.0f} MB more audio (float32): "
                  f"{grew / audio if audio else float('nan'):.2f}x the audio "
-                 f"({'within' if grew <= audio else 'over'} the target of 1x)")
+                 f"({'within' if grew <= audio else 'over'} the target of 1x); the maps kept grew by "
+                 f"{long['maps_mb'] - short['maps_mb']:.0f} MB (MB = 2**20 bytes)")
     return "\n".join(lines)
 
 
