@@ -16,6 +16,7 @@ _DATA = Path(__file__).parent / "data"
 _EXPORTS = {
     "Audio": "audio", "AudioError": "audio", "load_audio": "audio",
     "Explanation": "explanation", "Token": "explanation", "Word": "explanation", "explain": "explanation",
+    "explain_many": "batch",
     "METHODS": "methods", "VARIANTS": "methods", "DEFAULT_METHOD": "methods", "Method": "methods",
     "get_method": "methods", "register": "methods", "available_methods": "methods",
     "DEFAULT_MODEL": "models", "load_model": "models",

@@ -220,10 +220,13 @@ class WhisperAdapter(SpeechAdapter):
         probs = self.language_probs(encoded)
         return next(iter(probs)) if probs else "en"
 
-    def _logits(self, input_ids, encoded, cache=None):
+    def _logits(self, input_ids, encoded, cache=None, rows=None):
+        """Next-token logits at the decoder positions ``rows`` (default: all); the vocabulary projection
+        costs more than the decoder itself on a small model, so decoding projects only what it reads."""
         out = self.model.model.decoder(input_ids=input_ids, encoder_hidden_states=encoded,
                                        cache=cache, use_cache=cache is not None)
-        return self.model.proj_out(out.last_hidden_state).float(), out.cache
+        hidden = out.last_hidden_state if rows is None else out.last_hidden_state[:, rows]
+        return self.model.proj_out(hidden).float(), out.cache
 
     def _timestamp_rules(self, begin_index: int):
         """transformers' implementation of Whisper's timestamp rules (pairs, never decreasing, the
@@ -255,11 +258,12 @@ class WhisperAdapter(SpeechAdapter):
         rules = self._timestamp_rules(len(prompt)) if timestamps else None
         no_speech_prob = None
         budget = min(self.max_new_tokens, self.model.config.max_target_positions - len(prompt))
+        at_sot = len(prompt) - 1 - prompt[::-1].index(self.sot)
         for step in range(budget):
-            logits, cache = self._logits(step_input, encoded, cache)
+            # the first step reads the start of transcript (p(no speech)) and the last prompt position only
+            logits, cache = self._logits(step_input, encoded, cache, rows=[at_sot, -1] if step == 0 else None)
             if step == 0 and self.no_speech is not None:
-                at_sot = len(prompt) - 1 - prompt[::-1].index(self.sot)
-                no_speech_prob = float(torch.softmax(logits[0, at_sot], -1)[self.no_speech])
+                no_speech_prob = float(torch.softmax(logits[0, 0], -1)[self.no_speech])
             logits = logits[0, -1]
             logits[suppress] = -math.inf
             if step == 0:
@@ -281,6 +285,64 @@ class WhisperAdapter(SpeechAdapter):
             end_logprob = None
         return Decoded(prompt=prompt, ids=ids, logprobs=logprobs, no_speech_prob=no_speech_prob,
                        temperature=float(temperature), end_logprob=end_logprob)
+
+    @torch.no_grad()
+    def decode_batch(self, encoded: torch.Tensor, prompts: list[list[int]], *, timestamps: bool = False) -> list[Decoded]:
+        """Greedy decoding of several windows at once (``explain_many`` on a GPU): ``encoded`` (B, S, d), one
+        prompt per row, all of one length. Rows are never padded, so each gets the tokens ``decode`` gives it
+        alone (``decode(encoded[i:i+1], previous=..., timestamps=...)`` with ``prompts[i]`` as its prompt); a row
+        leaves the batch at its end of text."""
+        from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+
+        if len(encoded) != len(prompts) or len({len(p) for p in prompts}) > 1:
+            raise ValueError(f"decode_batch needs one prompt per row, all of one length; got {len(prompts)} prompts "
+                             f"of lengths {sorted({len(p) for p in prompts})} for {len(encoded)} rows")
+        n, length = len(prompts), len(prompts[0])
+        cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
+        step_input = torch.tensor(prompts, device=self.device)
+        ids, logprobs, no_speech = [[] for _ in range(n)], [[] for _ in range(n)], [None] * n
+        suppress = torch.tensor(self.suppress_with_timestamps if timestamps else self.suppress, device=self.device)
+        suppress_begin = torch.tensor(self.suppress_begin, device=self.device)
+        rules = self._timestamp_rules(length) if timestamps else None
+        at_sot = [length - 1 - p[::-1].index(self.sot) for p in prompts]
+        live = list(range(n))  # rows still decoding, in batch order
+        for step in range(min(self.max_new_tokens, self.model.config.max_target_positions - length)):
+            out = self.model.model.decoder(input_ids=step_input, encoder_hidden_states=encoded, cache=cache,
+                                           use_cache=True)
+            cache, hidden = out.cache, out.last_hidden_state
+            if step == 0:
+                rows = torch.arange(n, device=self.device)
+                first = self.model.proj_out(torch.stack([hidden[rows, at_sot], hidden[:, -1]], 1)).float()
+                if self.no_speech is not None:
+                    no_speech = torch.softmax(first[:, 0], -1)[:, self.no_speech].tolist()
+                logits = first[:, -1]
+            else:
+                logits = self.model.proj_out(hidden[:, -1]).float()
+            logits[:, suppress] = -math.inf
+            if step == 0:
+                logits[:, suppress_begin] = -math.inf
+            if rules is not None:
+                prefixes = torch.tensor([prompts[r] + ids[r] for r in live], device=self.device)
+                logits = rules(prefixes, logits)
+            logp = torch.log_softmax(logits, dim=-1)
+            tokens = logp.argmax(-1)
+            token_logp = logp.gather(1, tokens[:, None])[:, 0].tolist()
+            keep = []
+            for i, (row, token) in enumerate(zip(live, tokens.tolist())):
+                if token != self.eot:
+                    ids[row].append(token)
+                    logprobs[row].append(token_logp[i])
+                    keep.append(i)
+            if not keep:
+                break
+            if len(keep) < len(live):  # finished rows leave the batch and its cache
+                index = torch.tensor(keep, device=self.device)
+                cache.batch_select_indices(index)
+                encoded, tokens = encoded[index], tokens[index]
+                live = [live[i] for i in keep]
+            step_input = tokens[:, None]
+        return [Decoded(prompt=list(p), ids=i, logprobs=lp, no_speech_prob=ns, temperature=0.0)
+                for p, i, lp, ns in zip(prompts, ids, logprobs, no_speech)]
 
     @contextlib.contextmanager
     def _hooks(self, bypass_layer, reduce_cross, reduce_self, cross_out, self_out):
