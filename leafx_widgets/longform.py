@@ -34,7 +34,8 @@ PROMPT_RESET_TEMPERATURE = 0.5  # openai-whisper: no conditioning after a window
 # on longer digital silence starts where the sound does, or its first segment would be dated to the
 # silence, and the model, conditioned on earlier text, invents speech there
 MAX_SILENT_LEAD_FRAMES = 50
-RESUME_MIN_FRAMES = 150  # see _resume_at: 3 s; a shorter rest is mostly the recording's trailing silence
+RESUME_MIN_FRAMES = 150  # see LongFormDecoder._advance: 3 s
+RESUME_SOUND = 0.1  # ... of frames at least this loud relative to the window's loudest frame
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,7 @@ def split_segments(ids: list[int], timestamp_begin: int, n_valid: int) -> tuple[
             spans.append(Span(last, stop, part[0] - timestamp_begin, part[-1] - timestamp_begin))
             last = stop
         if single_ending:
-            return spans, len(ids), _resume_at(ids[-1] - timestamp_begin, n_valid)
+            return spans, len(ids), n_valid
         advance = ids[last - 1] - timestamp_begin
         return spans, last, advance if advance > 0 else n_valid
     # one segment: it ends at its last timestamp if that closes text; an opening timestamp alone
@@ -134,17 +135,16 @@ def split_segments(ids: list[int], timestamp_begin: int, n_valid: int) -> tuple[
     closing = [i for i in range(1, len(ids)) if is_ts[i] and ids[i] != timestamp_begin]
     end = ids[closing[-1]] - timestamp_begin if closing else n_valid
     start = ids[0] - timestamp_begin if ids and is_ts[0] else 0
-    return [Span(0, len(ids), start, end)] if ids else [], len(ids), _resume_at(end, n_valid) if closing else n_valid
+    return [Span(0, len(ids), start, end)] if ids else [], len(ids), n_valid
 
 
-def _resume_at(last_stamp: int, n_valid: int) -> int:
-    """Where the next window starts after one whose text ended on a timestamp and then end-of-text.
-
-    openai-whisper takes the whole window as done. Whisper tiny often stops a window early, and the
-    speech after its last timestamp was then never decoded (about 23 s of 121 on the stitched test
-    recording); so the next window starts at that timestamp when more than RESUME_MIN_FRAMES of the
-    window are left (silence there is skipped as silence, at the cost of one more window)."""
-    return last_stamp if 0 < last_stamp < n_valid - RESUME_MIN_FRAMES else n_valid
+def last_closing_stamp(ids: list[int], timestamp_begin: int) -> int | None:
+    """The frame of the timestamp that closes the window's text when decoding then ended (a single
+    timestamp ending); None when the text ends otherwise."""
+    is_ts = [t >= timestamp_begin for t in ids]
+    if len(ids) >= 2 and is_ts[-1] and not is_ts[-2]:
+        return ids[-1] - timestamp_begin
+    return None
 
 
 @dataclass
@@ -230,10 +230,11 @@ class LongFormDecoder:
             # Whisper skips the whole window; when the doubtful text closed on a timestamp well before
             # the window's end, only that far (tiny.en says "himself." with p(no speech) 0.6 and stops,
             # on a window whose other 29 s are speech)
-            self.seek += min(split_segments(decoded.ids, model.timestamp_begin, n_valid)[2], n_valid)
+            self.seek += self._advance(decoded.ids, chunk, n_valid, n_valid)
             window.no_speech_prob = decoded.no_speech_prob
             return DecodedWindow(window, [])
         spans, kept, advance = split_segments(decoded.ids, model.timestamp_begin, n_valid)
+        advance = self._advance(decoded.ids, chunk, n_valid, advance)
         self._fill(window, decoded, kept)
         window.temperature, window.avg_logprob, window.compression_ratio = decoded.temperature, *stats[:2]
         window.no_speech_prob = decoded.no_speech_prob
@@ -242,6 +243,22 @@ class LongFormDecoder:
         if not self.options.condition_on_previous_text or decoded.temperature > PROMPT_RESET_TEMPERATURE:
             self.reset_at = len(self.history)
         return DecodedWindow(window, spans)
+
+    def _advance(self, ids: list[int], chunk: np.ndarray, n_valid: int, advance: int) -> int:
+        """Frames to the next window. Where decoding ended on a timestamp, openai-whisper takes the
+        window as done; but tiny.en often stops early (it said "himself." and stopped on a window
+        whose other 29 s were speech: 30 s lost). So when at least RESUME_MIN_FRAMES of sound
+        (frames RESUME_SOUND as loud as the window's loudest) follow that timestamp, the next
+        window starts there instead. Silence after it keeps Whisper's rule: a window of mostly
+        silence invites invented text ("you")."""
+        stamp = last_closing_stamp(ids, self.model.timestamp_begin)
+        if stamp is None or not 0 < stamp < n_valid - RESUME_MIN_FRAMES:
+            return min(advance, n_valid)
+        frames = chunk[: n_valid * self.samples_per_frame]
+        frames = np.pad(frames, (0, n_valid * self.samples_per_frame - len(frames)))
+        rms = np.sqrt(np.mean(frames.reshape(n_valid, -1).astype(np.float64) ** 2, axis=1))
+        loud = rms[stamp:] >= RESUME_SOUND * max(rms.max(), 1e-12)
+        return stamp if int(loud.sum()) >= RESUME_MIN_FRAMES else min(advance, n_valid)
 
     def _forced(self, encoded: torch.Tensor, text: str) -> Decoded:
         """``text`` teacher-forced: its tokens with their log-probs under the model (no decoding)."""

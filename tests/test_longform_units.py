@@ -180,3 +180,34 @@ def test_a_silent_stretch_yields_no_tokens(model, speech):
     for seg in ex.segments:
         assert seg.end <= silence[0] + 0.5 or seg.start >= silence[1] - 1.0, (seg.start, seg.end, seg.text)
     assert math.isclose(ex.decoded_s, ex.duration_s)
+
+
+# -- resuming after a window that stopped early -------------------------------------------------------------
+def test_last_closing_stamp():
+    from leafx_widgets.longform import last_closing_stamp
+
+    assert last_closing_stamp([100, 5, 6, 150, 150, 7, 8, 300], TB) == 200  # "... d <200>" then end of text
+    assert last_closing_stamp([100, 5, 6, 150, 150, 7], TB) is None  # ends on text
+    assert last_closing_stamp([100, 5, 150, 150], TB) is None  # ends on a pair
+    assert last_closing_stamp([], TB) is None
+
+
+def test_a_window_that_stops_early_on_speech_resumes_at_its_last_timestamp(model):
+    """Whisper's rule takes the window as done; with 3 s or more of sound after the last timestamp the
+    next window starts there, and over silence Whisper's rule stands."""
+    from leafx_widgets.longform import LongFormDecoder, RESUME_MIN_FRAMES
+    from leafx_widgets.windows import WindowStore
+
+    tb, n = model.timestamp_begin, 1500
+    decoder = LongFormDecoder(model, np.zeros(16000, np.float32), DecodeOptions(), WindowStore(np.zeros(1)))
+    ids = [tb, 5, 6, tb + 50]  # "<0.00> a b <1.00>", then end of text
+    rng = np.random.default_rng(0)
+    speech_after = rng.normal(0, 0.1, 480000).astype(np.float32)
+    assert decoder._advance(ids, speech_after, n, n) == 50
+    silence_after = speech_after.copy()
+    silence_after[50 * 320:] = 0
+    assert decoder._advance(ids, silence_after, n, n) == n
+    short = speech_after.copy()
+    short[(50 + RESUME_MIN_FRAMES - 10) * 320:] = 0  # under 3 s of sound left: the window is done
+    assert decoder._advance(ids, short, n, n) == n
+    assert decoder._advance([tb, 5, tb + 50, tb + 50, 6], speech_after, n, 50) == 50  # a pair: Whisper's seek
