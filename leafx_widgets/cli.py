@@ -106,9 +106,14 @@ def _cli_message(message: str) -> str:
 
 def decoding_options(args) -> dict:
     """explain()'s DecodeOptions from --no-condition, --timestamps and --no-fallback."""
-    options = {"condition_on_previous_text": not args.no_condition, "timestamps": TIMESTAMPS[args.timestamps]}
+    options = {"condition_on_previous_text": not args.no_condition, "timestamps": TIMESTAMPS[args.timestamps],
+               "task": args.task}
     if args.no_fallback:
         options["temperatures"] = (0.0,)
+    if args.language not in (None, "auto"):
+        options["language"] = args.language
+    if args.text is not None:
+        options["text"] = args.text
     return options
 
 
@@ -184,7 +189,7 @@ def _explain(args) -> int:
                           allow_truncated=args.allow_truncated)
         ex = explain(model, clip, progress=False if quiet else None, max_duration_s=args.max_duration,
                      **decoding_options(args))
-    except AudioError as err:
+    except (AudioError, ValueError) as err:  # bad audio, or a language / task / text the model refuses
         raise UsageError(_cli_message(str(err))) from None
     t2 = time.perf_counter()
     from ._progress import progress
@@ -195,6 +200,10 @@ def _explain(args) -> int:
     t3 = time.perf_counter()
     peaks = ex.word_peaks(args.peaks)
     print(f"{audio}  ({ex.duration_s:.2f} s, model {ex.model_name}, {len(ex.tokens)} tokens)")
+    if ex.language_probs:
+        print(f"language: {ex.language} (detected, p {ex.language_probs[ex.language]:.2f}); task: {ex.task}")
+    elif ex.task != "transcribe" or ex.language != "en":
+        print(f"language: {ex.language}; task: {ex.task}")
     print("\n".join(report(ex, peaks, args.peaks)))
     print(f"load {t1 - t0:.2f} s, decode {t2 - t1:.2f} s, maps ({','.join(variants)}) {t3 - t2:.2f} s")
     if args.json:
@@ -337,6 +346,13 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--no-fallback", action="store_true",
                     help="greedy decoding only: no retry at higher temperatures when a window fails "
                          "the log-prob or compression check")
+    ex.add_argument("--language", default=None, metavar="CODE",
+                    help="multilingual models: the spoken language (de, fr, ...); default: detected")
+    ex.add_argument("--task", default="transcribe", choices=("transcribe", "translate"),
+                    help="multilingual models: translate writes English and explains it over the foreign audio")
+    ex.add_argument("--text", default=None, metavar="TRANSCRIPT",
+                    help="explain this transcript (a reference, another hypothesis) instead of decoding: "
+                         "each token's log-prob under the model, and its maps")
     ex.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     lab = sub.add_parser("lab", help="open JupyterLab on the quickstart notebook",
                          description="JupyterLab on the quickstart notebook. Any argument not listed here goes "

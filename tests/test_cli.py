@@ -312,3 +312,25 @@ def test_truncated_file_names_the_cli_flag(tmp_path, capsys):
     with pytest.warns(UserWarning, match="truncated"):
         assert cli.main(["explain", str(wav), "--methods", "base", "-q", "--allow-truncated"]) == 0
     assert "(4.60 s, model tiny.en" in capsys.readouterr().out
+
+
+def test_language_task_and_forced_text(tmp_path, capsys):
+    """--text explains a given transcript; --task translate and --language reach explain, and a model
+    that cannot do them says so in one line (exit 2)."""
+    assert cli.main(["explain", "--text", "And Mrs. John Dashwood", "--methods", "base", "-q"]) == 0
+    printed = capsys.readouterr().out
+    assert "transcript: And Mrs. John Dashwood" in printed and "(7.10 s, model tiny.en, 6 tokens)" in printed
+    mrs = next(line for line in printed.splitlines() if line.startswith("Mrs."))
+    assert float(mrs.split()[-1]) < 0.05  # p(first token): the model would not say "Mrs"
+    done, _ = cli_run("explain", "--task", "translate", "-q")
+    assert done.returncode == 2 and one_line_error(done) == \
+        "leafx-widgets: error: tiny.en is English-only and cannot translate; load a multilingual model such as 'base'"
+    done, _ = cli_run("explain", "--model", "base", "--language", "xx", "-q")
+    assert done.returncode == 2 and "unknown language 'xx' for base" in one_line_error(done)
+    wav = tmp_path / "de.wav"
+    subprocess.run(["espeak-ng", "-v", "de", "-s", "130", "-w", str(wav),
+                    "Guten Morgen, wie geht es Ihnen heute? Ich möchte gerne einen Kaffee bestellen."], check=True)
+    assert cli.main(["explain", str(wav), "--model", "base", "--task", "translate", "--methods", "leafx_sf", "-q"]) == 0
+    printed = capsys.readouterr().out
+    assert "language: de (detected, p 0." in printed and "task: translate" in printed
+    assert "transcript: Good morning" in printed
