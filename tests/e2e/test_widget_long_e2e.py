@@ -49,7 +49,9 @@ def test_ten_minutes_open_at_once_and_fill_in(lab, browser, workdir):
     write_notebook(root_dir / "long.ipynb", [SETUP, SHOW, REPORT])
     page, console = new_page(browser)
     try:
-        open_and_run_all(page, f"{base}/lab/tree/long.ipynb")
+        # a workspace of its own: JupyterLab would otherwise reopen the other e2e tests' notebooks beside
+        # this one, and their widgets would come first in the page
+        open_and_run_all(page, f"{base}/lab/workspaces/leafx-long/tree/long.ipynb")
         # first paint: waveform and spectrogram, with the decoding indicator, before any window is decoded
         page.wait_for_selector(".leafx-root[data-ready]", timeout=120_000)
         painted_at = time.perf_counter()
