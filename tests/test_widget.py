@@ -484,3 +484,16 @@ def test_method_is_the_synced_trait_and_variant_its_alias(ex):
     w.compare_method = None
     assert w.compare_variant is None
     w.close()
+
+
+def test_the_ladder_toggle_follows_what_the_model_can_run(sample_explanation):
+    import leafx_widgets as lw
+    from leafx_widgets.methods import LADDERS, METHODS
+
+    w = lw.LeafXWidget(sample_explanation, background=False)
+    assert w._meta["ladder"] == list(LADDERS["LEAF-X-SF"])
+    paper_only = {k: v for k, v in METHODS.items() if not k.startswith("leafx_sf")}
+    assert lw.LeafXWidget(sample_explanation, methods=paper_only, background=False)._meta["ladder"] == \
+        ["base", "grad", "causal"]
+    neither = {k: v for k, v in paper_only.items() if k not in ("grad", "causal")}
+    assert lw.LeafXWidget(sample_explanation, methods=neither, background=False)._meta["ladder"] == []

@@ -78,6 +78,11 @@ export class View {
       playRegion: h("button", { class: "lx-play-region", title: "Play the frames holding half of the selected token's attribution", text: "▶ evidence" }),
       time: h("span", { class: "lx-time" }),
       variant: h("select", { class: "lx-variant", title: "Attribution method" }, ...methodOpts()),
+      // the base / +grad / +causal toggle over the ladder that works for this model (meta.ladder)
+      ladder: h("span", { class: "lx-ladder", role: "group", "aria-label": "LEAF-X variant" },
+        ...(m.ladder?.length === 3 ? m.ladder : []).map((name, i) => h("button", {
+          class: "lx-rung", "data-method": name, text: ["base", "+grad", "+causal"][i],
+          title: m.methods.find((x) => x.name === name)?.label ?? name }))),
       compare: h("select", { class: "lx-compare", title: "Compare with" }, opt("", "none"), ...methodOpts()),
       mode: h("select", { class: "lx-compare-mode" }, opt("side", "side by side"), opt("diff", "difference")),
       tau: h("input", { class: "lx-tau", type: "number", step: "0.1", min: "0.05", title: "Entropy temperature τ" }),
@@ -113,7 +118,7 @@ export class View {
     this.root = h("div", { class: "leafx-root", tabindex: "0", "data-lm-suppress-shortcuts": "true" },
       h("div", { class: "lx-toolbar" },
         h("span", { class: "lx-group" }, u.play, u.playWord, u.playRegion, u.time),
-        h("span", { class: "lx-group" }, h("label", {}, "method ", u.variant),
+        h("span", { class: "lx-group" }, u.ladder, h("label", {}, "method ", u.variant),
           h("label", {}, "compare ", u.compare), u.mode),
         h("span", { class: "lx-group lx-params" }, h("label", {}, "τ ", u.tau), h("label", {}, "depth ", u.depth)),
         h("span", { class: "lx-group" }, u.zoomIn, u.zoomOut, u.fit, u.png),
@@ -177,6 +182,11 @@ export class View {
   _syncControls() {
     const u = this.ui, model = this.model;
     u.variant.value = model.get("method");
+    for (const b of u.ladder.children) {
+      const on = b.dataset.method === model.get("method");
+      b.classList.toggle("lx-on", on);
+      b.setAttribute("aria-pressed", String(on));
+    }
     u.compare.value = model.get("compare_method") ?? "";
     u.mode.value = model.get("compare_mode");
     u.mode.hidden = !model.get("compare_method");
@@ -194,6 +204,7 @@ export class View {
     on(u.playWord, "click", () => this.playWord());
     on(u.playRegion, "click", () => this.playRegion());
     on(u.variant, "change", () => setTraits(model, { method: u.variant.value }));
+    for (const b of u.ladder.children) on(b, "click", () => setTraits(model, { method: b.dataset.method }));
     on(u.compare, "change", () => setTraits(model, { compare_method: u.compare.value || null }));
     on(u.mode, "change", () => setTraits(model, { compare_mode: u.mode.value }));
     const tau = debounce(() => {

@@ -8,7 +8,7 @@ the registry lists them (CLI, widget, benchmark).
 """
 from __future__ import annotations
 
-from .registry import (DEFAULT_METHOD, METHODS, VARIANTS, Method, MethodUnavailable, available_methods,  # noqa: F401
+from .registry import (DEFAULT_METHOD, LADDERS, METHODS, VARIANTS, ladder, Method, MethodUnavailable, available_methods,  # noqa: F401
                        get_method, register)
 from . import leafx, leafx_sf, attention, timing, gradient, perturbation  # noqa: E402,F401  (they register)
 from .leafx import LEAFX_PARAMS  # noqa: F401

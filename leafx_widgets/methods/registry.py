@@ -92,6 +92,19 @@ def available_methods(adapter=None) -> list[str]:
 
 
 VARIANTS = ("base", "grad", "causal")  # the paper's three, as written
+# the widget's base / +grad / +causal toggle: the first ladder a model can run. LEAF-X-SF's comes first:
+# the paper's points at an attention sink on Whisper tiny.en and base (README, "Benchmark", "Models")
+LADDERS = {"LEAF-X-SF": ("leafx_sf", "leafx_sf_grad", "leafx_sf_causal"), "LEAF-X": VARIANTS}
+
+
+def ladder(adapter=None, offered=None) -> tuple[str, str, str] | None:
+    """The (base, +grad, +causal) methods the widget's toggle shows for ``adapter``: the first of
+    ``LADDERS`` whose three methods it can run (and, given ``offered``, that are offered); None if none."""
+    for rungs in LADDERS.values():
+        if all(name in METHODS and METHODS[name].available and (adapter is None or METHODS[name].supports(adapter))
+               and (offered is None or name in offered) for name in rungs):
+            return rungs
+    return None
 # what word peaks, the CLI and the widget use unless told otherwise: chosen on the development
 # sets (README, "Benchmark"), because the paper's recipe points at an attention sink on Whisper
 DEFAULT_METHOD = "leafx_sf"  # LEAF-X-SF, methods/leafx_sf.py

@@ -54,6 +54,13 @@ def _registry(model=None) -> Mapping[str, Any]:
     return {name: m for name, m in METHODS.items() if model is None or m.supports(model)}
 
 
+def _ladder(model, methods: Mapping[str, Any]):
+    """The base / +grad / +causal methods of the toolbar's toggle (``methods.ladder``)."""
+    from ..methods import ladder
+
+    return ladder(model, offered=methods)
+
+
 def _default_method(methods: Mapping[str, Any]) -> str:
     """The registry's DEFAULT_METHOD when it offers one, else "base", else the first method."""
     from ..methods import DEFAULT_METHOD
@@ -281,6 +288,7 @@ class LeafXWidget(anywidget.AnyWidget):
             "complete": complete,
             "decoded_s": float(ex.duration_s) if complete else 0.0,
             "methods": describe_methods(self.methods),
+            "ladder": list(_ladder(getattr(ex, "model", None), self.methods) or []),
             "default_method": self.default_method,
             "depths": list(DEPTHS),
         }

@@ -167,6 +167,25 @@ def test_variant_toggle_changes_map(lab_page):
     wait_key(page, 0, f"5|{d}|")
 
 
+def test_ladder_toggle_shows_the_models_base_grad_causal(lab_page):
+    """The toolbar's base / +grad / +causal buttons switch between the rungs of the ladder that works
+    for the model (LEAF-X-SF's on Whisper), and follow the method chosen elsewhere."""
+    page = lab_page
+    root = page.locator(".leafx-root").nth(0)
+    rungs = root.locator(".lx-rung")
+    assert rungs.count() == 3 and [rungs.nth(i).inner_text() for i in range(3)] == ["base", "+grad", "+causal"]
+    assert [rungs.nth(i).get_attribute("data-method") for i in range(3)] == ["leafx_sf", "leafx_sf_grad",
+                                                                             "leafx_sf_causal"]
+    rungs.nth(1).click(force=True)
+    wait_key(page, 0, "5|leafx_sf_grad|", timeout=120_000)
+    assert view_eval(page, 0, "(v) => v.model.get('method')") == "leafx_sf_grad"
+    assert "lx-on" in rungs.nth(1).get_attribute("class") and "lx-on" not in rungs.nth(0).get_attribute("class")
+    d = default_method(page)
+    root.locator(".lx-variant").select_option(d, force=True)
+    wait_key(page, 0, f"5|{d}|")
+    assert "lx-on" in rungs.nth(0).get_attribute("class")
+
+
 def test_slow_map_shows_progress_and_can_be_cancelled(lab_page):
     page = lab_page
     root = page.locator(".leafx-root").nth(0)
