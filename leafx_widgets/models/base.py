@@ -57,6 +57,14 @@ class TeacherPass:
 Reduce = Callable[[int, torch.Tensor], object]  # (layer, (1, H, P, X) probabilities) -> anything
 
 
+def text_keep_mask(n_rows: int, n_prompt: int, keep_tokens: torch.Tensor, device) -> torch.Tensor:
+    """(n_rows, n_prompt + n_ids) bool for ``score(keep_tokens=...)``: the prompt always kept, the text
+    tokens as ``keep_tokens`` (K, n_ids) says (the prefix perturbation of SPES)."""
+    keep = torch.ones(n_rows, n_prompt + keep_tokens.shape[-1], dtype=torch.bool, device=device)
+    keep[:, n_prompt:] = keep_tokens.to(device)
+    return keep
+
+
 # capability names an adapter lists in ``supports`` and a method can require
 CROSS_ATTENTION = "cross_attention"  # TeacherPass.cross: decoder attention over the audio frames
 SELF_ATTENTION = "self_attention"  # TeacherPass.self_attn: causal attention over the text positions

@@ -304,8 +304,7 @@ class SpeechLLMAdapter(SpeechAdapter):
         if keep_tokens is not None:
             if len(features) == 1 and len(keep_tokens) > 1:
                 encoded = encoded.expand(len(keep_tokens), -1, -1)
-            keep = torch.ones(len(encoded), len(prompt) + len(ids), dtype=torch.bool, device=self.device)
-            keep[:, len(prompt):] = keep_tokens.to(self.device)
+            keep = base.text_keep_mask(len(encoded), len(prompt), keep_tokens, self.device)
         tokens = torch.tensor([list(prompt) + list(ids)], device=self.device).expand(len(encoded), -1)
         hidden = self.lm(inputs_embeds=self._embeds(tokens, encoded, where, keep), use_cache=False).last_hidden_state
         return self.token_logprobs(hidden, prompt, ids)

@@ -425,8 +425,7 @@ class WhisperAdapter(SpeechAdapter):
         tokens = torch.tensor([list(prompt) + list(ids)], device=self.device).expand(len(encoded), -1)
         embeds = self.model.model.decoder.embed_tokens(tokens)
         if keep_tokens is not None:
-            keep = torch.ones(tokens.shape, dtype=torch.bool, device=self.device)
-            keep[:, len(prompt):] = keep_tokens.to(self.device)
+            keep = base.text_keep_mask(len(tokens), len(prompt), keep_tokens, self.device)
             embeds = embeds * keep[..., None].to(embeds.dtype)
         hidden = self.model.model.decoder(inputs_embeds=embeds, encoder_hidden_states=encoded).last_hidden_state
         return self.token_logprobs(hidden, prompt, ids)
