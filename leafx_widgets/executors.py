@@ -260,7 +260,7 @@ class _Pool:
 
     def run(self, n, jobs, work, on_result, should_stop, on_start, max_attempts) -> dict:
         ray = self.ray
-        from ray.exceptions import RayActorError
+        from ray.exceptions import RayActorError, RayTaskError
 
         self.starting: dict = {}
         waiting = deque((job, 0) for job in jobs)  # (job, workers lost on it so far)
@@ -301,6 +301,8 @@ class _Pool:
                     actor, job, losses = running.pop(ref)
                     try:
                         ok, value = ray.get(ref)
+                    except RayTaskError as err:  # not the job's exception (a result that does not unpickle...)
+                        ok, value = False, RemoteError(_one_line(getattr(err, "cause", None) or err))
                     except RayActorError as err:  # the worker died under this job: retry it elsewhere
                         lost += 1
                         self.ray.kill(actor, no_restart=True)
