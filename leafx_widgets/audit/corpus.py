@@ -170,7 +170,7 @@ def run_audit(manifests=None, audio_dir=None, out_dir="audit_out", *, model="tin
     see the module docstring for the files and the resume / Ctrl-C behaviour."""
     from ..bench.console import GracefulStop
     from ..bench.manifests import Clip
-    from ..bench.runner import _read_cache, _safe_name, clip_key, one_line
+    from ..bench.runner import _safe_name, clip_key, one_line
 
     settings = settings or AuditSettings()
     if (manifests is None) == (audio_dir is None):
@@ -205,7 +205,7 @@ def run_audit(manifests=None, audio_dir=None, out_dir="audit_out", *, model="tin
             continue
         job["order"] = i
         job["cache"] = str(cache_dir / f"{_safe_name(job['dataset'])}__{_safe_name(job['clip'])}__{key}.json")
-        cached = _read_cache_file(job["cache"], _read_cache)
+        cached = _read_cache_file(job["cache"])
         if cached is not None:
             results[i] = cached
         else:
@@ -246,11 +246,14 @@ def run_audit(manifests=None, audio_dir=None, out_dir="audit_out", *, model="tin
     return outcome
 
 
-def _read_cache_file(path, reader):
-    result = reader(Path(path))
-    if result is None or not isinstance(result.get("tokens"), list):
+def _read_cache_file(path) -> dict | None:
+    """A cached clip result, or None when absent, unreadable or not shaped like one (audited again then)."""
+    try:
+        result = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
         return None
-    return result
+    ok = isinstance(result, dict) and isinstance(result.get("tokens"), list) and isinstance(result.get("clip"), dict)
+    return result if ok else None
 
 
 def write_outputs(out: Path, results: list[dict], failed: list[dict], *, settings: AuditSettings,
