@@ -37,7 +37,7 @@ def test_audit_columns_types_and_score_formula(cards_ex):
     assert df[["entropy", "outside", "stability", "score"]].apply(lambda c: c.between(0, 1 + 1e-6).all()).all()
     assert (df["start_s"] <= df["end_s"]).all() and df["start_s"].iloc[0] < df["start_s"].iloc[2]
     for row in df.itertuples():
-        assert row.score == pytest.approx(suspicion(row.logprob, row.entropy, row.stability))
+        assert row.score == pytest.approx(suspicion(row.logprob, row.stability))
         assert row.flag == (row.score >= df.attrs["threshold"])
         assert row.stability == 0.0 or not row.changed
     assert df.attrs["wer"] == 0.0 and df.attrs["deletions"] == []
@@ -65,6 +65,7 @@ def test_error_labels_against_a_hand_built_reference(sample_explanation):
     assert df.attrs["wer"] == pytest.approx(3 / 22)
     assert df["outside"].isna().all()  # a text reference has no spans
     assert df["stability"].isna().all() and not df["changed"].any()
+    assert df["score"].tolist() == pytest.approx((1 - np.exp(df["logprob"])).tolist())
     # without a reference: no labels
     bare = audit(ex, stability=False)
     assert bare["error"].isna().all() and bare.attrs["wer"] is None
