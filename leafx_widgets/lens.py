@@ -2,8 +2,8 @@
 
 Logit lens (nostalgebraist 2020): the residual stream after each decoder layer, read through the
 decoder's final norm and output projection, gives the distribution of the next token at that layer.
-One teacher-forced pass per window captures every layer's residual for every token (cached with the
-window); a token's lens is then L rows of the output projection.
+One teacher-forced pass per window captures every layer's residual for every token, and one output
+projection reads all of them out (both cached with the window); a token's lens is then a lookup.
 
 Encoder lens: an encoder layer's output, through the encoder's final norm, fed to the decoder as if
 it were the whole encoder's: where in the encoder the words become decodable.
@@ -78,23 +78,38 @@ def clean_states(window) -> base.DecoderStates:
 
 
 @torch.no_grad()
+def window_lens(window, k: int = DEFAULT_TOP_K) -> dict:
+    """Every text position's lens at once (cached per window and k): ``logprob`` and ``rank`` (L, n_ids) of
+    each emitted token, ``top_p`` / ``top_i`` (L, n_ids, k). One output projection over all layers and
+    positions reads the projection's weights once (per token, they would be read L times per token)."""
+    key = ("inside.lens", int(k))
+    cache = window.cache
+    if key not in cache:
+        adapter = window.adapter
+        states = clean_states(window)
+        rows = torch.tensor(adapter.query_rows(window.prompt, range(len(window.ids))))
+        residual = torch.stack([r[0, rows] for r in states.residual])  # (L, n_ids, d)
+        logp = torch.log_softmax(adapter.lens_logits(residual), dim=-1)  # (L, n_ids, V)
+        target = torch.tensor(window.ids, device=logp.device)[None, :, None].expand(len(logp), -1, 1)
+        lp = logp.gather(-1, target)  # (L, n_ids, 1)
+        top_p, top_i = logp.topk(int(k), dim=-1)
+        cache[key] = {"logprob": lp[..., 0].double().cpu().numpy(), "rank": (logp > lp).sum(-1).cpu().numpy(),
+                      "top_p": top_p.exp().cpu().numpy(), "top_i": top_i.cpu().numpy()}
+    return cache[key]
+
+
 def logit_lens(window, position: int, token_index: int, k: int = DEFAULT_TOP_K) -> LogitLens:
     """The lens of the token at ``position`` of ``window.ids`` (global index ``token_index``)."""
     adapter = window.adapter
     require(adapter, base.LOGIT_LENS, "the logit lens")
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k (top alternatives per layer) must be a whole number >= 1, got {k!r}")
-    states = clean_states(window)
-    row = adapter.query_rows(window.prompt, [position])[0]
-    residual = torch.stack([r[0, row] for r in states.residual])  # (L, d)
-    logp = torch.log_softmax(adapter.lens_logits(residual), dim=-1)  # (L, V)
-    target = int(window.ids[position])
-    lp = logp[:, target]
-    rank = (logp > lp[:, None]).sum(-1)
-    top_p, top_i = logp.exp().topk(int(k), dim=-1)
-    top = [[(adapter.token_text(int(i)), float(p)) for p, i in zip(ps, ix)] for ps, ix in zip(top_p, top_i)]
-    return LogitLens(token=token_index, text=adapter.token_text(target), layers=layer_names(adapter),
-                     logprob=lp.double().cpu().numpy(), rank=rank.cpu().numpy().astype(int), top=top)
+    lensed = window_lens(window, k)
+    top = [[(adapter.token_text(int(i)), float(p)) for p, i in zip(ps, ix)]
+           for ps, ix in zip(lensed["top_p"][:, position], lensed["top_i"][:, position])]
+    return LogitLens(token=token_index, text=adapter.token_text(window.ids[position]), layers=layer_names(adapter),
+                     logprob=lensed["logprob"][:, position].copy(), rank=lensed["rank"][:, position].astype(int),
+                     top=top)
 
 
 def encoder_layer_states(window) -> list[torch.Tensor]:
