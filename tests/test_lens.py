@@ -73,3 +73,12 @@ def test_a_model_without_the_capability_says_so(model, sample_explanation):
         lens.logit_lens(w, w.text_positions[0], 0)
     with pytest.raises(ValueError, match="does not support the encoder lens"):
         lens.encoder_lens(w, 0)
+
+
+def test_lens_figure(sample_explanation):
+    from bokeh.models import Plot
+
+    from leafx_widgets import figures
+
+    fig = figures.lens_figure(sample_explanation.logit_lens(3))
+    assert isinstance(fig, Plot) and list(fig.y_range.factors) == ["dec.0", "dec.1", "dec.2", "dec.3"]

@@ -114,3 +114,15 @@ def test_bad_over_and_token(sample_explanation):
         sample_explanation.patching(0, "silence", over="frames")
     with pytest.raises(IndexError, match="out of range"):
         sample_explanation.patching(10_000, "silence")
+
+
+def test_patching_figure(sample_explanation, john):
+    from bokeh.models import Plot
+
+    from leafx_widgets import figures
+
+    ex = sample_explanation
+    fig = figures.patching_figure(ex, ex.patching(john, "silence", over="time"), spans=[("john", *JOHN_S)])
+    assert isinstance(fig, Plot) and fig.x_range.end == pytest.approx(ex.tokens[john].n_frames * ex.frame_s)
+    with pytest.raises(ValueError, match="over time"):
+        figures.patching_figure(ex, ex.patching(john, "silence", over="layers"))
