@@ -141,6 +141,7 @@ class Explanation:
         self._precompute: tuple[str, ...] = ()
         self._language: str | None = None  # read from JSON (a decoder knows its own)
         self._task = "transcribe"
+        self._patched: dict = {}  # activation patching: (window, corruption, restored sites) -> log-probs
 
     # -- decoding, window by window ---------------------------------------------------------
     @property
@@ -333,6 +334,66 @@ class Explanation:
         """Start time in seconds of each frame of ``map(token)``."""
         tok = self._check_token(token)
         return (tok.start_frame + np.arange(tok.n_frames)) * self.frame_s
+
+    # -- inside the model: lenses and activation patching (lens.py, patching.py) ------------
+    def _model_window(self, token):
+        tok = self._check_token(token)
+        if self._adapter is None:
+            raise ValueError("this Explanation has no model (read from JSON); explain the audio again to look inside it")
+        return tok, self.windows[tok.window]
+
+    def logit_lens(self, token: int, k: int = 5):
+        """The logit lens of ``token``: its log-prob, rank and top ``k`` alternatives read out after each
+        decoder layer (``lens.LogitLens``); the last layer is the model's own output."""
+        from . import lens
+
+        tok, window = self._model_window(token)
+        with self._lock:
+            return lens.logit_lens(window, window.position(tok.index), tok.index, k)
+
+    def encoder_lens(self, layer: int, window: int = 0):
+        """The transcript of window ``window`` decoded from encoder layer ``layer``'s output (``lens.EncoderLens``)."""
+        from . import lens
+
+        if self._adapter is None:
+            raise ValueError("this Explanation has no model (read from JSON); explain the audio again to look inside it")
+        if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or not 0 <= window < len(self.windows):
+            raise IndexError(f"window {window!r} is out of range: this explanation has {len(self.windows)} windows")
+        if not self.windows[window].decoded:
+            raise ValueError(f"window {window} is silent and was never encoded")
+        with self._lock:
+            return lens.encoder_lens(self.windows[window], layer)
+
+    def _corruption(self, corrupt, snr_db, seed):
+        from . import patching
+
+        if self._audio is None:
+            raise ValueError("this Explanation has no audio (read from JSON); patching needs the recording")
+        return patching.corruption(corrupt, self._audio.samples, snr_db=snr_db, seed=seed)
+
+    def patch(self, token: int, corrupt="noise", restore=(), *, snr_db: float | None = None, seed: int = 0) -> float:
+        """log p of ``token`` when the model hears ``corrupt`` ("noise" at ``snr_db``, "silence" or a recording
+        as long as this one) with the clean transcript teacher-forced and the activations ``restore`` names
+        restored from the clean run (``patching`` lists the sites). ``restore=()``: the corrupted log-prob;
+        ``restore=("encoder",)``: the clean one."""
+        from . import patching
+
+        tok, window = self._model_window(token)
+        corruption = self._corruption(corrupt, patching.DEFAULT_SNR_DB if snr_db is None else snr_db, seed)
+        with self._lock:
+            return patching.patch(window, window.position(tok.index), corruption, restore, self._patched)
+
+    def patching(self, token: int, corrupt="noise", over: str = "time", *, n_spans: int = 30,
+                 snr_db: float | None = None, seed: int = 0):
+        """The normalised effect (0 = corrupted, 1 = clean) on ``token`` of restoring each site ``over``
+        "layers", "heads" or "time" (``n_spans`` stretches of its window): a ``patching.Patching``."""
+        from . import patching
+
+        tok, window = self._model_window(token)
+        corruption = self._corruption(corrupt, patching.DEFAULT_SNR_DB if snr_db is None else snr_db, seed)
+        with self._lock:
+            return patching.patching(window, window.position(tok.index), tok.index, corruption, over, self._patched,
+                                     n_spans=n_spans)
 
     # -- words ------------------------------------------------------------------------------
     @property
