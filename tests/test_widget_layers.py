@@ -279,3 +279,19 @@ def test_save_html_without_the_capability_embeds_none(tmp_path):
         assert data["layers"] == {} and data["meta"]["layers"]["lens"] is False
     finally:
         w.close()
+
+
+def test_real_engine_lens_and_patching(sample_explanation):
+    """On tiny.en: the lens reply is the engine's own JSON (the last layer ranks the emitted token first)
+    and the model says what it supports; patching's 30 decoder passes are drawn in the e2e test."""
+    w = LeafXWidget(sample_explanation)
+    try:
+        assert w._meta["layers"]["lens"] is True and w._meta["layers"]["patching"] is True
+        rec = Recorder(w)
+        ask(w, "lens", 3)
+        w.wait_idle()
+        (reply,) = rec.of("lens")
+        assert reply["lens"] == json.loads(json.dumps(sample_explanation.logit_lens(3).to_json()))
+        assert reply["lens"]["rank"][-1] == 0 and len(reply["lens"]["layers"]) == 4
+    finally:
+        w.close()

@@ -103,7 +103,7 @@ export function lensCells(lens) {
     return {
       name, rank, logprob: lens.logprob[l], shade: rankShade(rank),
       top1: top.length ? top[0][0] : "",
-      title: `${name}: ${quote(lens.text ?? "")} rank ${rank} (log p ${num(lens.logprob[l])})\ntop: ${alts}`,
+      title: `${name}: ${quote(lens.text ?? "")} ranks #${rank + 1} (log p ${num(lens.logprob[l])})\ntop: ${alts}`,
     };
   });
 }

@@ -164,7 +164,7 @@ export class LayersPanel {
 /** The patching lane on the time axis: one bar per restored stretch, its height the effect. */
 export class PatchingPane extends CanvasPane {
   constructor(view) {
-    super(view, { name: "patching", className: "lx-patching", height: 44 });
+    super(view, { name: "patching", className: "lx-patching", height: 50 });
     this.offs = [listen(this.canvas, "mousemove", (e) => this._hover(e))];
   }
 
