@@ -272,6 +272,13 @@ def test_save_html_embeds_computed_lenses_and_the_selected_tokens(w, fake, tmp_p
     assert data["state"]["show_layers"] is True and data["meta"]["layers"]["patching"] is True
 
 
+def test_save_html_with_the_pane_closed_adds_only_the_selected_tokens_lens(w, fake, tmp_path):
+    w.selected_token = 2
+    data = _embedded(w.save_html(tmp_path / "out.html", methods=["base"]).read_text())
+    assert sorted(data["layers"]) == ["2|lens"] and data["state"]["show_layers"] is False
+    assert not [c for c in fake.calls if c[1] == "patching"], "no patching computed for a closed pane"
+
+
 def test_save_html_without_the_capability_embeds_none(tmp_path):
     w = LeafXWidget(FakeExplanation(), methods=METHODS)
     try:

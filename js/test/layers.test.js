@@ -25,7 +25,7 @@ test("lens cells: one per layer, the top alternative shown, all of them on hover
   const cells = lensCells(LENS);
   assert.deepEqual(cells.map((c) => [c.name, c.rank, c.top1]),
     [["dec.0", 7773, " ("], ["dec.1", 2204, "p"], ["dec.2", 16, " j"], ["dec.3", 0, " John"]]);
-  assert.match(cells[2].title, /^dec\.2: " John" rank 16 \(log p -5\.70\)\ntop: " j" 0\.030, " G" 0\.016$/);
+  assert.match(cells[2].title, /^dec\.2: " John" ranks #17 \(log p -5\.70\)\ntop: " j" 0\.030, " G" 0\.016$/);
 });
 
 test("spans: the one under a time, pixel bars clamped, null effects left out", () => {

@@ -90,12 +90,14 @@ def save_html(widget, path, methods: Iterable[str] | None = None, *, title: str 
 
 def export_layers(widget) -> dict:
     """The layers pane's results for the page: every lens and patching lane computed so far, and the
-    selected token's (computed now, with the default corruption, where the model supports them)."""
+    selected token's lens (computed now where the model supports it; milliseconds). Its patching lane
+    (~30 decoder passes) is computed now only while the pane is shown (``show_layers``)."""
     token, supports = widget.selected_token, widget._layers.supports
     if token < len(widget.explanation.tokens):
-        for kind in (LENS, PATCHING):
-            if supports[kind]:
-                widget._layers.run_now(kind, token, DEFAULT_CORRUPT if kind == PATCHING else None)
+        if supports[LENS]:
+            widget._layers.run_now(LENS, token)
+        if supports[PATCHING] and widget.show_layers:
+            widget._layers.run_now(PATCHING, token, DEFAULT_CORRUPT)
     return widget._layers.computed()
 
 
