@@ -114,6 +114,16 @@ def test_patching_reply_spans_the_tokens_window_in_seconds(w, fake):
     assert p["end_s"][-1] == pytest.approx((tok.start_frame + tok.n_frames) * fake.frame_s)
 
 
+def test_without_a_worker_the_reply_comes_inside_the_handler(fake):
+    w = LeafXWidget(fake, methods=METHODS, background=False)
+    try:
+        rec = Recorder(w)
+        ask(w, "patching", 5, corrupt="noise")
+        assert [c["key"] for c in rec.of("patching")] == ["5|patching|noise"]
+    finally:
+        w.close()
+
+
 def test_results_are_cached_per_token_and_answered_at_once(w, fake):
     rec = Recorder(w)
     ask(w, "patching", 1, corrupt="noise")

@@ -13,13 +13,14 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from ..patching import DEFAULT_SPANS
 from . import protocol
 from .worker import DESELECTED, Cancelled, Job, Worker
 
 LENS, PATCHING = "lens", "patching"
 CORRUPTIONS = ("noise", "silence")  # what the pane offers as the corrupted input
 DEFAULT_CORRUPT = "noise"
-PATCH_SPANS = 30  # stretches of the encoder output restored one at a time
+PATCH_SPANS = DEFAULT_SPANS  # stretches of the encoder output restored one at a time
 CAPABILITY = {LENS: "logit_lens", PATCHING: "patching"}  # the model capability each needs
 LABEL = {LENS: "the logit lens", PATCHING: "activation patching"}
 
