@@ -362,6 +362,8 @@ class LeafXWidget(anywidget.AnyWidget):
         The maps of ``methods`` (default: the shown method and compare method) are
         precomputed for every token at the current tau and depth. ``variants``: an alias of ``methods``.
         A recording still being decoded is waited for first (``wait_decoded``, with its progress bar).
+        The layers pane's results computed so far go in too, with the selected token's logit lens (and
+        its patching lane while the pane is shown, ``show_layers``).
         """
         return export.save_html(self, path, methods if methods is not None else variants, title=title)
 
