@@ -21,6 +21,7 @@ _EXPORTS = {
     "get_method": "methods", "register": "methods", "available_methods": "methods",
     "DEFAULT_MODEL": "models", "load_model": "models",
     "LeafXWidget": "widget", "show": "widget",
+    "probe": "probes",
 }
 
 

@@ -41,6 +41,11 @@ export class LocalModel {
       if (hit) this._reply({ type: "map", id: msg.id, key: msg.key, start_frame: hit.start_frame, dtype: "float32" }, base64ToBytes(hit.b64));
       else this._reply({ type: "error", id: msg.id, key: msg.key,
         message: `This export holds no map for ${msg.method} with these settings (exported: ${d.methods.join(", ")}). Open the notebook to compute it.` });
+    } else if (msg.type === "lens" || msg.type === "patching") {
+      const hit = d.layers?.[msg.key]; // exported under the same layersKey
+      if (hit) this._reply({ type: msg.type, id: msg.id, key: msg.key, token: msg.token, corrupt: msg.corrupt, [msg.type]: hit });
+      else this._reply({ type: "error", id: msg.id, key: msg.key, message: `This export holds no ${msg.type === "lens"
+        ? "logit lens" : `patching (${msg.corrupt})`} for token ${msg.token}. Open the notebook to compute it.` });
     } else if (msg.type === "overview" && d.overview) {
       const { b64, ...ov } = d.overview;
       this._reply({ type: "overview", row0: 0, ...ov }, base64ToBytes(b64));

@@ -10,6 +10,7 @@ import { MapStore, pixelMax } from "./mapstore.js";
 import { Player } from "./player.js";
 import { Waveform, Spectrogram, Overview } from "./draw.js";
 import { PANES } from "./panes/index.js";
+import { LayersPanel } from "./panes/layers.js";
 import { h, onTrait, setTraits, debounce, listen, fmtTime } from "./dom.js";
 import { appendFrom, decodingStatus } from "./stream.js";
 
@@ -108,6 +109,8 @@ export class View {
     const u = this.ui;
     this.error = h("div", { class: "lx-error", role: "alert", hidden: true }, u.errorText, u.errorClose);
     this.panes = h("div", { class: "lx-panes" });
+    this.layers = new LayersPanel(this); // its patching lane is one of the panes
+    this.cleanups.push(() => this.layers.destroy());
     this.paneList = PANES.map((Pane) => new Pane(this));
     for (const p of this.paneList) {
       p.mount(this.panes);
@@ -123,7 +126,7 @@ export class View {
         h("span", { class: "lx-group lx-params" }, h("label", {}, "τ ", u.tau), h("label", {}, "depth ", u.depth)),
         h("span", { class: "lx-group" }, u.zoomIn, u.zoomOut, u.fit, u.png),
         h("span", { class: "lx-status-box" }, u.status, u.cancel)),
-      this.error, u.progress, u.transcript, this.panes, u.scroll, u.hover, u.footer);
+      this.error, u.progress, u.transcript, this.panes, u.scroll, u.hover, this.layers.el, u.footer);
     for (const b of [u.play, u.playWord, u.playRegion]) b.disabled = true;
     this.root.__leafx = this;
     this.el.append(this.root);
@@ -243,6 +246,7 @@ export class View {
   _onMessage(msg, buffers) {
     this._mark("firstMessage");
     try {
+      if (this.layers.receive(msg)) return;
       switch (msg.type) {
         case "audio": return this._audioChunk(msg, buffers);
         case "peaks": return this._peaks(msg, buffers);
@@ -413,6 +417,7 @@ export class View {
       this._revealToken(k);
     }
     this.update();
+    this.layers.update();
     // tell Python once the user settles (not inside the frame that paints the switch);
     // the change event comes back with k === this.selected and is ignored
     if (!fromModel) this.writeSelection();

@@ -6,6 +6,7 @@ wires it to its parts:
     worker.py    the background thread that runs map work, following the user; cancellation; exit
     decoding.py  a recording decoded while the widget shows it: window by window, the page told after each
     maps.py      map and overview requests: computed through the Explanation's cache, replied to
+    layers.py    the layers pane's logit lens and patching lane: computed on the worker, cached, replied to
     protocol.py  the message table (browser message type -> handler), reply encoding, the key scheme
     export.py    the built JS bundle and the self-contained HTML export
 """
@@ -25,6 +26,7 @@ import traitlets
 from . import export, protocol
 from .decoding import Decoding, segment_json, token_json, word_json
 from .export import BUNDLE, STATIC, MissingBundleError, render_html
+from .layers import Layers
 from .maps import OVERVIEW_CHUNK_SECONDS, OVERVIEW_MAX_BINS, Maps
 from .protocol import (AUDIO_CHUNK_SAMPLES, AUDIO_WINDOW, MEL_CHUNK_BYTES, PEAK_BLOCK,
                        map_key, overview_key)
@@ -135,6 +137,9 @@ class LeafXWidget(anywidget.AnyWidget):
     depth = traitlets.Unicode("full").tag(sync=True)
     """Rollout depth of the LEAF-X methods, one of ``DEPTHS``."""
 
+    show_layers = traitlets.Bool(False).tag(sync=True)
+    """Show the layers pane: the selected token's logit lens and patching lane (computed only while shown)."""
+
     # Data, set once
     _meta = traitlets.Dict().tag(sync=True)
 
@@ -168,6 +173,7 @@ class LeafXWidget(anywidget.AnyWidget):
         self._maps = Maps(explanation, self.methods, self._worker, self._reply, background,
                           known=None if d is None else (lambda: d.n_tokens),
                           finished=None if d is None else (lambda: d.complete))
+        self._layers = Layers(explanation, self._worker, self._reply, background)
         self._payload: tuple[dict, list[str]] | None = None
         self._payload_lock = threading.Lock()
         self._streams: dict[str, int] = {}  # view -> next audio sample to send
@@ -291,6 +297,7 @@ class LeafXWidget(anywidget.AnyWidget):
             "ladder": list(_ladder(getattr(ex, "model", None), self.methods) or []),
             "default_method": self.default_method,
             "depths": list(DEPTHS),
+            "layers": self._layers.supports,
         }
 
     def _audio_and_mel(self) -> tuple[dict, list[str]]:
@@ -321,6 +328,15 @@ class LeafXWidget(anywidget.AnyWidget):
         method = method or self.method
         return self._maps.run_now(lambda: self._maps.compute(token, method, self.method_params(method, params or None)))
 
+    def get_lens(self, token: int) -> dict:
+        """The layers pane's logit lens of ``token`` (``ex.logit_lens(token).to_json()``), cached. Blocks."""
+        return self._layers.run_now("lens", token)
+
+    def get_patching(self, token: int, corrupt: str = "noise") -> dict:
+        """The layers pane's patching lane of ``token`` (``ex.patching(token, corrupt, over="time").to_json()``),
+        cached. Blocks."""
+        return self._layers.run_now("patching", token, corrupt)
+
     def overview(self, method: str | None = None, **params) -> np.ndarray:
         """uint8 (n_tokens, n_bins) tokens x time overview, each row scaled to its peak."""
         method = method or self.default_method
@@ -346,6 +362,8 @@ class LeafXWidget(anywidget.AnyWidget):
         The maps of ``methods`` (default: the shown method and compare method) are
         precomputed for every token at the current tau and depth. ``variants``: an alias of ``methods``.
         A recording still being decoded is waited for first (``wait_decoded``, with its progress bar).
+        The layers pane's results computed so far go in too, with the selected token's logit lens (and
+        its patching lane while the pane is shown, ``show_layers``).
         """
         return export.save_html(self, path, methods if methods is not None else variants, title=title)
 

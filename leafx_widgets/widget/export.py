@@ -1,7 +1,8 @@
 """The built JavaScript bundle, and the self-contained HTML page that needs no kernel.
 
 The page embeds the bundle's ``standalone.js`` (the same View code, answering its requests from
-the data in the page), the audio, the spectrogram and the maps under their ``map_key``.
+the data in the page), the audio, the spectrogram, the maps under their ``map_key``, and the layers
+pane's lens and patching lanes under their ``layers_key``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from .. import _codecs
 from . import protocol
+from .layers import DEFAULT_CORRUPT, LENS, PATCHING
 
 STATIC = pathlib.Path(__file__).parent.parent / "static"
 BUNDLE = ("widget.js", "widget.css", "standalone.js")  # built by js/build.mjs into STATIC
@@ -59,6 +61,7 @@ def save_html(widget, path, methods: Iterable[str] | None = None, *, title: str 
             arr = widget.get_map(k, n, **params)
             maps[protocol.map_key(k, n, params)] = {"b64": _codecs.b64(arr),
                                                      "start_frame": int(ex.tokens[k].start_frame)}
+    layers = export_layers(widget)
     p, _notes = widget._audio_and_mel()
     overview = widget.overview(widget.default_method) if len(ex.tokens) else None
     data = {
@@ -66,7 +69,8 @@ def save_html(widget, path, methods: Iterable[str] | None = None, *, title: str 
         "state": {"selected_token": widget.selected_token, "current_time": 0.0,
                   "method": names[0] if names else widget.method,
                   "compare_method": widget.compare_method if widget.compare_method in names else None,
-                  "compare_mode": widget.compare_mode, "tau": widget.tau, "depth": widget.depth},
+                  "compare_mode": widget.compare_mode, "tau": widget.tau, "depth": widget.depth,
+                  "show_layers": widget.show_layers},
         "methods": names,
         "audio": {"b64": _codecs.b64(p["pcm"]), "total": int(p["pcm"].size)},
         "peaks": {"b64": _codecs.b64(p["peaks"]), "block": protocol.PEAK_BLOCK,
@@ -74,6 +78,7 @@ def save_html(widget, path, methods: Iterable[str] | None = None, *, title: str 
         "mel": {"b64": _codecs.b64(p["codes"]), "n_cols": p["n_cols"], "total_cols": p["n_cols"],
                 "n_mels": p["n_mels"], "col_s": p["col_s"], "lo": p["lo"], "hi": p["hi"]},
         "maps": maps,
+        "layers": layers,
         "overview": None if overview is None else {
             "b64": _codecs.b64(overview), "key": "base|embedded", "n_rows": int(overview.shape[0]),
             "n_tokens": int(overview.shape[0]), "n_bins": int(overview.shape[1])},
@@ -81,6 +86,19 @@ def save_html(widget, path, methods: Iterable[str] | None = None, *, title: str 
     path = pathlib.Path(path)
     path.write_text(render_html(data, title=title or f"LEAF-X · {ex.model_name}"), encoding="utf-8")
     return path
+
+
+def export_layers(widget) -> dict:
+    """The layers pane's results for the page: every lens and patching lane computed so far, and the
+    selected token's lens (computed now where the model supports it; milliseconds). Its patching lane
+    (~30 decoder passes) is computed now only while the pane is shown (``show_layers``)."""
+    token, supports = widget.selected_token, widget._layers.supports
+    if token < len(widget.explanation.tokens):
+        if supports[LENS]:
+            widget._layers.run_now(LENS, token)
+        if supports[PATCHING] and widget.show_layers:
+            widget._layers.run_now(PATCHING, token, DEFAULT_CORRUPT)
+    return widget._layers.computed()
 
 
 def _script_safe_json(data: Any) -> str:

@@ -23,6 +23,13 @@ synced traits (selection, method, playback time), the two talk in custom message
                                                 segment0, segments, decoded_s, duration_s,
                                                 complete, stopped}  (a recording still being decoded:
                                                 after each window, and all so far after "init")
+    {type: "lens", id, key, token,             {type: "lens", id, ids, key, token, lens: {token, layers,
+     selected}                                  logprob, rank, top}}  (``ex.logit_lens(token).to_json()``)
+    {type: "patching", id, key, token,         {type: "patching", id, ids, key, token, corrupt, patching:
+     corrupt, selected}                         {over, sites, effect, clean_logprob, corrupt_logprob,
+                                                start_s, end_s}}  (``ex.patching(token, corrupt,
+                                                over="time", n_spans=30).to_json()``)
+                                               errors and cancellations as for maps ("error", "cancelled")
 
 While a recording is decoded (``decoding.py``), an overview grows: a later reply for the same key
 has a larger ``n_tokens`` and the rows of the new tokens.
@@ -36,6 +43,14 @@ parameters the method declares, sorted by name, each value written as JavaScript
 ``String(v)`` does (``tau=1``, not ``tau=1.0``). ``mapKey`` in js/src/mapstore.js builds the
 same string; the HTML export stores its maps under it, and the kernel names its jobs by it.
 An overview is named by ``overview_key``, the same string without the token.
+
+The layers pane (``layers.py``) asks for the selected token's logit lens and, while the pane is open,
+its patching lane. They run on the worker in the maps' lane (selected token first, newest first,
+merged, dropped when the page leaves the token, stopped by "cancel") and are cached per key:
+``"{token}|lens"`` and ``"{token}|patching|{corrupt}"`` (``layers_key``; ``layersKey`` in
+js/src/layerstore.js), ``corrupt`` one of ``layers.CORRUPTIONS``. A model without the capability
+(``meta.layers``), a token out of range or an unknown corruption get an "error" reply. NaN and
+infinities in the results are sent as null.
 """
 
 from __future__ import annotations
@@ -85,6 +100,14 @@ def token_index(value, n: int, name: str) -> int:
     if not 0 <= value < n:
         raise ValueError(f"{name} {value} is out of range: this explanation has {n} tokens (0..{n - 1})")
     return value
+
+
+def request_ids(content: dict):
+    req_id, key = content.get("id"), content.get("key")
+    for name, value in (("id", req_id), ("key", key)):
+        if not (value is None or isinstance(value, str)):
+            raise ValueError(f"{name} must be a string, got {value!r}")
+    return req_id, key
 
 
 def page_params(content: dict) -> dict:
@@ -242,10 +265,7 @@ def _send_audio_chunk(widget, stream: str) -> None:
 
 @handles("map")
 def on_map(widget, content: dict) -> None:
-    req_id, key = content.get("id"), content.get("key")
-    for name, value in (("id", req_id), ("key", key)):
-        if not (value is None or isinstance(value, str)):
-            raise ValueError(f"{name} must be a string, got {value!r}")
+    req_id, key = request_ids(content)
     n = len(widget.explanation.tokens)
     token = token_index(content.get("token"), n, "token")
     selection = token_index(content.get("selected", token), n, "selected")
@@ -261,6 +281,17 @@ def on_cancel(widget, content: dict) -> None:
     if ids is not None and not (isinstance(ids, list) and all(i is None or isinstance(i, str) for i in ids)):
         raise ValueError(f"cancel ids must be a list of request ids, got {ids!r}")
     widget._maps.cancel(ids)
+
+
+@handles("lens")
+@handles("patching")
+def on_layers(widget, content: dict) -> None:
+    """The layers pane: the selected token's logit lens, or its patching lane (``layers.py``)."""
+    req_id, key = request_ids(content)
+    n = len(widget.explanation.tokens)
+    token = token_index(content.get("token"), n, "token")
+    selection = token_index(content.get("selected", token), n, "selected")
+    widget._layers.request(content["type"], req_id, key, token, content.get("corrupt"), selection)
 
 
 @handles("overview")
