@@ -186,6 +186,25 @@ class FakeExplanation:
                        "effect": effect.tolist(), "clean_logprob": tok.logprob, "corrupt_logprob": -8.0,
                        "start_s": edges[:-1].tolist(), "end_s": edges[1:].tolist()})
 
+    def contrast(self, token_index, foil):
+        """The word's own frames favour it (+), the rest of the window favours the foil (-); delta is
+        1 + len(foil) (NaN for the foil "nan"). Runs ``steps`` layer calls over ``slow_s``, like patching."""
+        from leafx_widgets.audit.contrast import Contrast
+
+        self.calls.append((token_index, "contrast", (("foil", foil),)))
+        with torch.no_grad():
+            for _ in range(self.steps):
+                _LAYER(torch.zeros(2))
+                time.sleep(self.slow_s / self.steps)
+        tok = self.tokens[token_index]
+        t = (tok.start_frame + np.arange(tok.n_frames)) * FRAME_S
+        near = np.abs(t - self.words[tok.word].peak_s) < 0.1
+        m = np.where(near, 1.0, -0.1).astype(np.float32)
+        self.finished.append(token_index)
+        delta = float("nan") if foil == "nan" else 1.0 + len(foil)
+        return Contrast(token=token_index, target=self.words[tok.word].text, foil=foil, delta=delta,
+                        delta_silence=0.0, map=m, start_frame=tok.start_frame, frame_s=FRAME_S)
+
     def log_mel(self):
         rng = np.random.default_rng(1)
         return (rng.random((80, 2 * self.n_frames)) * 2 - 1).astype(np.float32)

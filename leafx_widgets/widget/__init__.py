@@ -7,6 +7,7 @@ wires it to its parts:
     decoding.py  a recording decoded while the widget shows it: window by window, the page told after each
     maps.py      map and overview requests: computed through the Explanation's cache, replied to
     layers.py    the layers pane's logit lens and patching lane: computed on the worker, cached, replied to
+    contrast.py  the contrast lane (the selected token's word against a typed foil): on the worker, cached
     protocol.py  the message table (browser message type -> handler), reply encoding, the key scheme
     export.py    the built JS bundle and the self-contained HTML export
 """
@@ -26,6 +27,7 @@ import traitlets
 from . import export, protocol
 from .decoding import Decoding, segment_json, token_json, word_json
 from .export import BUNDLE, STATIC, MissingBundleError, render_html
+from .contrast import Contrasts
 from .layers import Layers
 from .maps import OVERVIEW_CHUNK_SECONDS, OVERVIEW_MAX_BINS, Maps
 from .protocol import (AUDIO_CHUNK_SAMPLES, AUDIO_WINDOW, MEL_CHUNK_BYTES, PEAK_BLOCK,
@@ -140,6 +142,10 @@ class LeafXWidget(anywidget.AnyWidget):
     show_layers = traitlets.Bool(False).tag(sync=True)
     """Show the layers pane: the selected token's logit lens and patching lane (computed only while shown)."""
 
+    contrast_foils = traitlets.Dict().tag(sync=True)
+    """Per token (its index as a string), the foil its contrast lane shows: ``{"12": "hearts"}``. The page
+    sets it when the user types a foil; ``save_html`` exports these contrasts."""
+
     # Data, set once
     _meta = traitlets.Dict().tag(sync=True)
 
@@ -174,6 +180,7 @@ class LeafXWidget(anywidget.AnyWidget):
                           known=None if d is None else (lambda: d.n_tokens),
                           finished=None if d is None else (lambda: d.complete))
         self._layers = Layers(explanation, self._worker, self._reply, background)
+        self._contrasts = Contrasts(explanation, self._worker, self._reply, background)
         self._payload: tuple[dict, list[str]] | None = None
         self._payload_lock = threading.Lock()
         self._streams: dict[str, int] = {}  # view -> next audio sample to send
@@ -298,6 +305,7 @@ class LeafXWidget(anywidget.AnyWidget):
             "default_method": self.default_method,
             "depths": list(DEPTHS),
             "layers": self._layers.supports,
+            "contrast": self._contrasts.supported,
         }
 
     def _audio_and_mel(self) -> tuple[dict, list[str]]:
@@ -337,6 +345,11 @@ class LeafXWidget(anywidget.AnyWidget):
         cached. Blocks."""
         return self._layers.run_now("patching", token, corrupt)
 
+    def get_contrast(self, token: int, foil: str):
+        """The contrast lane of ``token`` against ``foil`` (``ex.contrast(token, foil)``, an
+        ``audit.contrast.Contrast``), cached and checked like the page's requests. Blocks."""
+        return self._contrasts.run_now(token, foil)
+
     def overview(self, method: str | None = None, **params) -> np.ndarray:
         """uint8 (n_tokens, n_bins) tokens x time overview, each row scaled to its peak."""
         method = method or self.default_method
@@ -363,7 +376,8 @@ class LeafXWidget(anywidget.AnyWidget):
         precomputed for every token at the current tau and depth. ``variants``: an alias of ``methods``.
         A recording still being decoded is waited for first (``wait_decoded``, with its progress bar).
         The layers pane's results computed so far go in too, with the selected token's logit lens (and
-        its patching lane while the pane is shown, ``show_layers``).
+        its patching lane while the pane is shown, ``show_layers``), and every contrast computed so far
+        (those ``contrast_foils`` names are computed now if they were not).
         """
         return export.save_html(self, path, methods if methods is not None else variants, title=title)
 

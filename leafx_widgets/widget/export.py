@@ -2,7 +2,7 @@
 
 The page embeds the bundle's ``standalone.js`` (the same View code, answering its requests from
 the data in the page), the audio, the spectrogram, the maps under their ``map_key``, and the layers
-pane's lens and patching lanes under their ``layers_key``.
+pane's lens and patching lanes under their ``layers_key``, the contrast lanes under their ``contrast_key``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 
 from .. import _codecs
 from . import protocol
+from .contrast import reply_fields
 from .layers import DEFAULT_CORRUPT, LENS, PATCHING
 
 STATIC = pathlib.Path(__file__).parent.parent / "static"
@@ -62,6 +63,7 @@ def save_html(widget, path, methods: Iterable[str] | None = None, *, title: str 
             maps[protocol.map_key(k, n, params)] = {"b64": _codecs.b64(arr),
                                                      "start_frame": int(ex.tokens[k].start_frame)}
     layers = export_layers(widget)
+    contrasts = export_contrasts(widget)
     p, _notes = widget._audio_and_mel()
     overview = widget.overview(widget.default_method) if len(ex.tokens) else None
     data = {
@@ -70,7 +72,7 @@ def save_html(widget, path, methods: Iterable[str] | None = None, *, title: str 
                   "method": names[0] if names else widget.method,
                   "compare_method": widget.compare_method if widget.compare_method in names else None,
                   "compare_mode": widget.compare_mode, "tau": widget.tau, "depth": widget.depth,
-                  "show_layers": widget.show_layers},
+                  "show_layers": widget.show_layers, "contrast_foils": dict(widget.contrast_foils)},
         "methods": names,
         "audio": {"b64": _codecs.b64(p["pcm"]), "total": int(p["pcm"].size)},
         "peaks": {"b64": _codecs.b64(p["peaks"]), "block": protocol.PEAK_BLOCK,
@@ -79,6 +81,7 @@ def save_html(widget, path, methods: Iterable[str] | None = None, *, title: str 
                 "n_mels": p["n_mels"], "col_s": p["col_s"], "lo": p["lo"], "hi": p["hi"]},
         "maps": maps,
         "layers": layers,
+        "contrasts": contrasts,
         "overview": None if overview is None else {
             "b64": _codecs.b64(overview), "key": "base|embedded", "n_rows": int(overview.shape[0]),
             "n_tokens": int(overview.shape[0]), "n_bins": int(overview.shape[1])},
@@ -99,6 +102,18 @@ def export_layers(widget) -> dict:
         if supports[PATCHING] and widget.show_layers:
             widget._layers.run_now(PATCHING, token, DEFAULT_CORRUPT)
     return widget._layers.computed()
+
+
+def export_contrasts(widget) -> dict:
+    """Every contrast computed so far, and those ``contrast_foils`` asks for (computed now where they are
+    not: ~32 decoder passes each; a foil the kernel refuses, such as the word itself, is left out)."""
+    for token, foil in widget.contrast_foils.items():
+        try:
+            widget._contrasts.run_now(int(token), foil)
+        except ValueError:  # the page shows the same refusal as an error; nothing to export
+            pass
+    return {key: {**reply_fields(c), "b64": _codecs.b64(c.map.astype("float32"))}
+            for key, c in widget._contrasts.computed().items()}
 
 
 def _script_safe_json(data: Any) -> str:

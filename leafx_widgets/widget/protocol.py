@@ -30,6 +30,9 @@ synced traits (selection, method, playback time), the two talk in custom message
                                                 start_s, end_s}}  (``ex.patching(token, corrupt,
                                                 over="time", n_spans=30).to_json()``)
                                                errors and cancellations as for maps ("error", "cancelled")
+    {type: "contrast", id, key, token, foil,   {type: "contrast", id, ids, key, token, target, foil, delta,
+     selected}                                  delta_silence, total, peak_s, start_frame, n_frames,
+                                                dtype}                             + float32 signed map
 
 While a recording is decoded (``decoding.py``), an overview grows: a later reply for the same key
 has a larger ``n_tokens`` and the rows of the new tokens.
@@ -51,6 +54,16 @@ merged, dropped when the page leaves the token, stopped by "cancel") and are cac
 js/src/layerstore.js), ``corrupt`` one of ``layers.CORRUPTIONS``. A model without the capability
 (``meta.layers``), a token out of range or an unknown corruption get an "error" reply. NaN and
 infinities in the results are sent as null.
+
+The contrast lane (``contrast.py``) asks for ``ex.contrast(token, foil)``: the evidence for the token's
+word (``target``) against ``foil`` over the token's window, frame ``start_frame + i`` worth ``map[i]``
+(positive: the sound favours the word, negative: the foil), ``delta`` = log p(word) - log p(foil) on the
+clip (``delta_silence`` on silence; the map adds up to about their difference, ``total``), ``peak_s``
+the frame that most favours the word. It runs on the worker in the maps' lane and is cached per key
+``"{token}|contrast|{foil}"`` (``contrast_key``, the foil without surrounding spaces and punctuation;
+``contrastKey`` in js/src/contrast.js). An empty foil, the word itself as foil, a token out of range or
+a model without forced-text gradients (``meta.contrast`` false) get an "error" reply. The synced trait
+``contrast_foils`` ({token index as a string: foil}) says which foil the lane shows for each token.
 """
 
 from __future__ import annotations
@@ -292,6 +305,16 @@ def on_layers(widget, content: dict) -> None:
     token = token_index(content.get("token"), n, "token")
     selection = token_index(content.get("selected", token), n, "selected")
     widget._layers.request(content["type"], req_id, key, token, content.get("corrupt"), selection)
+
+
+@handles("contrast")
+def on_contrast(widget, content: dict) -> None:
+    """The contrast lane: the selected token's word against the foil the user typed (``contrast.py``)."""
+    req_id, key = request_ids(content)
+    n = len(widget.explanation.tokens)
+    token = token_index(content.get("token"), n, "token")
+    selection = token_index(content.get("selected", token), n, "selected")
+    widget._contrasts.request(req_id, key, token, content.get("foil"), selection)
 
 
 @handles("overview")
