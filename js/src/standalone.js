@@ -2,6 +2,7 @@
 // data embedded in the page, so the same View code draws the exported file.
 import { base64ToBytes } from "./codecs.js";
 import { View } from "./view.js";
+import { contrastKey } from "./contraststore.js";
 
 export class LocalModel {
   constructor(data) {
@@ -46,6 +47,13 @@ export class LocalModel {
       if (hit) this._reply({ type: msg.type, id: msg.id, key: msg.key, token: msg.token, corrupt: msg.corrupt, [msg.type]: hit });
       else this._reply({ type: "error", id: msg.id, key: msg.key, message: `This export holds no ${msg.type === "lens"
         ? "logit lens" : `patching (${msg.corrupt})`} for token ${msg.token}. Open the notebook to compute it.` });
+    } else if (msg.type === "contrast") {
+      const hit = d.contrasts?.[contrastKey(msg.token, msg.foil)]; // exported under the same contrastKey
+      if (hit) {
+        const { b64, ...c } = hit;
+        this._reply({ type: "contrast", id: msg.id, key: msg.key, ...c }, base64ToBytes(b64));
+      } else this._reply({ type: "error", id: msg.id, key: msg.key,
+        message: `This export holds no contrast of token ${msg.token} with ${JSON.stringify(msg.foil)}. Open the notebook to compute it.` });
     } else if (msg.type === "overview" && d.overview) {
       const { b64, ...ov } = d.overview;
       this._reply({ type: "overview", row0: 0, ...ov }, base64ToBytes(b64));

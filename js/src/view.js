@@ -11,6 +11,7 @@ import { Player } from "./player.js";
 import { Waveform, Spectrogram, Overview } from "./draw.js";
 import { PANES } from "./panes/index.js";
 import { LayersPanel } from "./panes/layers.js";
+import { ContrastPanel } from "./panes/contrast.js";
 import { h, onTrait, setTraits, debounce, listen, fmtTime } from "./dom.js";
 import { appendFrom, decodingStatus } from "./stream.js";
 
@@ -111,6 +112,8 @@ export class View {
     this.panes = h("div", { class: "lx-panes" });
     this.layers = new LayersPanel(this); // its patching lane is one of the panes
     this.cleanups.push(() => this.layers.destroy());
+    this.contrast = new ContrastPanel(this); // its foil input sits in the toolbar, its lane is one of the panes
+    this.cleanups.push(() => this.contrast.destroy());
     this.paneList = PANES.map((Pane) => new Pane(this));
     for (const p of this.paneList) {
       p.mount(this.panes);
@@ -124,6 +127,7 @@ export class View {
         h("span", { class: "lx-group" }, u.ladder, h("label", {}, "method ", u.variant),
           h("label", {}, "compare ", u.compare), u.mode),
         h("span", { class: "lx-group lx-params" }, h("label", {}, "τ ", u.tau), h("label", {}, "depth ", u.depth)),
+        this.contrast.el,
         h("span", { class: "lx-group" }, u.zoomIn, u.zoomOut, u.fit, u.png),
         h("span", { class: "lx-status-box" }, u.status, u.cancel)),
       this.error, u.progress, u.transcript, this.panes, u.scroll, u.hover, this.layers.el, u.footer);
@@ -246,7 +250,7 @@ export class View {
   _onMessage(msg, buffers) {
     this._mark("firstMessage");
     try {
-      if (this.layers.receive(msg)) return;
+      if (this.layers.receive(msg) || this.contrast.receive(msg, buffers)) return;
       switch (msg.type) {
         case "audio": return this._audioChunk(msg, buffers);
         case "peaks": return this._peaks(msg, buffers);
@@ -418,6 +422,7 @@ export class View {
     }
     this.update();
     this.layers.update();
+    this.contrast.update();
     // tell Python once the user settles (not inside the frame that paints the switch);
     // the change event comes back with k === this.selected and is ignored
     if (!fromModel) this.writeSelection();

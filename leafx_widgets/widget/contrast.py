@@ -28,7 +28,7 @@ MAX_FOIL_CHARS = 64  # a word or a short phrase; longer input is a paste gone wr
 
 def contrast_key(token: int, foil: str) -> str:
     """``"{token}|contrast|{foil}"`` with the foil's surrounding spaces and punctuation removed:
-    ``contrastKey`` in js/src/contrast.js builds the same string."""
+    ``contrastKey`` in js/src/contraststore.js builds the same string."""
     return f"{token}|contrast|{bare_word(foil)}"
 
 

@@ -61,7 +61,7 @@ word (``target``) against ``foil`` over the token's window, frame ``start_frame 
 clip (``delta_silence`` on silence; the map adds up to about their difference, ``total``), ``peak_s``
 the frame that most favours the word. It runs on the worker in the maps' lane and is cached per key
 ``"{token}|contrast|{foil}"`` (``contrast_key``, the foil without surrounding spaces and punctuation;
-``contrastKey`` in js/src/contrast.js). An empty foil, the word itself as foil, a token out of range or
+``contrastKey`` in js/src/contraststore.js). An empty foil, the word itself as foil, a token out of range or
 a model without forced-text gradients (``meta.contrast`` false) get an "error" reply. The synced trait
 ``contrast_foils`` ({token index as a string: foil}) says which foil the lane shows for each token.
 """

@@ -6,12 +6,14 @@ import { LanePane } from "./lane.js";
 import { ComparePane } from "./compare.js";
 import { OverviewPane } from "./overview.js";
 import { PatchingPane } from "./layers.js";
+import { ContrastPane } from "./contrast.js";
 
 export const PANES = [
   WavePane,
   SpectrogramPane,
   LanePane,
   ComparePane,
+  ContrastPane,
   PatchingPane,
   OverviewPane,
 ];
