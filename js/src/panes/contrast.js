@@ -143,14 +143,14 @@ export class ContrastPane extends CanvasPane {
     if (scale > 0) {
       const cols = pixelSigned(c.map, c.start_frame, f.frameS, f.axis);
       for (let x = 0; x < cols.length; x++) {
-        const r = cols[x] / scale;
-        if (Math.abs(r) < 0.01) continue;
-        ctx.fillStyle = divergingColor(r > 0 ? 1 : -1, 0.35 + 0.6 * Math.abs(r));
-        const bh = Math.abs(r) * (mid - 2);
+        const r = cols[x] / scale, d = Math.sqrt(Math.abs(r)); // a signed √ scale, like the difference lane
+        if (d < 0.05) continue;
+        ctx.fillStyle = divergingColor(r > 0 ? 1 : -1, 0.35 + 0.6 * d);
+        const bh = d * (mid - 2);
         ctx.fillRect(x, r > 0 ? mid - bh : mid + 1, 1, Math.max(bh, 0.5));
       }
     }
-    const text = c ? `contrast · ${JSON.stringify(c.target)} vs ${JSON.stringify(c.foil)}`
+    const text = c ? `contrast · ${JSON.stringify(c.target)} vs ${JSON.stringify(c.foil)} · √ scale`
       : `contrast · ${JSON.stringify(bareWord(s.foil))} · computing…`;
     ctx.font = "11px sans-serif";
     ctx.fillStyle = t.captionBg;
