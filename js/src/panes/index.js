@@ -5,11 +5,13 @@ import { SpectrogramPane } from "./spectrogram.js";
 import { LanePane } from "./lane.js";
 import { ComparePane } from "./compare.js";
 import { OverviewPane } from "./overview.js";
+import { TakePane } from "./takes.js";
 
 export const PANES = [
   WavePane,
   SpectrogramPane,
   LanePane,
   ComparePane,
+  TakePane,
   OverviewPane,
 ];
