@@ -136,6 +136,10 @@ export class RecorderBar {
   }
 
   _status(msg) {
+    if (msg.state === "error" && this.recorder && msg.take === this.take) { // refused while recorded
+      this.recorder.stop().catch(() => {});
+      this._reset();
+    }
     if (msg.state === "error") this._say(msg.message, "error");
     else if (msg.state === "explaining") {
       if (!this.ui.message.className.includes("lx-rec-limit")) this._say(msg.message, "info");

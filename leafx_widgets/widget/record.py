@@ -225,13 +225,13 @@ def matching_token(ex, token: int, other) -> int:
 @protocol.handles("take_map")
 def on_take_map(widget, content: dict) -> None:
     index, key = content.get("take"), content.get("key")
-    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(widget._takes):
-        raise ValueError(f"take must be the index of a take (0..{len(widget._takes) - 1}), got {index!r}")
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(widget._takes_list):
+        raise ValueError(f"take must be the index of a take (0..{len(widget._takes_list) - 1}), got {index!r}")
     ex = widget.explanation
     token = protocol.token_index(content.get("token"), len(ex.tokens), "token")
     method = content.get("method")
     params = widget.method_params(method, protocol.page_params(content))
-    other = widget._takes[index].explanation
+    other = widget._takes_list[index].explanation
 
     def run():
         head = {"type": "take_map", "take": index, "key": key, "token": token}
