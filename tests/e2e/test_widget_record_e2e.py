@@ -46,7 +46,8 @@ def open_recorder(lab, browser, workdir, name):
     ])
     page, console = new_page(browser)
     try:
-        open_and_run_all(page, f"{base}/lab/tree/{name}.ipynb")
+        # a workspace of its own: the notebooks other tests opened are not restored next to it
+        open_and_run_all(page, f"{base}/lab/workspaces/{name}/tree/{name}.ipynb")
         page.wait_for_selector(".leafx-recorder .lx-record:not([disabled])", timeout=120_000)
     except Exception:
         dump_failure(page, console, workdir, f"/tmp/leafx-e2e-{name}.png")
