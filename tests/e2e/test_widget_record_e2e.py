@@ -119,6 +119,22 @@ def test_record_a_take_and_explain_it(lab, browser, workdir, fed_wav):
         corr = best_correlation(take, reference, reference.size)
         print(f"\nLEAFX_RECORD via={via} take_s={take.size / 16000:.2f} correlation={corr:.4f} text={text!r}")
         assert corr > 0.95
+
+        # a second take (the first 3 s of this one, added from Python): the same word of take 1 under its lane
+        kernel_execute(page, "w.add_take(w.takes[0].audio[: 3 * 16000], sample_rate=16000)")
+        page.wait_for_function("() => { const r = document.querySelector('.leafx-root');"
+                               " return r && r.__leafx.meta.take === 1 && r.dataset.ready && !r.dataset.decoding"
+                               " && r.querySelectorAll('.lx-tok').length; }", timeout=180_000)
+        page.select_option(".leafx-recorder .lx-compare-take", "0")
+        k2 = view_eval(page, 0, "(v) => Math.max(0, v.meta.tokens.findIndex((t) => t.text.trim().toLowerCase() === 'ship'))")
+        page.click(f".leafx-root .lx-tok[data-i='{k2}']")
+        wait_key(page, 0, f"{k2}|", timeout=120_000)
+        page.wait_for_function("() => { const c = document.querySelector('.leafx-root .lx-take2');"
+                               " return c.style.display !== 'none' && c.__drawn; }", timeout=120_000)
+        assert nonblank_pixels(page, 0, ".lx-take2") > 50
+        page.select_option(".leafx-recorder .lx-take-mode", "diff")
+        page.wait_for_function("() => document.querySelector('.leafx-root .lx-take2').__drawn === 'diff'",
+                               timeout=30_000)
     except Exception:
         dump_failure(page, console, workdir, "/tmp/leafx-e2e-record.png")
         raise

@@ -44,9 +44,11 @@ export class TakePane extends CanvasPane {
       return;
     }
     const raw2 = pixelMax(d.map, d.start_frame, f.frameS, f.axis);
+    const diff = f.diff || model.get("compare_mode") === "diff";
+    this.canvas.__drawn = diff ? "diff" : "side"; // what was last drawn (the e2e test reads it)
     const mine = JSON.stringify(this.view.meta.words[this.view.tokenWord[token]]?.text?.trim() ?? "");
     const theirs = JSON.stringify(d.word.trim());
-    if (f.diff || model.get("compare_mode") === "diff") {
+    if (diff) {
       drawDiffLane(ctx, this.width, this.height, f.raw, raw2,
         { theme: f.theme, label: `this take ${mine} − ${name} ${theirs} (each from its start)` });
     } else {
