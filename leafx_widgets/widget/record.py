@@ -22,7 +22,6 @@ the page builds its view again from the new ``_meta``. Every take stays in the w
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,8 +30,6 @@ import numpy as np
 from ..audio import Audio, AudioError, load_audio
 from . import protocol
 from .worker import call_job
-
-log = logging.getLogger(__name__)
 
 TAKE_RATE = 16000  # what the page sends
 DEFAULT_MAX_SECONDS = 60.0

@@ -126,7 +126,8 @@ def test_record_a_take_and_explain_it(lab, browser, workdir, fed_wav):
                                " return r && r.__leafx.meta.take === 1 && r.dataset.ready && !r.dataset.decoding"
                                " && r.querySelectorAll('.lx-tok').length; }", timeout=180_000)
         page.select_option(".leafx-recorder .lx-compare-take", "0")
-        k2 = view_eval(page, 0, "(v) => Math.max(0, v.meta.tokens.findIndex((t) => t.text.trim().toLowerCase() === 'ship'))")
+        k2 = view_eval(page, 0, "(v) => Math.max(0, v.meta.tokens.findIndex("
+                               "(t) => t.text.trim().toLowerCase() === 'ship'))")
         page.click(f".leafx-root .lx-tok[data-i='{k2}']")
         wait_key(page, 0, f"{k2}|", timeout=120_000)
         page.wait_for_function("() => { const c = document.querySelector('.leafx-root .lx-take2');"
