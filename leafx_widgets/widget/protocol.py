@@ -31,6 +31,9 @@ synced traits (selection, method, playback time), the two talk in custom message
                                                 over="time", n_spans=30).to_json()``)
                                                errors and cancellations as for maps ("error", "cancelled")
 
+Recorded takes (the page's microphone, ``take_*`` messages) are documented in ``record.py``, whose
+handlers join this table.
+
 While a recording is decoded (``decoding.py``), an overview grows: a later reply for the same key
 has a larger ``n_tokens`` and the rows of the new tokens.
 
@@ -200,21 +203,27 @@ def peaks_reply(p: dict) -> Reply:
 HANDLERS: dict[str, Callable[[Any, dict], None]] = {}
 
 
-def handles(kind: str):
+def handles(kind: str, *, buffers: bool = False):
+    """Registers ``handler(widget, content)``, or ``handler(widget, content, buffers)`` for a message
+    that carries binary buffers (a recorded take's chunks, ``record.py``)."""
     def register(fn):
+        fn.wants_buffers = buffers
         HANDLERS[kind] = fn
         return fn
     return register
 
 
-def dispatch(widget, content) -> None:
+def dispatch(widget, content, buffers=()) -> None:
     """Runs the handler of one browser message; a failure is replied as an error message."""
     kind = content.get("type") if isinstance(content, dict) else None
     try:
         handler = HANDLERS.get(kind)
         if handler is None:
             raise ValueError(f"unknown message type {kind!r}")
-        handler(widget, content)
+        if getattr(handler, "wants_buffers", False):
+            handler(widget, content, list(buffers or ()))
+        else:
+            handler(widget, content)
     except Exception as exc:  # reply instead of dying silently in the kernel log
         widget._reply(error_reply(content.get("id") if isinstance(content, dict) else None,
                                   content.get("key") if isinstance(content, dict) else None, exc))

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 EXIT_JOIN_S = 30.0  # at interpreter exit, how long to wait for a running computation to stop
 DESELECTED, BY_USER, CLOSED = "deselected", "user", "closed"  # why a map request was cancelled
+SWITCHED = "switched"  # the widget shows another take
 _LANES = {"call": 0, "map": 1, "decode": 3, "overview": 4}
 _CHEAP_OVERVIEW = 2  # a fast method's overview rows: milliseconds per window, ahead of the next window
 
@@ -223,6 +224,18 @@ class Worker:
         with self.cond:
             if not self.cond.wait_for(lambda: not self.queued and self.running is None, timeout):
                 raise TimeoutError(f"the widget's worker is still busy after {timeout} s")
+
+    def clear(self, reason: str) -> None:
+        """Drops every queued job and stops the running one at its next model layer, but keeps taking
+        work (the widget shows another take: nothing asked for the last one is wanted any more). A job
+        that calls this (on the worker) is not stopped."""
+        with self.cond:
+            dropped, self.queued = self.queued, []
+            if self.running is not None and not self.on_thread:
+                self.running.stop(reason)
+        for job in dropped:
+            if job.future is not None and not job.future.done():
+                job.future.set_exception(Cancelled(reason))
 
     def stop(self, join_timeout: float | None = None) -> bool:
         """Takes no more work, drops what is queued, asks the running job to stop at its next model

@@ -6,6 +6,7 @@ import { LanePane } from "./lane.js";
 import { ComparePane } from "./compare.js";
 import { OverviewPane } from "./overview.js";
 import { PatchingPane } from "./layers.js";
+import { TakePane } from "./takes.js";
 
 export const PANES = [
   WavePane,
@@ -13,5 +14,6 @@ export const PANES = [
   LanePane,
   ComparePane,
   PatchingPane,
+  TakePane,
   OverviewPane,
 ];
