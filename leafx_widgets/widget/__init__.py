@@ -6,6 +6,7 @@ wires it to its parts:
     worker.py    the background thread that runs map work, following the user; cancellation; exit
     decoding.py  a recording decoded while the widget shows it: window by window, the page told after each
     maps.py      map and overview requests: computed through the Explanation's cache, replied to
+    audit.py     the audit table (flagged tokens, scores), given or computed on the worker, sent to the page
     protocol.py  the message table (browser message type -> handler), reply encoding, the key scheme
     export.py    the built JS bundle and the self-contained HTML export
 """
@@ -23,6 +24,7 @@ import numpy as np
 import traitlets
 
 from . import export, protocol
+from .audit import Audit
 from .decoding import Decoding, segment_json, token_json, word_json
 from .export import BUNDLE, STATIC, MissingBundleError, render_html
 from .maps import OVERVIEW_CHUNK_SECONDS, OVERVIEW_MAX_BINS, Maps
@@ -112,6 +114,11 @@ class LeafXWidget(anywidget.AnyWidget):
         Compute maps on a worker thread (default). ``False`` computes inside the
         message handler, which is simpler to test but blocks the kernel meanwhile (and decodes
         an incomplete explanation in the constructor).
+    audit:
+        The audit table: ``True`` computes ``explanation.audit()`` on the worker at once (the page marks
+        the flagged tokens when it is done); a DataFrame in its shape (e.g. a clip's rows of a corpus
+        audit) is shown as it is; None (default) computes it when the page's audit table or flag buttons
+        are first used, or ``audit()`` is called.
     """
 
     _esm = export.bundle_file("widget.js")
@@ -139,7 +146,7 @@ class LeafXWidget(anywidget.AnyWidget):
     _meta = traitlets.Dict().tag(sync=True)
 
     def __init__(self, explanation, *, methods: Mapping[str, Any] | None = None,
-                 background: bool = True, **kwargs):
+                 background: bool = True, audit=None, **kwargs):
         for old, new in ALIASES.items():  # the paper's word, kept as an alias
             if old in kwargs:
                 kwargs.setdefault(new, kwargs.pop(old))
@@ -180,11 +187,17 @@ class LeafXWidget(anywidget.AnyWidget):
         kwargs.setdefault("depth", str(defaults.get("depth", "full")))
         super().__init__(_meta=self._build_meta(), **kwargs)
         self._following = False
+        self._audit = Audit(explanation, self._worker, self._reply, background,
+                            finished=None if d is None else (lambda: d.complete or d.error is not None
+                                                             or self._worker.closed),
+                            given=None if isinstance(audit, bool) else audit)
         self.on_msg(self._on_custom_msg)
         if background:  # PCM and spectrogram codes ready before the browser asks
             self._worker.submit(call_job(self._audio_and_mel))
         if self._decoding is not None:  # then the windows, one job each, behind the user's requests
             self._decoding.start()
+        if audit is True:
+            self._audit.start()
 
     # ---- validation ------------------------------------------------------------------
     # "variant" (the paper's word for base/+grad/+causal) names the same trait as "method"
@@ -339,15 +352,23 @@ class LeafXWidget(anywidget.AnyWidget):
         if self._decoding is not None:
             self._decoding.wait(timeout, progress)
 
+    def audit(self, timeout: float | None = None):
+        """The audit table (``explanation.audit()``, a DataFrame), computed on the worker when the widget
+        has none yet; the page's flags and table show it too. Blocks until it is there."""
+        return self._audit.result(timeout)
+
     def save_html(self, path, methods: Iterable[str] | None = None, *, title: str | None = None,
-                  variants: Iterable[str] | None = None):
+                  variants: Iterable[str] | None = None, audit: bool | None = None):
         """Writes one self-contained HTML file that works without a kernel.
 
         The maps of ``methods`` (default: the shown method and compare method) are
         precomputed for every token at the current tau and depth. ``variants``: an alias of ``methods``.
         A recording still being decoded is waited for first (``wait_decoded``, with its progress bar).
+        ``audit``: include the audit table and flags (None: when the widget has an audit; True: computed
+        first when it has none; False: never).
         """
-        return export.save_html(self, path, methods if methods is not None else variants, title=title)
+        return export.save_html(self, path, methods if methods is not None else variants, title=title,
+                                audit=audit)
 
     # ---- messages: the protocol's handler table -----------------------------------------
     def _on_custom_msg(self, _widget, content: dict, buffers: list) -> None:
