@@ -230,3 +230,123 @@ def test_save_html_carries_the_audit(w, fake, tmp_path):
     # None: the audit the widget has
     assert _embedded(w.save_html(tmp_path / "again.html", methods=["base"]).read_text())["audit"] == data["audit"]
     assert _embedded(w.save_html(tmp_path / "no.html", methods=["base"], audit=False).read_text())["audit"] is None
+
+
+# ---- the real engine ---------------------------------------------------------------------------
+def test_real_audit_of_a_recording_still_being_decoded(model, sample_explanation):
+    """``lw.show(path, audit=True)``: the widget opens before decoding, the audit follows the last window."""
+    import leafx_widgets as lw
+
+    w = lw.show(lw.sample_path(), model=model, audit=True)
+    try:
+        rec = Recorder(w)
+        table = w.audit(timeout=300)
+        rec.wait_for(ready)
+        rows = ready(rec)[0]["rows"]
+        ex = w.explanation
+        assert ex.complete and len(rows) == len(ex.tokens) == len(sample_explanation.tokens)
+        assert [r["score"] for r in rows] == sorted(table.score, reverse=True)
+        assert all(r["stability"] is not None and r["entropy"] is not None for r in rows)
+        first = min(rows, key=lambda r: r["token"])
+        assert first["text"] == ex.tokens[0].text and first["logprob"] == pytest.approx(ex.tokens[0].logprob)
+        # the same table as the explanation's own audit (the noise is seeded)
+        direct = sample_explanation.audit()
+        np.testing.assert_allclose(table.score, direct.score, atol=1e-5)
+        assert list(table.flag) == list(direct.flag)
+    finally:
+        w.close()
+
+
+# ---- a row of a corpus audit -------------------------------------------------------------------
+REFERENCE = "And Mr. John Dashwood had then leisure to consider how much there might be prudently in his power to do for him."
+
+
+@pytest.fixture(scope="module")
+def corpus(model, tmp_path_factory):
+    """A corpus audit of two clips: the bundled sample, whose reference ends in "him" (one substitution),
+    and a synthesised sentence; flags at a low threshold so that some tokens are flagged."""
+    import shutil
+
+    import soundfile as sf
+
+    import leafx_widgets as lw
+    from leafx_widgets.audit.corpus import AuditSettings, run_audit
+    from leafx_widgets.bench.manifests import SAMPLE_RATE, Clip, synthesise_sentence, write_manifest
+
+    root = tmp_path_factory.mktemp("corpus")
+    shutil.copy(lw.sample_path(), root / "sample.wav")
+    audio, words = synthesise_sentence("seven green bottles", "en-us", 150, seed=0)
+    sf.write(root / "bottles.wav", audio, SAMPLE_RATE)
+    manifest = write_manifest(root / "tiny.json", [Clip("001", root / "sample.wav", REFERENCE, None),
+                                                   Clip("002", root / "bottles.wav", "seven green bottles", words)])
+    out = root / "out"
+    run_audit([manifest], out_dir=out, model=model, quiet=True, progress=False,
+              settings=AuditSettings(stability=False, contrast_steps=0, threshold=0.35))
+    return out
+
+
+def test_show_audit_opens_a_row_of_a_corpus_audit(corpus, model):
+    import pandas as pd
+
+    import leafx_widgets as lw
+
+    tokens = pd.read_csv(corpus / "tokens.csv", dtype={"clip": str})
+    sub = tokens.index[(tokens["clip"] == "001") & (tokens.error == "substitution")]
+    assert len(sub) >= 1, "the corpus run labels the changed word"
+    assert 0 < tokens.flag[tokens["clip"] == "001"].sum() < (tokens["clip"] == "001").sum(), "some flagged, not all"
+    row = int(sub[0])
+    w = lw.show_audit(corpus, row, model=model)
+    try:
+        rec = Recorder(w)
+        w._on_custom_msg(w, {"type": "init", "stream": "s"}, [])
+        rows = ready(rec)[0]["rows"]
+        mine = tokens[tokens["clip"] == "001"]
+        assert w.selected_token == int(tokens.token[row]) and w.explanation.tokens[w.selected_token].text == tokens.text[row]
+        assert len(rows) == len(mine) == len(w.explanation.tokens)
+        assert {r["token"] for r in rows if r["flag"]} == set(mine.token[mine.flag])
+        assert {r["token"] for r in rows if r["error"] == "substitution"} == set(mine.token[mine.error == "substitution"])
+        assert w.explanation.reference.text == REFERENCE  # kept for a later ex.audit()
+        assert w.audit() is not None and getattr(w._audit, "job", None) is None, "nothing recomputed"
+    finally:
+        w.close()
+    # (clip, token) names the same row; the other clip's tokens are its own
+    w2 = lw.show_audit(corpus, ("002", 1), model=model)
+    try:
+        assert w2.selected_token == 1 and len(w2._audit.rows) == int((tokens["clip"] == "002").sum())
+    finally:
+        w2.close()
+
+
+@pytest.mark.parametrize("row, match", [
+    (10_000, "row 10000 is out of range: the audit has"),
+    (("001", 999), r"no row for clip '001', token 999 \(that clip has tokens 0\.\."),
+    (("nope", 0), r"no row for clip 'nope', token 0 \(no such clip\)"),
+    ("001", "row must be an index into tokens.csv"),
+    (("001", "0"), "must be a token index"),
+])
+def test_show_audit_names_a_bad_row(corpus, model, row, match):
+    import leafx_widgets as lw
+
+    with pytest.raises(ValueError, match=match):
+        lw.show_audit(corpus, row, model=model)
+
+
+def test_show_audit_without_an_audit_or_with_another_model(tmp_path, corpus, model, monkeypatch):
+    import leafx_widgets as lw
+
+    with pytest.raises(ValueError, match=r"holds no corpus audit \(tokens.csv is missing\): run `leafx-widgets audit"):
+        lw.show_audit(tmp_path, 0, model=model)
+    # a model that decodes the clip differently is refused, not shown with the wrong flags
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(corpus, other)
+    (other / "tokens.parquet").unlink()  # the CSV path, with a token text edited
+    import pandas as pd
+
+    tokens = pd.read_csv(other / "tokens.csv", dtype={"clip": str})
+    tokens.loc[(tokens["clip"] == "001") & (tokens.token == 4), "text"] = " Dosh"
+    tokens.to_csv(other / "tokens.csv", index=False)
+    with pytest.raises(ValueError, match=r"decodes to other tokens than the audit recorded \(token 4: ' Dash' here, "
+                                         r"' Dosh' in the audit\): pass the model"):
+        lw.show_audit(other, ("001", 0), model=model)

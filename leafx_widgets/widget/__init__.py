@@ -7,6 +7,7 @@ wires it to its parts:
     decoding.py  a recording decoded while the widget shows it: window by window, the page told after each
     maps.py      map and overview requests: computed through the Explanation's cache, replied to
     audit.py     the audit table (flagged tokens, scores), given or computed on the worker, sent to the page
+    corpus.py    show_audit: one row of a corpus audit (``leafx-widgets audit``) opened in the widget
     protocol.py  the message table (browser message type -> handler), reply encoding, the key scheme
     export.py    the built JS bundle and the self-contained HTML export
 """
@@ -25,6 +26,7 @@ import traitlets
 
 from . import export, protocol
 from .audit import Audit
+from .corpus import show_audit
 from .decoding import Decoding, segment_json, token_json, word_json
 from .export import BUNDLE, STATIC, MissingBundleError, render_html
 from .maps import OVERVIEW_CHUNK_SECONDS, OVERVIEW_MAX_BINS, Maps
@@ -40,7 +42,7 @@ WIDGET_PARAMS = ("tau", "depth")  # the method parameters the widget's controls 
 
 # The names the single-module widget had, all still importable from here. The constants are read
 # where they live (protocol, maps, worker, export): set them there, e.g. in a test's monkeypatch.
-__all__ = ["LeafXWidget", "show", "describe_methods", "map_key", "overview_key", "render_html",
+__all__ = ["LeafXWidget", "show", "show_audit", "describe_methods", "map_key", "overview_key", "render_html",
            "MissingBundleError", "Cancelled", "DEPTHS", "WIDGET_PARAMS", "STATIC", "BUNDLE",
            "AUDIO_CHUNK_SAMPLES", "AUDIO_WINDOW", "MEL_CHUNK_BYTES", "PEAK_BLOCK",
            "OVERVIEW_CHUNK_SECONDS", "OVERVIEW_MAX_BINS", "EXIT_JOIN_S", "DESELECTED", "BY_USER", "CLOSED"]
@@ -395,6 +397,8 @@ def show(source=None, model=None, **kwargs) -> LeafXWidget:
     ``source`` may be an Explanation, a path, or None for the bundled sample;
     ``model`` a loaded adapter or a name for ``load_model`` (default "tiny.en"). Audio is shown at
     once and decoded on the widget's worker (``explain(..., wait=False)``), window by window.
+    ``audit=True`` audits every token on the worker once decoded (``LeafXWidget``'s ``audit``); a row of
+    a corpus audit opens with ``show_audit``.
     """
     from .. import explanation as _explanation
 

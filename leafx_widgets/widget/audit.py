@@ -191,6 +191,9 @@ class Audit:
             else:  # a table given before the recording was decoded
                 table = self.given
             rows = audit_rows(table, len(ex.tokens))
+        except ImportError as exc:  # ex.audit() returns a pandas DataFrame
+            self._fail(RuntimeError(f'the audit needs pandas ({exc}): pip install "leafx-widgets[audit]"'))
+            return False
         except Exception as exc:  # Cancelled (the widget closed) included: the waiters must hear
             self._fail(exc)
             return False
