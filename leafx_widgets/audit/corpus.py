@@ -39,7 +39,7 @@ from .._progress import bar, bars_enabled, say
 from ..threads import add_threads_option, set_threads
 from .table import COLUMNS, FLAG_THRESHOLD, NOISE_SNR_DB
 
-CACHE_VERSION = 1  # bump when a change makes cached clip results obsolete
+CACHE_VERSION = 2  # bump when a change makes cached clip results obsolete
 EXIT_FAILED_CLIPS, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".m4a", ".opus", ".webm")
 CONTRAST_COLUMNS = ("contrast_foil", "contrast_delta", "contrast_total", "contrast_peak_s")
@@ -131,48 +131,27 @@ def jobs_from_audio_dir(folder) -> list[dict]:
              "text": None, "words": None} for p in files]
 
 
-def _run_jobs(jobs, work, *, executor, model, device, dtype, language, on_result, should_stop):
-    """The executor layer (``executors.run_jobs``) when it is installed, else the jobs in this process."""
-    try:
-        from ..executors import run_jobs
-    except ImportError:
-        run_jobs = None
-    if run_jobs is not None:
-        return run_jobs(jobs, work, executor=executor, model=model, device=device, dtype=dtype,
-                        language=language, on_result=on_result, should_stop=should_stop)
-    if executor != "local":
-        raise ValueError(f"unknown executor {executor!r}: this installation runs clips locally only")
-    if isinstance(model, (str, Path)):
-        from ..models import load_model
-
-        model = load_model(model, device=device, language=language)
-    for job in jobs:
-        if should_stop():
-            break
-        try:
-            result = work(model, job)
-        except Exception as err:  # one bad clip must not take the others with it
-            on_result(job, None, err)
-            continue
-        on_result(job, result, None)
-    return {"executor": "local", "workers": 1}
-
-
 # ----------------------------------------------------------------------------- driver
 
 def run_audit(manifests=None, audio_dir=None, out_dir="audit_out", *, model="tiny.en", device: str = "cpu",
               language: str | None = "en", settings: AuditSettings | None = None, executor: str = "local",
-              allow_outside_paths: bool = False, quiet: bool = False, progress: bool | None = None,
+              workers: int | None = None, ray_options: dict | None = None, allow_outside_paths: bool = False, quiet: bool = False, progress: bool | None = None,
               log=None) -> dict:
     """Audit every clip of ``manifests`` (paths) or every audio file of ``audio_dir`` into ``out_dir``.
+
+    ``executor``: ``"local"`` (this process), ``"ray"`` (a Ray cluster started here) or
+    ``"ray://HOST:PORT"`` with ``workers`` model-holding workers (``executors.run_jobs``; on Ray
+    ``model`` must be a name); the tables are the same whichever runs the clips.
 
     Returns ``{"tokens": DataFrame, "clips": DataFrame, "failed": [...], "interrupted", "planned_clips"}``;
     see the module docstring for the files and the resume / Ctrl-C behaviour."""
     from ..bench.console import GracefulStop
     from ..bench.manifests import Clip
-    from ..bench.runner import _read_cache, _safe_name, clip_key, one_line
+    from ..bench.runner import _safe_name, clip_key, one_line
+    from ..executors import check_executor, run_jobs
 
     settings = settings or AuditSettings()
+    executor = check_executor(executor)
     if (manifests is None) == (audio_dir is None):
         raise ValueError("give either manifests or audio_dir (a corpus with references, or a folder of audio)")
     if not 0 <= settings.threshold <= 1:
@@ -205,7 +184,7 @@ def run_audit(manifests=None, audio_dir=None, out_dir="audit_out", *, model="tin
             continue
         job["order"] = i
         job["cache"] = str(cache_dir / f"{_safe_name(job['dataset'])}__{_safe_name(job['clip'])}__{key}.json")
-        cached = _read_cache_file(job["cache"], _read_cache)
+        cached = _read_cache_file(job["cache"])
         if cached is not None:
             results[i] = cached
         else:
@@ -233,8 +212,9 @@ def run_audit(manifests=None, audio_dir=None, out_dir="audit_out", *, model="tin
     with GracefulStop(stop_line) as stop:
         try:
             if todo:
-                _run_jobs(todo, audit_clip, executor=executor, model=model, device=device, dtype=None,
-                          language=language, on_result=on_result, should_stop=lambda: stop.requested)
+                run_jobs(todo, audit_clip, executor=executor, model=model, device=device, language=language,
+                         on_result=on_result, should_stop=lambda: stop.requested, num_workers=workers,
+                         ray_options=ray_options, log=log)
         except KeyboardInterrupt:  # the second Ctrl-C: the running clip is dropped, nothing cached for it
             stop.requested = True
         finally:
@@ -246,11 +226,14 @@ def run_audit(manifests=None, audio_dir=None, out_dir="audit_out", *, model="tin
     return outcome
 
 
-def _read_cache_file(path, reader):
-    result = reader(Path(path))
-    if result is None or not isinstance(result.get("tokens"), list):
+def _read_cache_file(path) -> dict | None:
+    """A cached clip result, or None when absent, unreadable or not shaped like one (audited again then)."""
+    try:
+        result = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
         return None
-    return result
+    ok = isinstance(result, dict) and isinstance(result.get("tokens"), list) and isinstance(result.get("clip"), dict)
+    return result if ok else None
 
 
 def write_outputs(out: Path, results: list[dict], failed: list[dict], *, settings: AuditSettings,
@@ -292,6 +275,7 @@ EXAMPLES = """examples:
   leafx-widgets audit --manifest bench_data/librivox.json --out audit_out
   leafx-widgets audit --manifest a.json --manifest b.json --out audit_out --no-stability
   leafx-widgets audit --audio-dir recordings/ --out audit_out      # no references: no error labels
+  leafx-widgets audit --manifest a.json --out audit_out --executor ray --workers 2
 
 Exit status: 0 done, 1 some clips failed (failed.csv says why), 2 bad input (nothing run),
 130 interrupted (rerun the same command to resume from OUT/cache)."""
@@ -299,6 +283,7 @@ Exit status: 0 done, 1 some clips failed (failed.csv says why), 2 bad input (not
 
 def build_parser() -> argparse.ArgumentParser:
     from ..bench.console import HelpFormatter
+    from ..executors import add_executor_options
 
     p = argparse.ArgumentParser(prog="leafx-widgets audit", formatter_class=HelpFormatter, epilog=EXAMPLES,
                                 description="Audit every token of a corpus: log-prob, map entropy, mass outside "
@@ -319,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--contrast-steps", type=int, default=AuditSettings.contrast_steps,
                    help="integration steps of each substitution's contrast (0: no contrasts)")
     p.add_argument("--seed", type=int, default=0, help="seed of the noise")
-    p.add_argument("--executor", default="local", help="where clips run: local (this process)")
+    add_executor_options(p)
     add_threads_option(p)
     p.add_argument("--allow-outside-paths", action="store_true",
                    help="let a manifest name audio files outside its own folder")
@@ -341,7 +326,8 @@ def main(argv=None) -> int:
                            settings=AuditSettings(method=args.method, stability=not args.no_stability,
                                                   noise_snr_db=args.noise_snr, seed=args.seed,
                                                   threshold=args.threshold, contrast_steps=args.contrast_steps),
-                           executor=args.executor, allow_outside_paths=args.allow_outside_paths, quiet=args.quiet)
+                           executor=args.executor, workers=args.workers,
+                           allow_outside_paths=args.allow_outside_paths, quiet=args.quiet)
     except ValueError as err:  # bad input: a ManifestError, an empty folder, a bad option
         print(f"leafx-widgets audit: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -34,8 +34,8 @@ def html_report(tokens, clips, failed, meta: dict, path: Path) -> None:
               + (" (interrupted: rerun the command to resume)" if meta["interrupted"] else "")
               + f"; model {html.escape(meta['model'])}; {len(tokens)} tokens, {int(tokens['flag'].sum())} flagged "
               f"(score >= {meta['settings']['threshold']:g})")
-    blocks = [Div(text=f"<h1>Token audit</h1><p>{status}</p><p>score = mean(1 - p(token), map entropy, "
-                       "1 - stability under noise); errors from aligning each transcript to its reference.</p>")]
+    blocks = [Div(text=f"<h1>Token audit</h1><p>{status}</p><p>score = 0.8 (1 - p(token)) + 0.2 (1 - "
+                       "stability under noise); errors from aligning each transcript to its reference.</p>")]
     if len(clips):
         ranked = clips.assign(flag_share=clips["n_flagged"] / clips["n_tokens"].clip(lower=1))
         ranked = ranked.sort_values(["n_flagged", "wer", "max_score"], ascending=False, na_position="last")
