@@ -281,7 +281,7 @@ def corpus(model, tmp_path_factory):
                                                    Clip("002", root / "bottles.wav", "seven green bottles", words)])
     out = root / "out"
     run_audit([manifest], out_dir=out, model=model, quiet=True, progress=False,
-              settings=AuditSettings(stability=False, contrast_steps=0, threshold=0.35))
+              settings=AuditSettings(stability=False, contrast_steps=0, threshold=0.12))
     return out
 
 
