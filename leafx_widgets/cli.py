@@ -1,4 +1,4 @@
-"""Command line: ``leafx-widgets explain | bench | lab | methods``. Only wiring; the work lives elsewhere.
+"""Command line: ``leafx-widgets explain | bench | audit | lab | methods``. Only wiring; the work lives elsewhere.
 
 It answers at once: nothing heavy (torch, transformers, librosa) is imported until the
 arguments are checked, and every argument is checked before the model loads.
@@ -25,6 +25,7 @@ DTYPES = ("float32", "float16", "bfloat16")
 FALLBACK_SUFFIXES = {".m4a", ".mp4", ".aac", ".wma", ".webm", ".opus", ".amr"}
 BENCH_MODULES = {"captum": "captum", "sklearn": "scikit-learn", "praatio": "praatio", "pocketsphinx": "pocketsphinx"}
 LAB_MODULES = {"jupyterlab": "jupyterlab"}
+AUDIT_MODULES = {"pandas": "pandas", "pyarrow": "pyarrow"}
 NOTEBOOKS_DIR = "leafx-notebooks"  # where `lab` copies the shipped notebooks (wheel installs)
 
 
@@ -221,6 +222,15 @@ def _bench(rest: list[str]) -> int:
     return runner.main(rest)
 
 
+# -- audit -------------------------------------------------------------------------------------
+def _audit(rest: list[str]) -> int:
+    if not any(a in ("-h", "--help") for a in rest):
+        check_extra(AUDIT_MODULES, "audit", "the audit")
+    from .audit import corpus
+
+    return corpus.main(rest)
+
+
 # -- lab ---------------------------------------------------------------------------------------
 def shipped_notebooks() -> Path | None:
     """The notebooks folder: inside the package (wheel install) or beside it (source checkout)."""
@@ -309,6 +319,7 @@ EPILOG = """examples:
   leafx-widgets lab                                  # JupyterLab on the quickstart notebook
   leafx-widgets lab --no-browser --port 8899         # extra arguments go to jupyter lab
   leafx-widgets bench --manifest M.json --out results/
+  leafx-widgets audit --manifest M.json --out audit/   # every token scored, flagged, labelled against the reference
   leafx-widgets methods                              # every method, and which extra it needs
 """
 
@@ -318,7 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "stretch of the audio each decoded token rests on.",
                                      epilog=EPILOG, formatter_class=_Formatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{explain,lab,bench,methods}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{explain,lab,bench,audit,methods}")
     ex = sub.add_parser("explain", help="decode audio and print each word's peak evidence time",
                         description="Decode AUDIO once, compute the maps of --methods for every token, print "
                                     "each word's peak time and optionally write the JSON.",
@@ -364,6 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"copy the notebooks here and open them (default: the checkout's notebooks/, "
                           f"or ./{NOTEBOOKS_DIR} for a wheel install)")
     sub.add_parser("bench", help="LEAF-XBench on a manifest (see `leafx-widgets bench --help`)", add_help=False)
+    sub.add_parser("audit", help="audit every token of a corpus (see `leafx-widgets audit --help`)", add_help=False)
     sub.add_parser("methods", help="list the attribution methods and whether each is installed",
                    formatter_class=_Formatter)
     return parser
@@ -372,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    if argv[:1] == ["bench"]:  # the bench parses its own options
+    if argv[:1] in (["bench"], ["audit"]):  # they parse their own options
         args, rest = parser.parse_args(argv[:1]), argv[1:]
     elif argv[:1] == ["lab"]:
         args, rest = parser.parse_known_args(argv)
@@ -383,6 +395,8 @@ def main(argv=None) -> int:
             return _explain(args)
         if args.command == "bench":
             return _bench(rest)
+        if args.command == "audit":
+            return _audit(rest)
         if args.command == "lab":
             return _lab(args, rest)
         return _methods(args)

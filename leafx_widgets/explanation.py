@@ -120,7 +120,8 @@ class Segment:
 def explain(model, audio, *, sample_rate: int | None = None,
             max_duration_s: float | None = DEFAULT_MAX_DURATION_S, progress=None, wait: bool = True,
             kept_windows: int = DEFAULT_KEPT_WINDOWS, kept_map_windows: int = DEFAULT_KEPT_MAP_WINDOWS,
-            precompute=(DEFAULT_METHOD,), options: DecodeOptions | None = None, **decoding) -> "Explanation":
+            precompute=(DEFAULT_METHOD,), options: DecodeOptions | None = None, reference=None,
+            **decoding) -> "Explanation":
     """Decode ``audio`` with ``model`` and return a lazy ``Explanation`` (maps computed on request).
 
     ``model``: an adapter from ``load_model`` or a model name. ``audio``: a path or an array (then
@@ -138,13 +139,19 @@ def explain(model, audio, *, sample_rate: int | None = None,
     recomputed when a map needs them. ``kept_map_windows``: windows whose maps (per method and
     parameters) stay in memory; older ones are recomputed when asked again. ``precompute``: methods whose maps are computed for each window
     right after it is decoded, while its encoder output is at hand (default: DEFAULT_METHOD, whose
-    maps give the words' ``peak_s``; ``()`` computes nothing until asked).
+    maps give the words' ``peak_s``; ``()`` computes nothing until asked). ``reference``: what the audio
+    says (a transcript, or a manifest's ``[{"word", "start", "end"}]``), kept as ``ex.reference`` for
+    ``ex.audit()``.
     """
     if isinstance(model, (str, Path)):
         from .models import load_model
 
         model = load_model(model)
     opts = DecodeOptions.from_kwargs(options, **decoding)
+    if reference is not None:
+        from .audit.table import parse_reference
+
+        reference = parse_reference(reference)
     clip = load_audio(audio, sample_rate, target_rate=model.sample_rate, max_duration_s=max_duration_s)
     store = WindowStore(clip.samples, kept_windows)
     decoder = longform.LongFormDecoder(model, clip.samples, opts, store)
@@ -152,6 +159,7 @@ def explain(model, audio, *, sample_rate: int | None = None,
                      text="", tokens=[], words=[], windows=[], adapter=model)
     ex._decoder = decoder
     ex._cache = MapCache(kept_map_windows)
+    ex.reference = reference
     ex._precompute = tuple(precompute)
     for name in ex._precompute:
         get_method(name).check_available()
@@ -199,6 +207,7 @@ class Explanation:
         self._language: str | None = None  # read from JSON (a decoder knows its own)
         self._task = "transcribe"
         self._patched: dict = {}  # activation patching: (window, corruption, restored sites) -> log-probs
+        self.reference = None  # audit.table.Reference: what the audio says (explain(reference=...))
 
     # -- decoding, window by window ---------------------------------------------------------
     @property
@@ -471,6 +480,22 @@ class Explanation:
         first = self.tokens[word.tokens[0]]
         mass = sum(self.map(t, method, **params) for t in word.tokens)  # a word never spans windows
         return round((first.start_frame + int(np.argmax(mass)) + 0.5) * self.frame_s, 4)
+
+    # -- error analysis ---------------------------------------------------------------------
+    def audit(self, reference=None, **options):
+        """One row per token: log-prob, map entropy, mass outside its reference word, stability under
+        noise, a suspicion ``score`` and ``flag``; with a reference, ``error`` labels and
+        ``.attrs["deletions"]`` (a pandas DataFrame; ``audit.table`` documents every column)."""
+        from .audit.table import audit
+
+        return audit(self, reference, **options)
+
+    def contrast(self, token: int, foil: str, **options):
+        """Evidence for ``token``'s word against ``foil``: a signed map of log p(word) - log p(foil)
+        over the token's window (``audit.contrast``)."""
+        from .audit.contrast import contrast
+
+        return contrast(self, token, foil, **options)
 
     # -- serialisation ----------------------------------------------------------------------
     def to_json(self, methods=VARIANTS, *, peak_method: str | None = None, variants=None, **params) -> dict:

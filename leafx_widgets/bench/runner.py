@@ -33,9 +33,11 @@ import hashlib
 import itertools
 import json
 import re
+import socket
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +47,7 @@ from .metrics import infidelity_captum  # noqa: F401  (kept importable from here
 from .align import align_words, fold_words
 from ..atomic import atomic_write
 from .._progress import bar, bars_enabled, say
+from ..executors import add_executor_options
 from ..threads import add_threads_option, set_threads
 from .console import GracefulStop, HelpFormatter
 from .manifests import Clip, add_noise, load_manifests
@@ -384,10 +387,42 @@ def one_line(err: BaseException) -> str:
     return line if len(line) <= 300 else line[:297] + "..."
 
 
+@dataclass
+class ClipJob:
+    """One clip's evaluation, as handed to an executor (picklable: methods by their spec strings)."""
+    index: int  # position in the run's clip order
+    dataset: str
+    clip: Clip
+    rank: int  # the clip's rank in its dataset (``Settings.expensive_stab``)
+    methods: list
+    settings: Settings
+    bars: bool = False  # stage bars and per-method lines: in this process only
+    log: object = None
+
+
+def evaluate_job(adapter, job: ClipJob) -> dict:
+    """``evaluate_clip`` for one job, with its wall time; an executor's ``work``."""
+    if not Path(job.clip.path).is_file():  # a Ray worker on another machine without the file
+        raise FileNotFoundError(f"{job.clip.path} is not on this worker ({socket.gethostname()}): the workers "
+                                f"read the clips at the manifest's paths (use a shared filesystem)")
+    specs = [parse_method(m, job.settings.params) for m in job.methods]
+    t = time.time()
+    result = evaluate_clip(adapter, job.clip, job.dataset, specs, job.settings, log=job.log or (lambda msg: None),
+                           clip_rank=job.rank, bars=job.bars)
+    result["clip"]["seconds"] = time.time() - t
+    return result
+
+
+def check_methods(methods: list, params: dict, adapter) -> None:
+    """``check_supported`` from method specs (for an executor's workers, which load their own model)."""
+    check_supported([parse_method(m, params) for m in methods], adapter)
+
+
 def run_bench(manifest, model="tiny.en", methods=None, out_dir="bench_out", *, settings: Settings | None = None,
               device: str = "cpu", report: bool = True, log=None, cached_only: bool = False,
               allow_outside_paths: bool = False, progress: bool | None = None, quiet: bool = False,
-              language: str | None = "en") -> dict:
+              language: str | None = "en", executor: str = "local", workers: int | None = None,
+              ray_options: dict | None = None) -> dict:
     """Run LEAF-XBench on one or more manifests; write records + reports into ``out_dir``.
 
     ``manifest``: path or list of paths (the dataset name is the file stem), all checked before
@@ -396,7 +431,9 @@ def run_bench(manifest, model="tiny.en", methods=None, out_dir="bench_out", *, s
     ``progress``: progress bars on stderr (default: on a terminal or in a notebook, unless
     ``quiet``); ``quiet`` also drops the per-clip log lines (failures are still printed).
     ``language``: what a multilingual model transcribes (the manifests' references are English;
-    None detects it per clip).
+    None detects it per clip). ``executor``: ``"local"`` (this process), ``"ray"`` (a Ray
+    cluster started here) or ``"ray://HOST:PORT"``, with ``workers`` models loaded in parallel
+    (``executors.run_jobs``; Ray needs ``model`` as a name); the records are the same.
 
     Returns ``{"records", "clips", "failed", "interrupted", "planned_clips", "settings"}``: a clip
     that raises is listed in ``failed`` with a one-line reason and the run goes on; Ctrl-C
@@ -405,9 +442,12 @@ def run_bench(manifest, model="tiny.en", methods=None, out_dir="bench_out", *, s
     """
     import torch
 
+    from ..executors import check_executor, run_jobs
     from ..models import load_model
 
     settings = settings or Settings()
+    executor = check_executor(executor)
+    local = executor == "local"
     bars = bars_enabled(quiet) if progress is None else bool(progress)
     log = log or ((lambda msg: None) if quiet else say)
     manifests = [manifest] if isinstance(manifest, (str, Path)) else list(manifest)
@@ -416,9 +456,11 @@ def run_bench(manifest, model="tiny.en", methods=None, out_dir="bench_out", *, s
     per_manifest = [[(name, c, rank) for rank, c in enumerate(clips)]
                     for name, clips in load_manifests(manifests, allow_outside_paths=allow_outside_paths)]
     torch.manual_seed(settings.seed)
-    adapter = None if cached_only else \
-        load_model(model, device=device, language=language) if isinstance(model, (str, Path)) else model
-    model_name = str(model) if isinstance(model, (str, Path)) else getattr(adapter, "name", "model")
+    by_name = isinstance(model, (str, Path))
+    # on Ray every worker loads its own model (and checks the methods against it)
+    adapter = None if cached_only or (by_name and not local) else \
+        load_model(model, device=device, language=language) if by_name else model
+    model_name = str(model) if by_name else getattr(adapter, "name", "model")
     if adapter is not None:
         check_supported(specs, adapter)
     run = {"version": CACHE_VERSION, "settings": asdict(settings), "model": model_name, "methods": methods,
@@ -426,56 +468,82 @@ def run_bench(manifest, model="tiny.en", methods=None, out_dir="bench_out", *, s
     out = Path(out_dir)
     cache_dir = out / "cache"
     cache_dir.mkdir(parents=True, exist_ok=True)
-    all_records, clips, failed = [], [], []
     # interleave the datasets, so that an interrupted run still covers each of them
     jobs = [job for group in itertools.zip_longest(*per_manifest) for job in group if job is not None]
+    results, failures, cache_files, todo = {}, {}, {}, []
     started = time.time()
-    interrupted = False
-    stop_line = (f"leafx-widgets bench: interrupted; finishing the current clip, then writing a partial report "
-                 f"to {out} (Ctrl-C again to stop at once)")
+
+    def tag(i):
+        return f"[{i + 1}/{len(jobs)}] {jobs[i][0]}/{jobs[i][1].id}"
+
+    def fail(i, err):
+        dataset, clip, _ = jobs[i]
+        failures[i] = {"dataset": dataset, "clip": clip.id, "file": str(clip.path), "reason": one_line(err)}
+        say(f"{tag(i)}: failed: {one_line(err)}")
+
+    stop_line = (f"leafx-widgets bench: interrupted; finishing the current clip{'' if local else 's'}, then "
+                 f"writing a partial report to {out} (Ctrl-C again to stop at once)")
     with GracefulStop(stop_line) as stop:
         clip_bar = bar(total=len(jobs), desc="clips", enabled=bars, leave=True, unit="clip")
+        computing = {"started": time.time(), "done": 0}
+
+        def on_start(job):
+            clip_bar.set_postfix_str(f"{job.dataset}/{job.clip.id}"[:40])
+            log(f"{tag(job.index)} ...")
+
+        def on_result(job, result, error):
+            i = job.index
+            clip_bar.update(1)
+            try:
+                if error is not None:
+                    raise error
+                atomic_write(cache_files[i], json.dumps(result, default=_json_default))
+            except Exception as err:  # one bad clip must not take the others with it
+                fail(i, err)
+                return
+            results[i] = result
+            computing["done"] += 1
+            eta = (time.time() - computing["started"]) / computing["done"] * (len(todo) - computing["done"])
+            log(f"{tag(i)}: {result['clip']['seconds']:.0f}s, WER {result['clip']['wer']:.2f}, "
+                f"{result['clip']['n_tokens']} tokens; ETA {eta / 60:.1f} min")
+
         try:
+            # first what the cache holds, then the rest through the executor
             for i, (dataset, clip, rank) in enumerate(jobs):
                 if stop.requested:
                     break
-                tag = f"[{i + 1}/{len(jobs)}] {dataset}/{clip.id}"
-                clip_bar.set_postfix_str(f"{dataset}/{clip.id}"[:40])
                 try:
                     key = clip_key(clip, dataset, run, settings.expensive_stab(rank))
-                    cache_file = cache_dir / f"{_safe_name(dataset)}__{_safe_name(clip.id)}__{key}.json"
-                    result = _read_cache(cache_file)
-                    if result is not None:
-                        log(f"{tag}: cached")
-                    elif cached_only:
-                        log(f"{tag}: not cached, left out (--cached-only)")
-                        continue
-                    else:
-                        log(f"{tag} ...")
-                        t = time.time()
-                        result = evaluate_clip(adapter, clip, dataset, specs, settings, log=log, clip_rank=rank,
-                                               bars=bars)
-                        result["clip"]["seconds"] = time.time() - t
-                        atomic_write(cache_file, json.dumps(result, default=_json_default))
-                        eta = (time.time() - started) / (i + 1) * (len(jobs) - i - 1)
-                        log(f"{tag}: {time.time() - t:.0f}s, WER {result['clip']['wer']:.2f}, "
-                            f"{result['clip']['n_tokens']} tokens; ETA {eta / 60:.1f} min")
-                except KeyboardInterrupt:  # the second Ctrl-C: this clip is dropped, nothing cached
-                    stop.requested = True
-                    break
-                except Exception as err:  # one bad clip must not take the others with it
-                    failed.append({"dataset": dataset, "clip": clip.id, "file": str(clip.path),
-                                   "reason": one_line(err)})
-                    say(f"{tag}: failed: {one_line(err)}")
-                    continue
-                finally:
+                    cache_files[i] = cache_dir / f"{_safe_name(dataset)}__{_safe_name(clip.id)}__{key}.json"
+                    result = _read_cache(cache_files[i])
+                except Exception as err:
+                    fail(i, err)
                     clip_bar.update(1)
-                all_records.extend(result["records"])
-                clips.append({**result["clip"], "timing": result.get("timing", {})})
+                    continue
+                if result is not None:
+                    log(f"{tag(i)}: cached")
+                    results[i] = result
+                    clip_bar.update(1)
+                elif cached_only:
+                    log(f"{tag(i)}: not cached, left out (--cached-only)")
+                    clip_bar.update(1)
+                else:
+                    todo.append(ClipJob(i, dataset, clip, rank, methods, settings, bars=bars and local,
+                                        log=log if local else None))
+            if todo and not stop.requested:
+                computing["started"] = time.time()
+                run_jobs(todo, evaluate_job, executor=executor, model=adapter if local else model_name,
+                         device=device, language=language, on_result=on_result, on_start=on_start,
+                         should_stop=lambda: stop.requested, num_workers=workers, ray_options=ray_options,
+                         check=None if local else partial(check_methods, methods, settings.params), log=log)
+        except KeyboardInterrupt:  # the second Ctrl-C: the running clips are dropped, nothing cached
+            stop.requested = True
         finally:
             clip_bar.close()
         interrupted = stop.requested
-        result = {"records": all_records, "clips": clips, "failed": failed, "interrupted": interrupted,
+        result = {"records": [r for i in sorted(results) for r in results[i]["records"]],
+                  "clips": [{**results[i]["clip"], "timing": results[i].get("timing", {})} for i in sorted(results)],
+                  "failed": [failures[i] for i in sorted(failures)], "interrupted": interrupted,
                   "planned_clips": len(jobs),
                   "settings": {**asdict(settings), "model": model_name, "methods": methods,
                                "method_params": {s.name: s.params for s in specs},
@@ -499,6 +567,8 @@ EXAMPLES = """examples:
   leafx-widgets bench --manifest bench_data/librivox.json --manifest bench_data/espeak.json \\
       --faith-per-clip 1 --param lime.n_samples=8 --out bench_out
   leafx-widgets bench --manifest bench_data/librivox.json --out bench_out --cached-only
+  leafx-widgets bench --manifest bench_data/librivox.json --executor ray --workers 2
+  leafx-widgets bench --manifest bench_data/librivox.json --executor ray://head-node:10001 --device cuda
 
 Build the manifests first: python -m leafx_widgets.bench.manifests bench_data
 Exit status: 0 done, 1 some clips failed (listed in the report), 2 bad input (every
@@ -519,6 +589,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--language", default="en",
                    help="language a multilingual model transcribes (the references' language); 'auto' detects it")
     add_threads_option(p)
+    add_executor_options(p)
     p.add_argument("--faith-per-clip", type=int, default=Settings.faith_per_clip,
                    help="tokens per clip for D-AOPC/insertion and per-token methods (0 = all)")
     p.add_argument("--max-tokens-per-clip", type=int, default=0, help="cap evaluated words per clip (0 = all)")
@@ -568,7 +639,8 @@ def main(argv=None) -> int:
         result = run_bench(args.manifest, args.model, args.methods, args.out, settings=settings_from_args(args),
                            device=args.device, cached_only=args.cached_only,
                            allow_outside_paths=args.allow_outside_paths, quiet=args.quiet,
-                           language=None if args.language == "auto" else args.language)
+                           language=None if args.language == "auto" else args.language,
+                           executor=args.executor, workers=args.workers)
     except ValueError as err:  # bad input: a ManifestError, an unknown method or parameter, a bad --param
         print(f"leafx-widgets bench: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -7,6 +7,8 @@ wires it to its parts:
     decoding.py  a recording decoded while the widget shows it: window by window, the page told after each
     maps.py      map and overview requests: computed through the Explanation's cache, replied to
     layers.py    the layers pane's logit lens and patching lane: computed on the worker, cached, replied to
+    audit.py     the audit table (flagged tokens, scores), given or computed on the worker, sent to the page
+    corpus.py    show_audit: one row of a corpus audit (``leafx-widgets audit``) opened in the widget
     protocol.py  the message table (browser message type -> handler), reply encoding, the key scheme
     export.py    the built JS bundle and the self-contained HTML export
     record.py    takes recorded in the page: chunks assembled, checked, explained and kept (``takes``)
@@ -27,6 +29,8 @@ import traitlets
 
 from ..audio import AudioError
 from . import export, protocol
+from .audit import Audit
+from .corpus import show_audit
 from .decoding import Decoding, segment_json, token_json, word_json
 from .export import BUNDLE, STATIC, MissingBundleError, render_html
 from .layers import Layers
@@ -44,7 +48,7 @@ WIDGET_PARAMS = ("tau", "depth")  # the method parameters the widget's controls 
 
 # The names the single-module widget had, all still importable from here. The constants are read
 # where they live (protocol, maps, worker, export): set them there, e.g. in a test's monkeypatch.
-__all__ = ["LeafXWidget", "show", "record", "describe_methods", "TakeError", "map_key", "overview_key", "render_html",
+__all__ = ["LeafXWidget", "show", "show_audit", "record", "describe_methods", "TakeError", "map_key", "overview_key", "render_html",
            "MissingBundleError", "Cancelled", "DEPTHS", "WIDGET_PARAMS", "STATIC", "BUNDLE",
            "AUDIO_CHUNK_SAMPLES", "AUDIO_WINDOW", "MEL_CHUNK_BYTES", "PEAK_BLOCK",
            "OVERVIEW_CHUNK_SECONDS", "OVERVIEW_MAX_BINS", "EXIT_JOIN_S", "DESELECTED", "BY_USER", "CLOSED"]
@@ -127,6 +131,11 @@ class LeafXWidget(anywidget.AnyWidget):
 
     Every explanation the widget shows is a take of its session (``takes``; ``take`` is the one shown):
     the one it opened with, each take recorded with the record button, and each ``add_take``.
+    audit:
+        The audit table: ``True`` computes ``explanation.audit()`` on the worker at once (the page marks
+        the flagged tokens when it is done); a DataFrame in its shape (e.g. a clip's rows of a corpus
+        audit) is shown as it is; None (default) computes it when the page's audit table or flag buttons
+        are first used, or ``audit()`` is called.
     """
 
     _esm = export.bundle_file("widget.js")
@@ -165,7 +174,7 @@ class LeafXWidget(anywidget.AnyWidget):
     _record = traitlets.Dict().tag(sync=True)
 
     def __init__(self, explanation=None, *, methods: Mapping[str, Any] | None = None,
-                 background: bool = True, model=None, max_seconds: float = DEFAULT_MAX_SECONDS, **kwargs):
+                 background: bool = True, audit=None, model=None, max_seconds: float = DEFAULT_MAX_SECONDS, **kwargs):
         for old, new in ALIASES.items():  # the paper's word, kept as an alias
             if old in kwargs:
                 kwargs.setdefault(new, kwargs.pop(old))
@@ -203,8 +212,12 @@ class LeafXWidget(anywidget.AnyWidget):
         super().__init__(_meta=self._build_meta(), _record=record_config(self._record_model, max_seconds),
                          _takes=self._take_summaries(), **kwargs)
         self._following = False
+        if audit is not None and not isinstance(audit, bool):
+            self._audit.use(audit)  # after the widget is open: it tells the page
         self.on_msg(self._on_custom_msg)
         self._start_work()
+        if audit is True:
+            self._audit.start()
 
     def _attach(self, explanation) -> None:
         """Makes ``explanation`` the one shown: its decoding, maps and audio payload. Replies about the one
@@ -228,6 +241,9 @@ class LeafXWidget(anywidget.AnyWidget):
                                  known=None if d is None else (lambda: d.n_tokens),
                                  finished=None if d is None else (lambda: d.complete))
         self._layers = Layers(explanation, self._worker, send, self.background)
+        self._audit = Audit(explanation, self._worker, send, self.background,
+                            finished=None if d is None else (lambda: d.complete or d.error is not None
+                                                             or self._worker.closed))
         with self._payload_lock:
             self._payload: tuple[dict, list[str]] | None = None
         self._streams: dict[str, int] = {}  # view -> next audio sample to send
@@ -483,8 +499,13 @@ class LeafXWidget(anywidget.AnyWidget):
         if self._decoding is not None:
             self._decoding.wait(timeout, progress)
 
+    def audit(self, timeout: float | None = None):
+        """The audit table (``explanation.audit()``, a DataFrame), computed on the worker when the widget
+        has none yet; the page's flags and table show it too. Blocks until it is there."""
+        return self._audit.result(timeout)
+
     def save_html(self, path, methods: Iterable[str] | None = None, *, title: str | None = None,
-                  variants: Iterable[str] | None = None):
+                  variants: Iterable[str] | None = None, audit: bool | None = None):
         """Writes one self-contained HTML file that works without a kernel.
 
         The maps of ``methods`` (default: the shown method and compare method) are
@@ -492,9 +513,12 @@ class LeafXWidget(anywidget.AnyWidget):
         A recording still being decoded is waited for first (``wait_decoded``, with its progress bar).
         The layers pane's results computed so far go in too, with the selected token's logit lens (and
         its patching lane while the pane is shown, ``show_layers``).
+        ``audit``: include the audit table and flags (None: when the widget has an audit; True: computed
+        first when it has none; False: never).
         """
         self._need_take()
-        return export.save_html(self, path, methods if methods is not None else variants, title=title)
+        return export.save_html(self, path, methods if methods is not None else variants, title=title,
+                                audit=audit)
 
     def _need_take(self) -> None:
         if self.explanation is None:
@@ -525,6 +549,8 @@ def show(source=None, model=None, **kwargs) -> LeafXWidget:
     ``source`` may be an Explanation, a path, or None for the bundled sample;
     ``model`` a loaded adapter or a name for ``load_model`` (default "tiny.en"). Audio is shown at
     once and decoded on the widget's worker (``explain(..., wait=False)``), window by window.
+    ``audit=True`` audits every token on the worker once decoded (``LeafXWidget``'s ``audit``); a row of
+    a corpus audit opens with ``show_audit``.
     """
     from .. import explanation as _explanation
 

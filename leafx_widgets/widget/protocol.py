@@ -33,6 +33,12 @@ synced traits (selection, method, playback time), the two talk in custom message
 
 Recorded takes (the page's microphone, ``take_*`` messages) are documented in ``record.py``, whose
 handlers join this table.
+    {type: "audit"}                            {type: "audit", state: "computing", done, total, note}
+                                               {type: "audit", state: "ready", rows}
+                                               {type: "audit", state: "failed", message}
+                                               (the audit table, ``audit.py``: the page asks when its
+                                                table or flag buttons are first used; rows, sorted by
+                                                score, also after "init" when the widget has them)
 
 While a recording is decoded (``decoding.py``), an overview grows: a later reply for the same key
 has a larger ``n_tokens`` and the rows of the new tokens.
@@ -240,6 +246,7 @@ def on_init(widget, content: dict) -> None:
     widget._reply(peaks_reply(p))
     if widget._decoding is not None:  # the transcript so far, before the PCM
         widget._decoding.catch_up()
+    widget._audit.catch_up()  # the flags, when the widget has an audit
     # The PCM follows with flow control: AUDIO_WINDOW chunks in flight, the next one sent
     # when the browser acknowledges one, so map replies are not queued behind 19 MB.
     stream = str(content.get("stream", ""))
@@ -253,6 +260,12 @@ def on_transcript(widget, content: dict) -> None:
     """A view missed a window's message (it opened meanwhile): everything decoded so far, again."""
     if widget._decoding is not None:
         widget._decoding.catch_up()
+
+
+@handles("audit")
+def on_audit(widget, content: dict) -> None:
+    """The page opened its audit table: the rows, computed on the worker first when there are none."""
+    widget._audit.request()
 
 
 @handles("audio_ack")

@@ -3,7 +3,7 @@
 Maps are computed on the worker, so slow methods never block the kernel's message loop and the
 model is never run by two threads at once. The worker follows the user: Python calls first, then
 map requests (the selected token's first, newest first), then overview rows of a fast method, then
-the next window of a recording still being decoded, then the other overview rows. Map work for a token
+the next window of a recording still being decoded, then the audit (``audit.py``), then the other overview rows. Map work for a token
 the page no longer shows is dropped before it starts, or stopped at the next model layer if it is
 running (every torch module call on a worker is a cancellation point). At interpreter exit every
 worker is stopped and joined, so no thread is inside torch when the process ends.
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 EXIT_JOIN_S = 30.0  # at interpreter exit, how long to wait for a running computation to stop
 DESELECTED, BY_USER, CLOSED = "deselected", "user", "closed"  # why a map request was cancelled
 SWITCHED = "switched"  # the widget shows another take
-_LANES = {"call": 0, "map": 1, "decode": 3, "overview": 4}
+_LANES = {"call": 0, "map": 1, "decode": 3, "audit": 4, "overview": 5}
 _CHEAP_OVERVIEW = 2  # a fast method's overview rows: milliseconds per window, ahead of the next window
 
 
