@@ -206,8 +206,8 @@ class Explanation:
         self._precompute: tuple[str, ...] = ()
         self._language: str | None = None  # read from JSON (a decoder knows its own)
         self._task = "transcribe"
-        self.reference = None  # audit.table.Reference: what the audio says (explain(reference=...))
         self._patched: dict = {}  # activation patching: (window, corruption, restored sites) -> log-probs
+        self.reference = None  # audit.table.Reference: what the audio says (explain(reference=...))
 
     # -- decoding, window by window ---------------------------------------------------------
     @property

@@ -285,6 +285,23 @@ def test_save_html_embeds_computed_contrasts_and_the_foils_the_page_shows(w, fak
     assert data["state"]["contrast_foils"] == {"4": "clubs", "2": "w2"} and data["meta"]["contrast"] is True
 
 
+def test_switching_takes_contrasts_the_shown_take_and_forgets_the_foils(fake):
+    w = LeafXWidget(fake, methods=METHODS, background=False)
+    try:
+        w.get_contrast(2, "hearts")
+        w.contrast_foils = {"2": "hearts"}
+        sheep = FakeExplanation(words=("sheep", "ship"), duration_s=1.2, seed=1, layers=True)
+        w.add_take(sheep, label="sheep")  # shown at once
+        assert w.explanation is sheep and w.contrast_foils == {}, "the last take's foils named its tokens"
+        rec = Recorder(w)
+        ask(w, 0, "hearts")
+        (reply,) = rec.of("contrast")
+        assert reply["target"] == "sheep" and contrasts(sheep) and len(contrasts(fake)) == 1
+        assert list(w._contrasts.computed()) == ["0|contrast|hearts"], "the new take's own cache"
+    finally:
+        w.close()
+
+
 def test_contrast_key_is_the_pages():
     assert contrast_key(3, "hearts") == "3|contrast|hearts"
     assert contrast_key(3, ' "Hearts," ') == "3|contrast|Hearts"  # case is kept: another token to the model

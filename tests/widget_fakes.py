@@ -208,3 +208,33 @@ class FakeExplanation:
     def log_mel(self):
         rng = np.random.default_rng(1)
         return (rng.random((80, 2 * self.n_frames)) * 2 - 1).astype(np.float32)
+
+    # ---- the audit table, in ``ex.audit()``'s shape (leafx_widgets.audit.table) ---------------
+    def audit(self, reference=None, **options):
+        """One row per token from the base maps: entropy of the map, a score that grows as log p falls
+        (tokens below p = 0.5 are flagged), ``error`` from a reference given as a list of per-word labels.
+        ``audit_s`` (default 0) spreads that many seconds of layer calls over the tokens; ``audit_fails``
+        makes it raise."""
+        import pandas as pd
+
+        if getattr(self, "audit_fails", False):
+            raise ValueError("this audit always fails")
+        self.audits = getattr(self, "audits", 0) + 1
+        rows = []
+        for tok in self.tokens:
+            r = self.map(tok.index, "base")
+            if getattr(self, "audit_s", 0):
+                with torch.no_grad():
+                    _LAYER(torch.zeros(2))  # a point where the widget's worker can stop
+                time.sleep(self.audit_s / len(self.tokens))
+            p = r / r.sum()
+            entropy = float(-(p * np.log(p + 1e-12)).sum() / np.log(len(p)))
+            score = float(1 - np.exp(tok.logprob))
+            error = None if reference is None else reference[tok.word]
+            rows.append({"token": tok.index, "text": tok.text, "word_index": tok.word,
+                         "word": self.words[tok.word].text, "start_s": np.nan, "end_s": np.nan,
+                         "peak_s": (tok.start_frame + int(np.argmax(r)) + 0.5) * FRAME_S,
+                         "logprob": tok.logprob, "entropy": entropy, "outside": np.nan, "stability": np.nan,
+                         "changed": False, "score": score, "flag": score >= 0.5, "error": error,
+                         "ref_word": None})
+        return pd.DataFrame(rows)

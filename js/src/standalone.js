@@ -37,6 +37,7 @@ export class LocalModel {
       const { b64: pb64, ...peaks } = d.peaks;
       this._reply({ type: "peaks", ...peaks }, base64ToBytes(pb64));
       this._reply({ type: "audio", offset: 0, n: d.audio.total, total: d.audio.total }, base64ToBytes(d.audio.b64));
+      if (d.audit) this._reply({ type: "audit", state: "ready", rows: d.audit });
     } else if (msg.type === "map") {
       const hit = d.maps[msg.key];
       if (hit) this._reply({ type: "map", id: msg.id, key: msg.key, start_frame: hit.start_frame, dtype: "float32" }, base64ToBytes(hit.b64));

@@ -46,8 +46,10 @@ def read_bundle_file(name: str) -> str:
     return (STATIC / name).read_text(encoding="utf-8")
 
 
-def save_html(widget, path, methods: Iterable[str] | None = None, *, title: str | None = None) -> pathlib.Path:
-    """``LeafXWidget.save_html``: the maps of ``methods`` for every token at the widget's tau and depth."""
+def save_html(widget, path, methods: Iterable[str] | None = None, *, title: str | None = None,
+              audit: bool | None = None) -> pathlib.Path:
+    """``LeafXWidget.save_html``: the maps of ``methods`` for every token at the widget's tau and depth,
+    and the audit's rows (``audit``: None when the widget has them, True computed first, False never)."""
     check_bundle("standalone.js", "widget.css")  # before minutes of maps, not after
     names = list(methods) if methods is not None else [widget.method, widget.compare_method]
     names = list(dict.fromkeys(n for n in names if n))
@@ -64,10 +66,14 @@ def save_html(widget, path, methods: Iterable[str] | None = None, *, title: str 
                                                      "start_frame": int(ex.tokens[k].start_frame)}
     layers = export_layers(widget)
     contrasts = export_contrasts(widget)
+    if audit:
+        widget.audit()
+    rows = widget._audit.rows if audit is not False else None
     p, _notes = widget._audio_and_mel()
     overview = widget.overview(widget.default_method) if len(ex.tokens) else None
     data = {
-        "meta": widget._meta if widget._meta["complete"] else widget._build_meta(),
+        # meta.audit false: the page hides its flag controls (an export cannot compute an audit)
+        "meta": {**(widget._meta if widget._meta["complete"] else widget._build_meta()), "audit": rows is not None},
         "state": {"selected_token": widget.selected_token, "current_time": 0.0,
                   "method": names[0] if names else widget.method,
                   "compare_method": widget.compare_method if widget.compare_method in names else None,
@@ -85,6 +91,7 @@ def save_html(widget, path, methods: Iterable[str] | None = None, *, title: str 
         "overview": None if overview is None else {
             "b64": _codecs.b64(overview), "key": "base|embedded", "n_rows": int(overview.shape[0]),
             "n_tokens": int(overview.shape[0]), "n_bins": int(overview.shape[1])},
+        "audit": rows,  # the page's audit rows ({type: "audit", state: "ready", rows}), sorted by score
     }
     path = pathlib.Path(path)
     path.write_text(render_html(data, title=title or f"LEAF-X · {ex.model_name}"), encoding="utf-8")

@@ -34,6 +34,15 @@ synced traits (selection, method, playback time), the two talk in custom message
      selected}                                  delta_silence, total, peak_s, start_frame, n_frames,
                                                 dtype}                             + float32 signed map
 
+Recorded takes (the page's microphone, ``take_*`` messages) are documented in ``record.py``, whose
+handlers join this table.
+    {type: "audit"}                            {type: "audit", state: "computing", done, total, note}
+                                               {type: "audit", state: "ready", rows}
+                                               {type: "audit", state: "failed", message}
+                                               (the audit table, ``audit.py``: the page asks when its
+                                                table or flag buttons are first used; rows, sorted by
+                                                score, also after "init" when the widget has them)
+
 While a recording is decoded (``decoding.py``), an overview grows: a later reply for the same key
 has a larger ``n_tokens`` and the rows of the new tokens.
 
@@ -213,21 +222,27 @@ def peaks_reply(p: dict) -> Reply:
 HANDLERS: dict[str, Callable[[Any, dict], None]] = {}
 
 
-def handles(kind: str):
+def handles(kind: str, *, buffers: bool = False):
+    """Registers ``handler(widget, content)``, or ``handler(widget, content, buffers)`` for a message
+    that carries binary buffers (a recorded take's chunks, ``record.py``)."""
     def register(fn):
+        fn.wants_buffers = buffers
         HANDLERS[kind] = fn
         return fn
     return register
 
 
-def dispatch(widget, content) -> None:
+def dispatch(widget, content, buffers=()) -> None:
     """Runs the handler of one browser message; a failure is replied as an error message."""
     kind = content.get("type") if isinstance(content, dict) else None
     try:
         handler = HANDLERS.get(kind)
         if handler is None:
             raise ValueError(f"unknown message type {kind!r}")
-        handler(widget, content)
+        if getattr(handler, "wants_buffers", False):
+            handler(widget, content, list(buffers or ()))
+        else:
+            handler(widget, content)
     except Exception as exc:  # reply instead of dying silently in the kernel log
         widget._reply(error_reply(content.get("id") if isinstance(content, dict) else None,
                                   content.get("key") if isinstance(content, dict) else None, exc))
@@ -244,6 +259,7 @@ def on_init(widget, content: dict) -> None:
     widget._reply(peaks_reply(p))
     if widget._decoding is not None:  # the transcript so far, before the PCM
         widget._decoding.catch_up()
+    widget._audit.catch_up()  # the flags, when the widget has an audit
     # The PCM follows with flow control: AUDIO_WINDOW chunks in flight, the next one sent
     # when the browser acknowledges one, so map replies are not queued behind 19 MB.
     stream = str(content.get("stream", ""))
@@ -257,6 +273,12 @@ def on_transcript(widget, content: dict) -> None:
     """A view missed a window's message (it opened meanwhile): everything decoded so far, again."""
     if widget._decoding is not None:
         widget._decoding.catch_up()
+
+
+@handles("audit")
+def on_audit(widget, content: dict) -> None:
+    """The page opened its audit table: the rows, computed on the worker first when there are none."""
+    widget._audit.request()
 
 
 @handles("audio_ack")
@@ -311,6 +333,7 @@ def on_layers(widget, content: dict) -> None:
 def on_contrast(widget, content: dict) -> None:
     """The contrast lane: the selected token's word against the foil the user typed (``contrast.py``)."""
     req_id, key = request_ids(content)
+    widget._need_take()
     n = len(widget.explanation.tokens)
     token = token_index(content.get("token"), n, "token")
     selection = token_index(content.get("selected", token), n, "selected")

@@ -7,6 +7,7 @@ import { ComparePane } from "./compare.js";
 import { OverviewPane } from "./overview.js";
 import { PatchingPane } from "./layers.js";
 import { ContrastPane } from "./contrast.js";
+import { TakePane } from "./takes.js";
 
 export const PANES = [
   WavePane,
@@ -15,5 +16,6 @@ export const PANES = [
   ComparePane,
   ContrastPane,
   PatchingPane,
+  TakePane,
   OverviewPane,
 ];
