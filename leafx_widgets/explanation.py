@@ -24,7 +24,7 @@ _load_audio = load_audio  # from_json has a load_audio flag
 WINDOW_SILENCE_PEAK = longform.WINDOW_SILENCE_PEAK
 # Windows whose batched maps (one method, one parameter set) stay in memory: ~0.6 MB each for a 30 s
 # window of ~100 tokens. The others are recomputed from the audio when asked again.
-DEFAULT_KEPT_MAP_WINDOWS = 32
+DEFAULT_KEPT_MAP_WINDOWS = 16
 
 
 class MapCache:
