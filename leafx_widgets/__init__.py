@@ -20,7 +20,8 @@ _EXPORTS = {
     "METHODS": "methods", "VARIANTS": "methods", "DEFAULT_METHOD": "methods", "Method": "methods",
     "get_method": "methods", "register": "methods", "available_methods": "methods",
     "DEFAULT_MODEL": "models", "load_model": "models",
-    "LeafXWidget": "widget", "show": "widget",
+    "LeafXWidget": "widget", "show": "widget", "record": "widget", "show_audit": "widget",
+    "probe": "probes",
 }
 
 

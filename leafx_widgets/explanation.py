@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,9 +22,63 @@ from .schema import SCHEMA
 
 _load_audio = load_audio  # from_json has a load_audio flag
 WINDOW_SILENCE_PEAK = longform.WINDOW_SILENCE_PEAK
+# Windows whose batched maps (one method, one parameter set) stay in memory: ~0.6 MB each for a 30 s
+# window of ~100 tokens. The others are recomputed from the audio when asked again.
+DEFAULT_KEPT_MAP_WINDOWS = 16
 
 
-@dataclass
+class MapCache:
+    """Computed maps, keyed ``(method, params, "window" | "token", index)``.
+
+    "window" entries (a batched method's maps of a whole window) are cheap to recompute from the
+    audio, so only the ``kept`` most recently used are held: memory stays flat on long recordings.
+    "token" entries (a per-token method such as occlusion, or maps read from JSON) are slow or
+    impossible to recompute, and are only made on request: they are all kept.
+    """
+
+    def __init__(self, kept: int = DEFAULT_KEPT_MAP_WINDOWS):
+        if isinstance(kept, bool) or not isinstance(kept, (int, np.integer)) or kept < 1:
+            raise ValueError(f"kept_map_windows must be a whole number >= 1, got {kept!r}")
+        self.kept = int(kept)
+        self._entries: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()  # the widget's worker and the notebook read it at once
+        self.evicted = 0  # window entries dropped (each is recomputed if asked again)
+
+    def get(self, key: tuple) -> np.ndarray | None:
+        with self._lock:
+            maps = self._entries.get(key)
+            if maps is not None and key[2] == "window":
+                self._entries.move_to_end(key)
+            return maps
+
+    def __setitem__(self, key: tuple, maps: np.ndarray) -> None:
+        with self._lock:
+            self._entries[key] = maps
+            if key[2] != "window":
+                return
+            self._entries.move_to_end(key)
+            windows = [k for k in self._entries if k[2] == "window"]
+            for old in windows[: max(0, len(windows) - self.kept)]:
+                del self._entries[old]
+                self.evicted += 1
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __iter__(self):
+        with self._lock:
+            return iter(list(self._entries))
+
+    def values(self):
+        with self._lock:
+            return list(self._entries.values())
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+@dataclass(slots=True)  # slots: thousands of tokens on a long recording
 class Token:
     index: int  # position among all text tokens of the explanation
     id: int  # vocabulary id
@@ -41,7 +96,7 @@ class Token:
         return self.temperature > 0
 
 
-@dataclass
+@dataclass(slots=True)
 class Word:
     index: int
     text: str
@@ -49,7 +104,7 @@ class Word:
     peak_s: float | None = None  # time of the peak of the word's summed DEFAULT_METHOD maps
 
 
-@dataclass
+@dataclass(slots=True)
 class Segment:
     """A stretch of speech between two timestamps (long-form), or one window's text (short-form)."""
 
@@ -64,8 +119,9 @@ class Segment:
 
 def explain(model, audio, *, sample_rate: int | None = None,
             max_duration_s: float | None = DEFAULT_MAX_DURATION_S, progress=None, wait: bool = True,
-            kept_windows: int = DEFAULT_KEPT_WINDOWS, precompute=(DEFAULT_METHOD,),
-            options: DecodeOptions | None = None, reference=None, **decoding) -> "Explanation":
+            kept_windows: int = DEFAULT_KEPT_WINDOWS, kept_map_windows: int = DEFAULT_KEPT_MAP_WINDOWS,
+            precompute=(DEFAULT_METHOD,), options: DecodeOptions | None = None, reference=None,
+            **decoding) -> "Explanation":
     """Decode ``audio`` with ``model`` and return a lazy ``Explanation`` (maps computed on request).
 
     ``model``: an adapter from ``load_model`` or a model name. ``audio``: a path or an array (then
@@ -80,7 +136,8 @@ def explain(model, audio, *, sample_rate: int | None = None,
     ``progress(decoded_s, total_s)`` called after each window. ``wait=False`` returns at once, before
     decoding: call ``ex.decode_next()`` (the widget does, on its worker) or ``ex.decode_all()``.
     ``kept_windows``: windows whose features and encoder output stay in memory; the others are
-    recomputed when a map needs them. ``precompute``: methods whose maps are computed for each window
+    recomputed when a map needs them. ``kept_map_windows``: windows whose maps (per method and
+    parameters) stay in memory; older ones are recomputed when asked again. ``precompute``: methods whose maps are computed for each window
     right after it is decoded, while its encoder output is at hand (default: DEFAULT_METHOD, whose
     maps give the words' ``peak_s``; ``()`` computes nothing until asked). ``reference``: what the audio
     says (a transcript, or a manifest's ``[{"word", "start", "end"}]``), kept as ``ex.reference`` for
@@ -101,6 +158,7 @@ def explain(model, audio, *, sample_rate: int | None = None,
     ex = Explanation(model_name=model.name, audio=clip, frame_s=model.frame_s, n_frames=decoder.total_frames,
                      text="", tokens=[], words=[], windows=[], adapter=model)
     ex._decoder = decoder
+    ex._cache = MapCache(kept_map_windows)
     ex.reference = reference
     ex._precompute = tuple(precompute)
     for name in ex._precompute:
@@ -140,7 +198,7 @@ class Explanation:
         self.duration_s = audio.duration_s if audio is not None else duration_s
         self.audio_path = audio.path if audio is not None else audio_path
         self.sample_rate = audio.sample_rate if audio is not None else sample_rate
-        self._cache: dict[tuple, np.ndarray] = {}  # (method, params, window or token) -> maps
+        self._cache = MapCache()
         self._lock = threading.RLock()  # the widget computes in a worker thread
         self.peak_method: str | None = DEFAULT_METHOD if self._adapter is not None else None  # words' peak_s
         self.notes: list[str] = []
@@ -148,6 +206,7 @@ class Explanation:
         self._precompute: tuple[str, ...] = ()
         self._language: str | None = None  # read from JSON (a decoder knows its own)
         self._task = "transcribe"
+        self._patched: dict = {}  # activation patching: (window, corruption, restored sites) -> log-probs
         self.reference = None  # audit.table.Reference: what the audio says (explain(reference=...))
 
     # -- decoding, window by window ---------------------------------------------------------
@@ -341,6 +400,66 @@ class Explanation:
         """Start time in seconds of each frame of ``map(token)``."""
         tok = self._check_token(token)
         return (tok.start_frame + np.arange(tok.n_frames)) * self.frame_s
+
+    # -- inside the model: lenses and activation patching (lens.py, patching.py) ------------
+    def _model_window(self, token):
+        tok = self._check_token(token)
+        if self._adapter is None:
+            raise ValueError("this Explanation has no model (read from JSON); explain the audio again to look inside it")
+        return tok, self.windows[tok.window]
+
+    def logit_lens(self, token: int, k: int = 5):
+        """The logit lens of ``token``: its log-prob, rank and top ``k`` alternatives read out after each
+        decoder layer (``lens.LogitLens``); the last layer is the model's own output."""
+        from . import lens
+
+        tok, window = self._model_window(token)
+        with self._lock:
+            return lens.logit_lens(window, window.position(tok.index), tok.index, k)
+
+    def encoder_lens(self, layer: int, window: int = 0):
+        """The transcript of window ``window`` decoded from encoder layer ``layer``'s output (``lens.EncoderLens``)."""
+        from . import lens
+
+        if self._adapter is None:
+            raise ValueError("this Explanation has no model (read from JSON); explain the audio again to look inside it")
+        if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or not 0 <= window < len(self.windows):
+            raise IndexError(f"window {window!r} is out of range: this explanation has {len(self.windows)} windows")
+        if not self.windows[window].decoded:
+            raise ValueError(f"window {window} is silent and was never encoded")
+        with self._lock:
+            return lens.encoder_lens(self.windows[window], layer)
+
+    def _corruption(self, corrupt, snr_db, seed):
+        from . import patching
+
+        if self._audio is None:
+            raise ValueError("this Explanation has no audio (read from JSON); patching needs the recording")
+        return patching.corruption(corrupt, self._audio.samples, snr_db=snr_db, seed=seed)
+
+    def patch(self, token: int, corrupt="noise", restore=(), *, snr_db: float | None = None, seed: int = 0) -> float:
+        """log p of ``token`` when the model hears ``corrupt`` ("noise" at ``snr_db``, "silence" or a recording
+        as long as this one) with the clean transcript teacher-forced and the activations ``restore`` names
+        restored from the clean run (``patching`` lists the sites). ``restore=()``: the corrupted log-prob;
+        ``restore=("encoder",)``: the clean one."""
+        from . import patching
+
+        tok, window = self._model_window(token)
+        corruption = self._corruption(corrupt, patching.DEFAULT_SNR_DB if snr_db is None else snr_db, seed)
+        with self._lock:
+            return patching.patch(window, window.position(tok.index), corruption, restore, self._patched)
+
+    def patching(self, token: int, corrupt="noise", over: str = "time", *, n_spans: int = 30,
+                 snr_db: float | None = None, seed: int = 0):
+        """The normalised effect (0 = corrupted, 1 = clean) on ``token`` of restoring each site ``over``
+        "layers", "heads" or "time" (``n_spans`` stretches of its window): a ``patching.Patching``."""
+        from . import patching
+
+        tok, window = self._model_window(token)
+        corruption = self._corruption(corrupt, patching.DEFAULT_SNR_DB if snr_db is None else snr_db, seed)
+        with self._lock:
+            return patching.patching(window, window.position(tok.index), tok.index, corruption, over, self._patched,
+                                     n_spans=n_spans)
 
     # -- words ------------------------------------------------------------------------------
     @property

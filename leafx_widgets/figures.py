@@ -7,7 +7,9 @@ Four figures, each a function that returns a bokeh layout:
 * ``token_matrix``: every token's map, tokens x time;
 * ``comparison_grid``: chosen words x methods (LEAF-X variants and baselines);
 * ``curves_figure``: deletion and insertion curves, from ``faithfulness_curves``
-  (computed here with the benchmark's masking) or from LEAF-XBench records.
+  (computed here with the benchmark's masking) or from LEAF-XBench records;
+* ``lens_figure``: a token's logit lens, its probability layer by layer;
+* ``patching_figure``: activation patching over time, the effect of restoring each stretch.
 
 ``export(fig, "out/name")`` writes ``name.png``, ``name.svg`` (through selenium with
 a headless chromium) and a standalone ``name.html`` with bokeh's JavaScript inline,
@@ -403,6 +405,59 @@ def curves_figure(data: dict, *, width: int = CURVE_W, height: int = CURVE_H, ti
 
 
 # ----------------------------------------------------------------------------- export
+
+# ----------------------------------------------------------------------------- inside the model
+
+def lens_figure(lensed, *, width: int = CURVE_W, height: int | None = None, title: str | None = None):
+    """A logit lens (``ex.logit_lens(token)``): the emitted token's probability after each decoder layer, one
+    bar per layer (bottom: the first), labelled with its rank and the layer's top alternative."""
+    from bokeh.core.properties import value
+    from bokeh.models import ColumnDataSource, Range1d
+    from bokeh.plotting import figure
+
+    layers = list(lensed.layers)
+    probs = np.exp(np.asarray(lensed.logprob, dtype=np.float64))
+    notes = [f"rank {int(r)}" + ("" if r == 0 else f", top {layer[0][0].strip()!r} {layer[0][1]:.2f}")
+             for r, layer in zip(lensed.rank, lensed.top)]
+    source = ColumnDataSource({"layer": layers, "p": probs, "note": notes, "x": np.full(len(layers), 1.02)})
+    fig = figure(width=width, height=height or 80 + 42 * len(layers), y_range=layers, x_range=Range1d(0, 1.9),
+                 x_axis_label=f"p({lensed.text.strip()!r}) read out after the layer", toolbar_location=None,
+                 tools="", title=title if title is not None else f"logit lens: token {lensed.token} {lensed.text.strip()!r}")
+    fig.hbar(y="layer", right="p", height=0.6, source=source, color=LINE_COLORS[0])
+    fig.text(x="x", y="layer", text="note", source=source, text_font_size="9pt", text_font=value(FONT),
+             text_baseline="middle")
+    _style(fig)
+    fig.xaxis.ticker = [0, 0.25, 0.5, 0.75, 1.0]
+    return fig
+
+
+def patching_figure(ex, result, *, spans: Sequence[tuple[str, float, float]] | None = None, width: int = WIDE,
+                    height: int = 260, title: str | None = None):
+    """Patching over time (``ex.patching(token, over="time")``): the normalised effect of restoring each
+    stretch of the encoder output (0 = corrupted, 1 = clean), on the recording's time axis, with the
+    token's decoded word peaks (or reference ``spans``) marked."""
+    from bokeh.models import Range1d, Span
+    from bokeh.plotting import figure
+
+    if result.over != "time":
+        raise ValueError(f"patching_figure draws patching over time, got over={result.over!r}")
+    effect = np.nan_to_num(np.asarray(result.effect, dtype=np.float64))
+    low, high = min(0.0, float(effect.min())), max(1.0, float(effect.max()))
+    fig = figure(width=width, height=height, x_range=Range1d(float(result.start_s[0]), float(result.end_s[-1])),
+                 y_range=Range1d(low - 0.05, high + 0.05), x_axis_label="time (s)",
+                 y_axis_label="effect (0 corrupted, 1 clean)", tools="xpan,xwheel_zoom,reset", toolbar_location=None,
+                 title=title if title is not None else
+                 f"patching {result.text.strip()!r} ({result.corrupt}): restoring each stretch of the encoder output")
+    fig.quad(left=result.start_s, right=result.end_s, bottom=np.minimum(effect, 0), top=np.maximum(effect, 0),
+             color=LINE_COLORS[0], line_color="white", fill_alpha=0.8)
+    fig.add_layout(Span(location=0, dimension="width", line_color="#444444", line_width=1))
+    fig.add_layout(Span(location=1, dimension="width", line_color=PEAK_COLOR, line_dash="dashed", line_width=1))
+    for text, start, end in spans or ():
+        fig.add_layout(_span_box(start, end))
+        fig.text([0.5 * (start + end)], [high], [text], text_align="center", text_font_size="8pt")
+    _style(fig)
+    return fig
+
 
 def webdriver(*, scale_factor: float = 2.0):
     """A headless chromium driven by selenium (Debian's ``chromium`` + ``chromedriver``).

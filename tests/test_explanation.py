@@ -173,6 +173,26 @@ def test_long_audio_is_decoded_long_form(model, long_audio):
     assert ex.log_mel().shape == (80, 2 * ex.n_frames)
 
 
+def test_old_windows_maps_are_dropped_and_recomputed_the_same(model, long_audio):
+    """Long recordings keep the maps of ``kept_map_windows`` windows (memory stays flat); a map of an
+    older window is computed again from the audio, equal to the first."""
+    ex = lw.explain(model, long_audio[: 70 * 16000], sample_rate=16000, kept_map_windows=1, kept_windows=1)
+    assert len(ex.windows) >= 3
+    first, last = ex.windows[0].tokens[0], ex.windows[-1].tokens[0]
+    assert ex._cache.evicted >= len(ex.windows) - 1  # precomputed window by window, one kept
+    kept = [k for k in ex._cache if k[2] == "window"]
+    assert kept == [(lw.DEFAULT_METHOD, (), "window", len(ex.windows) - 1)]
+    again = ex.map(first)  # window 0 re-encoded, its maps recomputed
+    assert ex.windows[0].store.recomputed >= 1
+    assert [k[3] for k in ex._cache if k[2] == "window"] == [0]
+    assert np.allclose(again, ex.map(first)) and abs(again.sum() - 1) < 1e-4
+    peak = ex.words[ex.tokens[first].word].peak_s  # computed while window 0 was hot, still right
+    assert peak == ex._peak(ex.words[ex.tokens[first].word], lw.DEFAULT_METHOD, {})
+    assert ex.map(last).shape == (ex.tokens[last].n_frames,)
+    with pytest.raises(ValueError, match="kept_map_windows"):
+        lw.explain(model, long_audio[:16000], sample_rate=16000, kept_map_windows=0)
+
+
 def test_fixed_windows_on_request(model, long_audio):
     ex = lw.explain(model, long_audio, sample_rate=16000, timestamps=False)
     assert [w.offset_frames for w in ex.windows] == [0, 1500, 3000]

@@ -23,7 +23,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("LEAFX_CHROMIUM", "/usr/bin/chromium")
 STATIC = ("leafx_widgets/static/widget.js", "leafx_widgets/static/widget.css", "leafx_widgets/static/standalone.js")
-NOTEBOOKS = ("quickstart.ipynb", "teaching.ipynb", "error_analysis.ipynb", "paper_figures.ipynb", "benchmark.ipynb")
+NOTEBOOKS = tuple(sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb")))  # every one ships
 TORCH = "torch==2.13.0"  # as binder/requirements.txt and .ci/run pin it: a bare torch pulls a CUDA build
 
 

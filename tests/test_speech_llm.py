@@ -294,3 +294,59 @@ def test_saved_adapter_loads_back(tmp_path, llm, forced):
     with torch.no_grad():
         assert torch.allclose(again.teacher_forced(w.encoded, w.prompt, w.ids).logprobs,
                               llm.teacher_forced(w.encoded, w.prompt, w.ids).logprobs)
+
+
+def write_tekken(path, special: list[str]):
+    """A tekken.json (Mistral's tokenizer file, as Voxtral checkpoints ship it) of a byte-level BPE
+    trained on SENTENCES: ranks are the 256 bytes, then each merge's bytes in the order learned."""
+    import base64
+    import json
+
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.train_from_iterator(SENTENCES, trainers.BpeTrainer(
+        vocab_size=300, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    to_byte = {c: b for b, c in bytes_to_unicode().items()}
+    merges = json.loads(bpe.to_str())["model"]["merges"]
+    ranks = [bytes([b]) for b in range(256)]
+    for merge in merges:
+        left, right = merge.split(" ") if isinstance(merge, str) else merge
+        ranks.append(bytes(to_byte[c] for c in left + right))
+    doc = {"config": {"pattern": r"[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s+", "version": "v7",
+                      "num_vocab_tokens": len(ranks), "default_vocab_size": len(ranks) + len(special),
+                      "default_num_special_tokens": len(special)},
+           "vocab": [{"rank": i, "token_bytes": base64.b64encode(b).decode(), "token_str": None}
+                     for i, b in enumerate(ranks)],
+           "special_tokens": [{"rank": i, "token_str": s, "is_control": True} for i, s in enumerate(special)]}
+    path.write_text(json.dumps(doc))
+
+
+def test_voxtral_loads_with_only_mistrals_tekken_json(tmp_path):
+    """Voxtral checkpoints ship tekken.json, no tokenizer.json: transformers converts it, and the
+    adapter decodes and explains with it as with any tokenizer."""
+    from transformers import VoxtralConfig, VoxtralForConditionalGeneration
+    from transformers.integrations.mistral.tokenizer import convert_tekken_tokenizer
+
+    folder = tmp_path / "voxtral"
+    folder.mkdir()
+    write_tekken(folder / "tekken.json", VOXTRAL_SPECIAL)
+    tok = convert_tekken_tokenizer(str(folder / "tekken.json"))
+    torch.manual_seed(0)
+    config = VoxtralConfig(
+        audio_config=dict(model_type="voxtral_encoder", num_hidden_layers=1, num_attention_heads=2,
+                          hidden_size=16, intermediate_size=64, **AUDIO),
+        text_config=dict(model_type="llama", vocab_size=len(tok), head_dim=8, **TEXT_LM),
+        audio_token_id=tok.convert_tokens_to_ids("[AUDIO]"))
+    VoxtralForConditionalGeneration(config).save_pretrained(folder)
+    assert not (folder / "tokenizer.json").exists()
+    adapter = lw.load_model(folder)
+    assert isinstance(adapter, VoxtralAdapter)
+    assert adapter.tokenizer.encode(TEXT, add_special_tokens=False) == tok.encode(TEXT, add_special_tokens=False)
+    assert tok.convert_tokens_to_ids("</s>") in adapter.stop and adapter.audio_token == config.audio_token_id
+    ex = lw.explain(adapter, speech_like(), sample_rate=RATE, text=TEXT)
+    assert ex.text.strip() == TEXT and [w.text.strip() for w in ex.words] == TEXT.split()
+    assert abs(ex.map(0, "leafx_sf").sum() - 1) < 1e-4

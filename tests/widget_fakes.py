@@ -51,6 +51,26 @@ METHODS = {
     "broken": Method("broken", "always fails", "fast", {}),
     "steps": Method("steps", "stepwise", "slow", {}),
 }
+class FakeModel:
+    """What the layers pane asks of a model: its capabilities (every one, so the ladder is unchanged)."""
+
+    def __init__(self, extra=("logit_lens", "patching")):
+        from leafx_widgets.models.base import CAPABILITIES
+
+        self.supports = frozenset(CAPABILITIES) | frozenset(extra)
+
+
+class Result:
+    """Stands for the engine's lens and patching results: only ``to_json`` is read."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def to_json(self):
+        return self.data
+
+
+FAKE_LAYERS = ("dec.0", "dec.1", "dec.2", "dec.3")
 _LAYER = torch.nn.Linear(2, 2)  # one model layer: each call is a point where the widget's worker can stop
 
 
@@ -61,12 +81,14 @@ class FakeExplanation:
     the maps computed."""
 
     def __init__(self, words=("hello", "<b>world</b>", "&", "again"), duration_s=3.0,
-                 slow_s=0.2, window_s=30.0, seed=0, audio=None):
+                 slow_s=0.2, window_s=30.0, seed=0, audio=None, layers=False):
         rng = np.random.default_rng(seed)
         self.model_name = "fake-tiny"
         self.sample_rate = SR
         self.frame_s = FRAME_S
         self.audio_path = None
+        if layers:  # a model with the logit lens and patching (the pane's tests); none otherwise
+            self.model = FakeModel()
         if audio is None:
             n = int(duration_s * SR)
             t = np.arange(n) / SR
@@ -130,6 +152,89 @@ class FakeExplanation:
         out[tok.start_frame:tok.start_frame + tok.n_frames] = self.map(token_index, method, **params)
         return out
 
+    def logit_lens(self, token_index):
+        """The emitted token climbs from rank 3 to rank 0 over the layers."""
+        tok = self.tokens[token_index]
+        self.calls.append((token_index, "lens", ()))
+        n = len(FAKE_LAYERS)
+        rank = [n - 1 - i for i in range(n)]
+        return Result({"token": token_index, "layers": list(FAKE_LAYERS),
+                       "logprob": [float(-0.5 * r - 0.1) for r in rank], "rank": rank,
+                       "top": [[["alt", 0.5], [tok.text, 0.3]] if r else [[tok.text, 0.9], ["alt", 0.05]]
+                               for r in rank]})
+
+    def patching(self, token_index, corrupt="noise", over="time", n_spans=30):
+        """Restoring the spans near the token's word recovers it. Runs ``steps`` layer calls over
+        ``slow_s`` (a point where the widget's worker can stop). Under silence the token is unchanged
+        by the corruption, so its effects are 0/0 (NaN)."""
+        if corrupt not in ("noise", "silence"):
+            raise ValueError(f"unknown corruption {corrupt!r}")
+        self.calls.append((token_index, "patching", (("corrupt", corrupt),)))
+        with torch.no_grad():
+            for _ in range(self.steps):
+                _LAYER(torch.zeros(2))
+                time.sleep(self.slow_s / self.steps)
+        tok = self.tokens[token_index]
+        t0, t1 = tok.start_frame * FRAME_S, (tok.start_frame + tok.n_frames) * FRAME_S
+        edges = np.linspace(t0, t1, n_spans + 1)
+        mid = (edges[:-1] + edges[1:]) / 2
+        effect = np.exp(-0.5 * ((mid - self.words[tok.word].peak_s) / 0.2) ** 2)
+        if corrupt == "silence":
+            effect = np.full(n_spans, np.nan)
+        self.finished.append(token_index)
+        return Result({"over": over, "sites": [f"time {a:.2f}-{b:.2f}" for a, b in zip(edges[:-1], edges[1:])],
+                       "effect": effect.tolist(), "clean_logprob": tok.logprob, "corrupt_logprob": -8.0,
+                       "start_s": edges[:-1].tolist(), "end_s": edges[1:].tolist()})
+
+    def contrast(self, token_index, foil):
+        """The word's own frames favour it (+), the rest of the window favours the foil (-); delta is
+        1 + len(foil) (NaN for the foil "nan"). Runs ``steps`` layer calls over ``slow_s``, like patching."""
+        from leafx_widgets.audit.contrast import Contrast
+
+        self.calls.append((token_index, "contrast", (("foil", foil),)))
+        with torch.no_grad():
+            for _ in range(self.steps):
+                _LAYER(torch.zeros(2))
+                time.sleep(self.slow_s / self.steps)
+        tok = self.tokens[token_index]
+        t = (tok.start_frame + np.arange(tok.n_frames)) * FRAME_S
+        near = np.abs(t - self.words[tok.word].peak_s) < 0.1
+        m = np.where(near, 1.0, -0.1).astype(np.float32)
+        self.finished.append(token_index)
+        delta = float("nan") if foil == "nan" else 1.0 + len(foil)
+        return Contrast(token=token_index, target=self.words[tok.word].text, foil=foil, delta=delta,
+                        delta_silence=0.0, map=m, start_frame=tok.start_frame, frame_s=FRAME_S)
+
     def log_mel(self):
         rng = np.random.default_rng(1)
         return (rng.random((80, 2 * self.n_frames)) * 2 - 1).astype(np.float32)
+
+    # ---- the audit table, in ``ex.audit()``'s shape (leafx_widgets.audit.table) ---------------
+    def audit(self, reference=None, **options):
+        """One row per token from the base maps: entropy of the map, a score that grows as log p falls
+        (tokens below p = 0.5 are flagged), ``error`` from a reference given as a list of per-word labels.
+        ``audit_s`` (default 0) spreads that many seconds of layer calls over the tokens; ``audit_fails``
+        makes it raise."""
+        import pandas as pd
+
+        if getattr(self, "audit_fails", False):
+            raise ValueError("this audit always fails")
+        self.audits = getattr(self, "audits", 0) + 1
+        rows = []
+        for tok in self.tokens:
+            r = self.map(tok.index, "base")
+            if getattr(self, "audit_s", 0):
+                with torch.no_grad():
+                    _LAYER(torch.zeros(2))  # a point where the widget's worker can stop
+                time.sleep(self.audit_s / len(self.tokens))
+            p = r / r.sum()
+            entropy = float(-(p * np.log(p + 1e-12)).sum() / np.log(len(p)))
+            score = float(1 - np.exp(tok.logprob))
+            error = None if reference is None else reference[tok.word]
+            rows.append({"token": tok.index, "text": tok.text, "word_index": tok.word,
+                         "word": self.words[tok.word].text, "start_s": np.nan, "end_s": np.nan,
+                         "peak_s": (tok.start_frame + int(np.argmax(r)) + 0.5) * FRAME_S,
+                         "logprob": tok.logprob, "entropy": entropy, "outside": np.nan, "stability": np.nan,
+                         "changed": False, "score": score, "flag": score >= 0.5, "error": error,
+                         "ref_word": None})
+        return pd.DataFrame(rows)

@@ -2,6 +2,7 @@
 // data embedded in the page, so the same View code draws the exported file.
 import { base64ToBytes } from "./codecs.js";
 import { View } from "./view.js";
+import { contrastKey } from "./contraststore.js";
 
 export class LocalModel {
   constructor(data) {
@@ -36,11 +37,24 @@ export class LocalModel {
       const { b64: pb64, ...peaks } = d.peaks;
       this._reply({ type: "peaks", ...peaks }, base64ToBytes(pb64));
       this._reply({ type: "audio", offset: 0, n: d.audio.total, total: d.audio.total }, base64ToBytes(d.audio.b64));
+      if (d.audit) this._reply({ type: "audit", state: "ready", rows: d.audit });
     } else if (msg.type === "map") {
       const hit = d.maps[msg.key];
       if (hit) this._reply({ type: "map", id: msg.id, key: msg.key, start_frame: hit.start_frame, dtype: "float32" }, base64ToBytes(hit.b64));
       else this._reply({ type: "error", id: msg.id, key: msg.key,
         message: `This export holds no map for ${msg.method} with these settings (exported: ${d.methods.join(", ")}). Open the notebook to compute it.` });
+    } else if (msg.type === "lens" || msg.type === "patching") {
+      const hit = d.layers?.[msg.key]; // exported under the same layersKey
+      if (hit) this._reply({ type: msg.type, id: msg.id, key: msg.key, token: msg.token, corrupt: msg.corrupt, [msg.type]: hit });
+      else this._reply({ type: "error", id: msg.id, key: msg.key, message: `This export holds no ${msg.type === "lens"
+        ? "logit lens" : `patching (${msg.corrupt})`} for token ${msg.token}. Open the notebook to compute it.` });
+    } else if (msg.type === "contrast") {
+      const hit = d.contrasts?.[contrastKey(msg.token, msg.foil)]; // exported under the same contrastKey
+      if (hit) {
+        const { b64, ...c } = hit;
+        this._reply({ type: "contrast", id: msg.id, key: msg.key, ...c }, base64ToBytes(b64));
+      } else this._reply({ type: "error", id: msg.id, key: msg.key,
+        message: `This export holds no contrast of token ${msg.token} with ${JSON.stringify(msg.foil)}. Open the notebook to compute it.` });
     } else if (msg.type === "overview" && d.overview) {
       const { b64, ...ov } = d.overview;
       this._reply({ type: "overview", row0: 0, ...ov }, base64ToBytes(b64));

@@ -10,8 +10,11 @@ import { MapStore, pixelMax } from "./mapstore.js";
 import { Player } from "./player.js";
 import { Waveform, Spectrogram, Overview } from "./draw.js";
 import { PANES } from "./panes/index.js";
+import { LayersPanel } from "./panes/layers.js";
+import { ContrastPanel } from "./panes/contrast.js";
 import { h, onTrait, setTraits, debounce, listen, fmtTime } from "./dom.js";
 import { appendFrom, decodingStatus } from "./stream.js";
+import { AuditPanel } from "./audit.js";
 
 const THEME_VARS = {
   bg: "--lx-bg", fg: "--lx-fg", wave: "--lx-wave", attr: "--lx-attr", attrLine: "--lx-attr-line",
@@ -108,6 +111,10 @@ export class View {
     const u = this.ui;
     this.error = h("div", { class: "lx-error", role: "alert", hidden: true }, u.errorText, u.errorClose);
     this.panes = h("div", { class: "lx-panes" });
+    this.layers = new LayersPanel(this); // its patching lane is one of the panes
+    this.cleanups.push(() => this.layers.destroy());
+    this.contrast = new ContrastPanel(this); // its foil input sits in the toolbar, its lane is one of the panes
+    this.cleanups.push(() => this.contrast.destroy());
     this.paneList = PANES.map((Pane) => new Pane(this));
     for (const p of this.paneList) {
       p.mount(this.panes);
@@ -115,15 +122,18 @@ export class View {
     }
     this.panes.append(u.playhead, u.hoverline);
     this.cleanups.push(() => { for (const p of this.paneList) p.destroy(); });
+    this.auditPanel = new AuditPanel(this);
     this.root = h("div", { class: "leafx-root", tabindex: "0", "data-lm-suppress-shortcuts": "true" },
       h("div", { class: "lx-toolbar" },
         h("span", { class: "lx-group" }, u.play, u.playWord, u.playRegion, u.time),
         h("span", { class: "lx-group" }, u.ladder, h("label", {}, "method ", u.variant),
           h("label", {}, "compare ", u.compare), u.mode),
         h("span", { class: "lx-group lx-params" }, h("label", {}, "τ ", u.tau), h("label", {}, "depth ", u.depth)),
+        this.contrast.el,
         h("span", { class: "lx-group" }, u.zoomIn, u.zoomOut, u.fit, u.png),
         h("span", { class: "lx-status-box" }, u.status, u.cancel)),
-      this.error, u.progress, u.transcript, this.panes, u.scroll, u.hover, u.footer);
+      this.error, u.progress, u.transcript, this.auditPanel.bar, this.panes, u.scroll, u.hover,
+      this.layers.el, this.auditPanel.table, u.footer);
     for (const b of [u.play, u.playWord, u.playRegion]) b.disabled = true;
     this.root.__leafx = this;
     this.el.append(this.root);
@@ -154,6 +164,7 @@ export class View {
       frag.append(wordEl, " ");
     }
     this.ui.transcript.append(frag);
+    this.auditPanel.mark();
     this.ui.footer.textContent = `${m.model_name} · ${fmtTime(m.duration_s)} s · ${m.tokens.length} tokens`;
   }
 
@@ -237,12 +248,14 @@ export class View {
     on(this.panes, "click", (e) => this._click(e));
     on(this.panes, "wheel", (e) => this._wheel(e), { passive: false });
     on(this.root, "keydown", (e) => this._key(e));
+    this.auditPanel.wire(on);
   }
 
   // ---- data from the kernel ----------------------------------------------------------
   _onMessage(msg, buffers) {
     this._mark("firstMessage");
     try {
+      if (this.layers.receive(msg) || this.contrast.receive(msg, buffers)) return;
       switch (msg.type) {
         case "audio": return this._audioChunk(msg, buffers);
         case "peaks": return this._peaks(msg, buffers);
@@ -250,6 +263,7 @@ export class View {
         case "overview": return this._overviewChunk(msg, buffers);
         case "tokens": return this._tokens(msg);
         case "map": case "progress": case "cancelled": return this.store.receive(msg, buffers);
+        case "audit": return this.auditPanel.receive(msg);
         case "note": return this.showError(msg.message);
         case "error":
           if (this.store._entry(msg)) return this.store.receive(msg, buffers);
@@ -411,8 +425,11 @@ export class View {
       this.tokenEls[k]?.classList.add("lx-selected");
       this.selected = k;
       this._revealToken(k);
+      this.auditPanel.selected(k);
     }
     this.update();
+    this.layers.update();
+    this.contrast.update();
     // tell Python once the user settles (not inside the frame that paints the switch);
     // the change event comes back with k === this.selected and is ignored
     if (!fromModel) this.writeSelection();
@@ -637,6 +654,7 @@ export class View {
     else if (e.key === "ArrowRight") { stop(); this.select(this.selected + 1); }
     else if (e.key === "ArrowLeft") { stop(); this.select(this.selected - 1); }
     else if (e.key === "Home") { stop(); p?.seek(0); }
+    else if (this.auditPanel.key(e)) stop();
   }
 
   // ---- status, errors, export --------------------------------------------------------

@@ -1,9 +1,9 @@
-// anywidget entry: render only mounts and unmounts the View.
+// anywidget entry: render mounts the recorder bar and the View of the shown take, and unmounts them.
 import { View } from "./view.js";
+import { mountWithTakes } from "./takes.js";
 
 export default {
   render({ model, el }) {
-    const view = new View(model, el);
-    return () => view.destroy();
+    return mountWithTakes(model, el, (m, host) => new View(m, host));
   },
 };

@@ -287,6 +287,8 @@ def main(argv=None) -> int:
                         "(repeatable; default: the LibriVox clips)")
     parser.add_argument("--batch", type=int, metavar="BATCH_SIZE",
                         help="instead: explain_many over 6 short clips and 2 long recordings against a loop of explain")
+    parser.add_argument("--inside", action="store_true", help="the logit lens and activation patching against one "
+                        "teacher-forced decoder pass, on a --seconds clip (one window)")
     parser.add_argument("--threads", type=int, help="torch threads for every measurement (default: torch's)")
     args = parser.parse_args(argv)
     import torch
@@ -297,6 +299,17 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     if args.longform:
         return longform_main(args)
+    if args.inside:
+        model = lw.load_model(args.model, device=args.device)
+        print(f"model {args.model} on {args.device}, torch threads {torch.get_num_threads()}, "
+              f"median of {args.repeats} interleaved runs\n")
+        rows = [inside_speed(model, float(s), repeats=args.repeats) for s in args.seconds.split(",")]
+        print(inside_table(rows))
+        if args.json:
+            from ..atomic import atomic_write
+
+            atomic_write(args.json, json.dumps(rows, indent=1))
+        return 0
     if args.batch:
         model = lw.load_model(args.model, device=args.device)
         lw.explain(model, speech_clip(10), sample_rate=16000, progress=False)  # warm-up
@@ -337,6 +350,67 @@ def main(argv=None) -> int:
 
         atomic_write(args.json, json.dumps(results, indent=1))
     return 0
+
+
+# -- inside the model: logit lens and activation patching --------------------------------------------------
+INSIDE_STAGES = ("teacher-forced pass", "lens, every token", "patching over 30 spans", "patching over heads")
+
+
+def inside_speed(model, seconds: float, *, repeats: int = 3) -> dict:
+    """Median seconds of one teacher-forced decoder pass (with its log-probs) on a ``seconds`` clip's window,
+    of the logit lens of every token (one capturing pass, then each token's layers through the output head),
+    and of patching one token over 30 time spans and over every head ("silence"; the clean and corrupted
+    encoder outputs cached, as the widget has them), interleaved in the same run."""
+    import torch
+
+    import leafx_widgets as lw
+    from .. import lens
+
+    ex = lw.explain(model, speech_clip(min(seconds, model.window_samples / model.sample_rate)), sample_rate=16000,
+                    progress=False, precompute=())
+    w = ex.windows[0]
+    w.encoded  # noqa: B018 (keeps the window's encoder output at hand)
+    ex.patch(0, "silence")  # the corrupted encoder output, cached as in the widget
+
+    def teacher_forced():
+        with torch.no_grad():
+            model.teacher_forced(w.encoded, w.prompt, w.ids).logprobs  # noqa: B018
+
+    def lens_all():
+        w.cache.pop(lens.STATES_KEY, None)
+        w.cache.pop(("inside.lens", lens.DEFAULT_TOP_K), None)
+        for tok in ex.tokens:
+            ex.logit_lens(tok.index)
+
+    def patch_over(over):
+        def run():
+            ex._patched.clear()
+            ex.patching(len(ex.tokens) // 2, "silence", over=over, n_spans=30)
+        return run
+
+    work = dict(zip(INSIDE_STAGES, (teacher_forced, lens_all, patch_over("time"), patch_over("heads"))))
+    times = {name: [] for name in work}
+    for fn in work.values():
+        fn()  # warm-up
+    for _ in range(repeats):
+        for name, fn in work.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    med = {name: statistics.median(v) for name, v in times.items()}
+    return {"seconds": seconds, "tokens": len(ex.tokens), "times": med,
+            "ratios": {n: med[n] / med[INSIDE_STAGES[0]] for n in INSIDE_STAGES[1:]},
+            "passes": {"patching over 30 spans": 32, "patching over heads": 2 + model.n_layers * model.n_heads}}
+
+
+def inside_table(rows) -> str:
+    head = "| clip | tokens | " + " | ".join(f"{s} (s)" for s in INSIDE_STAGES) + " | " + \
+        " | ".join(f"{s} / pass" for s in INSIDE_STAGES[1:]) + " |"
+    lines = [head, "|---" * (2 + 2 * len(INSIDE_STAGES) - 1) + "|"]
+    for r in rows:
+        lines.append(f"| {r['seconds']:.0f} s | {r['tokens']} | " + " | ".join(f"{r['times'][s]:.3f}" for s in INSIDE_STAGES)
+                     + " | " + " | ".join(f"{r['ratios'][s]:.2f}x" for s in INSIDE_STAGES[1:]) + " |")
+    return "\n".join(lines)
 
 
 def longform_main(args) -> int:

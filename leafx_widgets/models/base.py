@@ -76,8 +76,33 @@ INPUT_GRADIENTS = "input_gradients"  # score() is differentiable in the input fe
 PREFIX_MASKING = "prefix_masking"  # score(keep_tokens=...) zeroes text-token embeddings
 TIMESTAMPS = "timestamps"  # decode(timestamps=True, previous=...): Whisper's long-form decoding
 DTW_TIMING = "dtw_timing"  # cross-attention heads that track time monotonically: Whisper's DTW word timing
+LOGIT_LENS = "logit_lens"  # decoder_states() + lens_logits(): every decoder layer read through the output head
+ENCODER_LENS = "encoder_lens"  # encoder_states() + encoder_readout(): every encoder layer's output, decodable
+PATCHING = "patching"  # decoder_states(replace=...) and encoder_states(replace=...): activation patching
 CAPABILITIES = frozenset({CROSS_ATTENTION, SELF_ATTENTION, BYPASS, TOKEN_GRADIENTS, VALUE_NORMS,
-                          ALIGNMENT_HEADS, INPUT_GRADIENTS, PREFIX_MASKING, TIMESTAMPS, DTW_TIMING})
+                          ALIGNMENT_HEADS, INPUT_GRADIENTS, PREFIX_MASKING, TIMESTAMPS, DTW_TIMING,
+                          LOGIT_LENS, ENCODER_LENS, PATCHING})
+
+
+@dataclass
+class DecoderStates:
+    """What one teacher-forced decoder pass over ``prompt + ids`` wrote, for each of B rows.
+
+    ``residual[l]``: (B, P, d) the residual stream after decoder layer l (before the final norm).
+    ``cross[l]``: (B, P, H * dh) what layer l's cross-attention heads computed, before the output
+    projection (head h is the slice ``h * dh : (h + 1) * dh``), so that restoring every head's slice
+    restores the whole block exactly.
+    """
+
+    residual: list[torch.Tensor]
+    cross: list[torch.Tensor]
+
+
+# activation replacements for decoder_states(replace=...): {("dec", l) or ("cross", l): (mask, values)}.
+# ("dec", l): mask (B,) bool rows whose residual after layer l becomes ``values`` (1 | B, P, d);
+# ("cross", l): mask (B, H) bool heads whose cross-attention output becomes theirs in ``values`` (1 | B, P, H*dh).
+# encoder_states(replace=...): {l: (mask (B, S) bool frames, values (1 | B, S, d))} after encoder layer l.
+Replacements = dict
 
 
 class SpeechAdapter(abc.ABC):
@@ -251,6 +276,34 @@ class SpeechAdapter(abc.ABC):
     @abc.abstractmethod
     def value_norms(self, encoded: torch.Tensor) -> torch.Tensor:
         """(L, H, S) size of what each decoder head writes from each frame (needs ``"value_norms"``)."""
+
+    # -- inside the model (logit lens, encoder lens, activation patching) ----------------
+    @property
+    def n_encoder_layers(self) -> int:
+        """Encoder layers whose outputs ``encoder_states`` returns (needs ``"encoder_lens"``)."""
+        raise ValueError(f"{self.name} does not expose its encoder layers")
+
+    def decoder_states(self, encoded: torch.Tensor, prompt: list[int], ids: list[int], *,
+                       replace: Replacements | None = None) -> DecoderStates:
+        """One teacher-forced pass over ``prompt + ids`` for each row of ``encoded`` (B, S, d), returning
+        every layer's residual and cross-attention output (``DecoderStates``), with the activations named
+        in ``replace`` swapped in as the pass runs (needs ``"logit_lens"``; ``replace``: ``"patching"``)."""
+        raise ValueError(f"{self.name} does not expose its decoder layers (no logit lens or patching)")
+
+    def lens_logits(self, residual: torch.Tensor) -> torch.Tensor:
+        """Residual (..., d) -> next-token logits (..., vocab), float32: the decoder's final norm and output
+        projection. On the last layer's residual this is the model's own output."""
+        raise ValueError(f"{self.name} does not expose its output head (no logit lens)")
+
+    def encoder_states(self, features: torch.Tensor, *, replace: Replacements | None = None) -> list[torch.Tensor]:
+        """(B, n_mels, T) -> every encoder layer's output (B, S, d) before the final norm, with ``replace``
+        swapped in after the named layers (needs ``"encoder_lens"``)."""
+        raise ValueError(f"{self.name} does not expose its encoder layers (no encoder lens or probes)")
+
+    def encoder_readout(self, hidden: torch.Tensor) -> torch.Tensor:
+        """An encoder layer's output (B, S, d) -> what the decoder attends to (the encoder's final norm);
+        ``encoder_readout(encoder_states(f)[-1])`` equals ``encode(f)``."""
+        raise ValueError(f"{self.name} does not expose its encoder layers (no encoder lens)")
 
     # -- text --------------------------------------------------------------------------
     @abc.abstractmethod

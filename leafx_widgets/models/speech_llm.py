@@ -346,6 +346,18 @@ class SpeechLLMAdapter(SpeechAdapter):
         self.tokenizer.save_pretrained(folder)
 
 
+def _tokenizer(folder: Path, auto):
+    """The folder's transformers tokenizer. Mistral's checkpoints (Voxtral) ship only ``tekken.json``:
+    converted here to a byte-level BPE, always, since AutoTokenizer would hand back mistral_common's
+    backend (another API) whenever that package happens to be installed."""
+    folder = Path(folder)
+    if not (folder / "tokenizer.json").exists() and (folder / "tekken.json").exists():
+        from transformers.integrations.mistral.tokenizer import convert_tekken_tokenizer
+
+        return convert_tekken_tokenizer(str(folder / "tekken.json"))
+    return auto.from_pretrained(str(folder), local_files_only=True)
+
+
 def load_speech_llm(cls: type[SpeechLLMAdapter], model_class: Callable, folder: Path, *, name: str,
                     device: torch.device, dtype: torch.dtype, **kwargs) -> SpeechLLMAdapter:
     """A transformers checkpoint in ``folder`` as ``cls``; the tokenizer from the same folder."""
@@ -354,7 +366,7 @@ def load_speech_llm(cls: type[SpeechLLMAdapter], model_class: Callable, folder: 
     try:
         model = model_class.from_pretrained(str(folder), attn_implementation="eager", dtype=dtype,
                                             use_safetensors=True, local_files_only=True)
-        tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        tokenizer = _tokenizer(folder, AutoTokenizer)
     except (OSError, ValueError) as err:
         raise ValueError(f"could not load {cls.__name__.removesuffix('Adapter')} model {name!r} from {folder}: "
                          f"{str(err).splitlines()[0]}") from None

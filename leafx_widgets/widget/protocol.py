@@ -23,6 +23,25 @@ synced traits (selection, method, playback time), the two talk in custom message
                                                 segment0, segments, decoded_s, duration_s,
                                                 complete, stopped}  (a recording still being decoded:
                                                 after each window, and all so far after "init")
+    {type: "lens", id, key, token,             {type: "lens", id, ids, key, token, lens: {token, layers,
+     selected}                                  logprob, rank, top}}  (``ex.logit_lens(token).to_json()``)
+    {type: "patching", id, key, token,         {type: "patching", id, ids, key, token, corrupt, patching:
+     corrupt, selected}                         {over, sites, effect, clean_logprob, corrupt_logprob,
+                                                start_s, end_s}}  (``ex.patching(token, corrupt,
+                                                over="time", n_spans=30).to_json()``)
+                                               errors and cancellations as for maps ("error", "cancelled")
+    {type: "contrast", id, key, token, foil,   {type: "contrast", id, ids, key, token, target, foil, delta,
+     selected}                                  delta_silence, total, peak_s, start_frame, n_frames,
+                                                dtype}                             + float32 signed map
+
+Recorded takes (the page's microphone, ``take_*`` messages) are documented in ``record.py``, whose
+handlers join this table.
+    {type: "audit"}                            {type: "audit", state: "computing", done, total, note}
+                                               {type: "audit", state: "ready", rows}
+                                               {type: "audit", state: "failed", message}
+                                               (the audit table, ``audit.py``: the page asks when its
+                                                table or flag buttons are first used; rows, sorted by
+                                                score, also after "init" when the widget has them)
 
 While a recording is decoded (``decoding.py``), an overview grows: a later reply for the same key
 has a larger ``n_tokens`` and the rows of the new tokens.
@@ -36,6 +55,24 @@ parameters the method declares, sorted by name, each value written as JavaScript
 ``String(v)`` does (``tau=1``, not ``tau=1.0``). ``mapKey`` in js/src/mapstore.js builds the
 same string; the HTML export stores its maps under it, and the kernel names its jobs by it.
 An overview is named by ``overview_key``, the same string without the token.
+
+The layers pane (``layers.py``) asks for the selected token's logit lens and, while the pane is open,
+its patching lane. They run on the worker in the maps' lane (selected token first, newest first,
+merged, dropped when the page leaves the token, stopped by "cancel") and are cached per key:
+``"{token}|lens"`` and ``"{token}|patching|{corrupt}"`` (``layers_key``; ``layersKey`` in
+js/src/layerstore.js), ``corrupt`` one of ``layers.CORRUPTIONS``. A model without the capability
+(``meta.layers``), a token out of range or an unknown corruption get an "error" reply. NaN and
+infinities in the results are sent as null.
+
+The contrast lane (``contrast.py``) asks for ``ex.contrast(token, foil)``: the evidence for the token's
+word (``target``) against ``foil`` over the token's window, frame ``start_frame + i`` worth ``map[i]``
+(positive: the sound favours the word, negative: the foil), ``delta`` = log p(word) - log p(foil) on the
+clip (``delta_silence`` on silence; the map adds up to about their difference, ``total``), ``peak_s``
+the frame that most favours the word. It runs on the worker in the maps' lane and is cached per key
+``"{token}|contrast|{foil}"`` (``contrast_key``, the foil without surrounding spaces and punctuation;
+``contrastKey`` in js/src/contraststore.js). An empty foil, the word itself as foil, a token out of range or
+a model without forced-text gradients (``meta.contrast`` false) get an "error" reply. The synced trait
+``contrast_foils`` ({token index as a string: foil}) says which foil the lane shows for each token.
 """
 
 from __future__ import annotations
@@ -85,6 +122,14 @@ def token_index(value, n: int, name: str) -> int:
     if not 0 <= value < n:
         raise ValueError(f"{name} {value} is out of range: this explanation has {n} tokens (0..{n - 1})")
     return value
+
+
+def request_ids(content: dict):
+    req_id, key = content.get("id"), content.get("key")
+    for name, value in (("id", req_id), ("key", key)):
+        if not (value is None or isinstance(value, str)):
+            raise ValueError(f"{name} must be a string, got {value!r}")
+    return req_id, key
 
 
 def page_params(content: dict) -> dict:
@@ -177,21 +222,27 @@ def peaks_reply(p: dict) -> Reply:
 HANDLERS: dict[str, Callable[[Any, dict], None]] = {}
 
 
-def handles(kind: str):
+def handles(kind: str, *, buffers: bool = False):
+    """Registers ``handler(widget, content)``, or ``handler(widget, content, buffers)`` for a message
+    that carries binary buffers (a recorded take's chunks, ``record.py``)."""
     def register(fn):
+        fn.wants_buffers = buffers
         HANDLERS[kind] = fn
         return fn
     return register
 
 
-def dispatch(widget, content) -> None:
+def dispatch(widget, content, buffers=()) -> None:
     """Runs the handler of one browser message; a failure is replied as an error message."""
     kind = content.get("type") if isinstance(content, dict) else None
     try:
         handler = HANDLERS.get(kind)
         if handler is None:
             raise ValueError(f"unknown message type {kind!r}")
-        handler(widget, content)
+        if getattr(handler, "wants_buffers", False):
+            handler(widget, content, list(buffers or ()))
+        else:
+            handler(widget, content)
     except Exception as exc:  # reply instead of dying silently in the kernel log
         widget._reply(error_reply(content.get("id") if isinstance(content, dict) else None,
                                   content.get("key") if isinstance(content, dict) else None, exc))
@@ -208,6 +259,7 @@ def on_init(widget, content: dict) -> None:
     widget._reply(peaks_reply(p))
     if widget._decoding is not None:  # the transcript so far, before the PCM
         widget._decoding.catch_up()
+    widget._audit.catch_up()  # the flags, when the widget has an audit
     # The PCM follows with flow control: AUDIO_WINDOW chunks in flight, the next one sent
     # when the browser acknowledges one, so map replies are not queued behind 19 MB.
     stream = str(content.get("stream", ""))
@@ -221,6 +273,12 @@ def on_transcript(widget, content: dict) -> None:
     """A view missed a window's message (it opened meanwhile): everything decoded so far, again."""
     if widget._decoding is not None:
         widget._decoding.catch_up()
+
+
+@handles("audit")
+def on_audit(widget, content: dict) -> None:
+    """The page opened its audit table: the rows, computed on the worker first when there are none."""
+    widget._audit.request()
 
 
 @handles("audio_ack")
@@ -242,10 +300,7 @@ def _send_audio_chunk(widget, stream: str) -> None:
 
 @handles("map")
 def on_map(widget, content: dict) -> None:
-    req_id, key = content.get("id"), content.get("key")
-    for name, value in (("id", req_id), ("key", key)):
-        if not (value is None or isinstance(value, str)):
-            raise ValueError(f"{name} must be a string, got {value!r}")
+    req_id, key = request_ids(content)
     n = len(widget.explanation.tokens)
     token = token_index(content.get("token"), n, "token")
     selection = token_index(content.get("selected", token), n, "selected")
@@ -261,6 +316,28 @@ def on_cancel(widget, content: dict) -> None:
     if ids is not None and not (isinstance(ids, list) and all(i is None or isinstance(i, str) for i in ids)):
         raise ValueError(f"cancel ids must be a list of request ids, got {ids!r}")
     widget._maps.cancel(ids)
+
+
+@handles("lens")
+@handles("patching")
+def on_layers(widget, content: dict) -> None:
+    """The layers pane: the selected token's logit lens, or its patching lane (``layers.py``)."""
+    req_id, key = request_ids(content)
+    n = len(widget.explanation.tokens)
+    token = token_index(content.get("token"), n, "token")
+    selection = token_index(content.get("selected", token), n, "selected")
+    widget._layers.request(content["type"], req_id, key, token, content.get("corrupt"), selection)
+
+
+@handles("contrast")
+def on_contrast(widget, content: dict) -> None:
+    """The contrast lane: the selected token's word against the foil the user typed (``contrast.py``)."""
+    req_id, key = request_ids(content)
+    widget._need_take()
+    n = len(widget.explanation.tokens)
+    token = token_index(content.get("token"), n, "token")
+    selection = token_index(content.get("selected", token), n, "selected")
+    widget._contrasts.request(req_id, key, token, content.get("foil"), selection)
 
 
 @handles("overview")

@@ -3,7 +3,7 @@
 Maps are computed on the worker, so slow methods never block the kernel's message loop and the
 model is never run by two threads at once. The worker follows the user: Python calls first, then
 map requests (the selected token's first, newest first), then overview rows of a fast method, then
-the next window of a recording still being decoded, then the other overview rows. Map work for a token
+the next window of a recording still being decoded, then the audit (``audit.py``), then the other overview rows. Map work for a token
 the page no longer shows is dropped before it starts, or stopped at the next model layer if it is
 running (every torch module call on a worker is a cancellation point). At interpreter exit every
 worker is stopped and joined, so no thread is inside torch when the process ends.
@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 
 EXIT_JOIN_S = 30.0  # at interpreter exit, how long to wait for a running computation to stop
 DESELECTED, BY_USER, CLOSED = "deselected", "user", "closed"  # why a map request was cancelled
-_LANES = {"call": 0, "map": 1, "decode": 3, "overview": 4}
+SWITCHED = "switched"  # the widget shows another take
+_LANES = {"call": 0, "map": 1, "decode": 3, "audit": 4, "overview": 5}
 _CHEAP_OVERVIEW = 2  # a fast method's overview rows: milliseconds per window, ahead of the next window
 
 
@@ -223,6 +224,18 @@ class Worker:
         with self.cond:
             if not self.cond.wait_for(lambda: not self.queued and self.running is None, timeout):
                 raise TimeoutError(f"the widget's worker is still busy after {timeout} s")
+
+    def clear(self, reason: str) -> None:
+        """Drops every queued job and stops the running one at its next model layer, but keeps taking
+        work (the widget shows another take: nothing asked for the last one is wanted any more). A job
+        that calls this (on the worker) is not stopped."""
+        with self.cond:
+            dropped, self.queued = self.queued, []
+            if self.running is not None and not self.on_thread:
+                self.running.stop(reason)
+        for job in dropped:
+            if job.future is not None and not job.future.done():
+                job.future.set_exception(Cancelled(reason))
 
     def stop(self, join_timeout: float | None = None) -> bool:
         """Takes no more work, drops what is queued, asks the running job to stop at its next model

@@ -121,3 +121,11 @@ def wait_key(page, i, prefix, timeout=60_000):
         "([i, p]) => { const r = document.querySelectorAll('.leafx-root')[i];"
         " return r.dataset.mapKey && r.dataset.mapKey.startsWith(p) && !r.classList.contains('lx-stale'); }",
         arg=[i, prefix], timeout=timeout)
+
+
+def fake_microphone_args(wav: pathlib.Path, *, deny: bool = False) -> list[str]:
+    """Chromium flags for a fake microphone that plays `wav` (16-bit PCM, looped) with the permission
+    answered without a prompt: granted, or denied. Only the browsers that record launch with them."""
+    return [*CHROMIUM_ARGS, "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={wav}",
+            "--use-fake-ui-for-media-stream=deny" if deny else "--use-fake-ui-for-media-stream",
+            "--autoplay-policy=no-user-gesture-required"]

@@ -5,11 +5,17 @@ import { SpectrogramPane } from "./spectrogram.js";
 import { LanePane } from "./lane.js";
 import { ComparePane } from "./compare.js";
 import { OverviewPane } from "./overview.js";
+import { PatchingPane } from "./layers.js";
+import { ContrastPane } from "./contrast.js";
+import { TakePane } from "./takes.js";
 
 export const PANES = [
   WavePane,
   SpectrogramPane,
   LanePane,
   ComparePane,
+  ContrastPane,
+  PatchingPane,
+  TakePane,
   OverviewPane,
 ];

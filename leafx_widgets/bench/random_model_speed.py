@@ -1,13 +1,16 @@
-"""Speed and memory of the LEAF-X ladder on a random-initialised decoder-only speech LLM.
+"""Speed and memory of the LEAF-X ladder on random-initialised models at realistic sizes.
 
-    python -m leafx_widgets.bench.speech_llm_speed --family qwen2_audio --size realistic --device cuda
-    python -m leafx_widgets.bench.speech_llm_speed --family voxtral --size tiny   # CPU, seconds
+    python -m leafx_widgets.bench.random_model_speed --family whisper --size realistic --device cuda
+    python -m leafx_widgets.bench.random_model_speed --family qwen2_audio --size realistic --device cuda
+    python -m leafx_widgets.bench.random_model_speed --family voxtral --size tiny   # CPU, seconds
 
-``--size realistic`` builds Qwen2-Audio-7B's or Voxtral-Mini-3B's dimensions in float16 and needs
-a CUDA device (about 16 / 9 GB of weights); ``tiny`` is the test suite's checkpoint. The weights
-are random, so a forced transcript (``--tokens`` tokens) stands in for decoding. Prints a markdown
-table: seconds for the forced pass and for every token's map per method, their ratio to the forced
-pass, and (CUDA) the peak memory of each.
+``--size realistic`` builds Whisper-large-v3's (1.55 B parameters), Qwen2-Audio-7B's or
+Voxtral-Mini-3B's dimensions in float16 and needs a CUDA device (about 3 / 16 / 9 GB of weights);
+``tiny`` is a checkpoint of a few thousand parameters for a CPU. The weights are random, so a forced
+transcript (``--tokens`` words) stands in for decoding. Prints a markdown table: seconds for the
+forced pass and for every token's map per method, their ratio to the forced pass, and (CUDA) the
+peak memory of each. Whisper uses the tokenizer of the bundled tiny.en (or of base, when installed,
+whose multilingual vocabulary large-v3 shares but for one language token).
 """
 from __future__ import annotations
 
@@ -19,6 +22,13 @@ import numpy as np
 import torch
 
 SIZES = {
+    "whisper": {
+        "tiny": (dict(num_mel_bins=80, encoder_layers=2, decoder_layers=2, d_model=64, encoder_attention_heads=4,
+                      decoder_attention_heads=4, encoder_ffn_dim=128, decoder_ffn_dim=128), {}),
+        "realistic": (dict(num_mel_bins=128, encoder_layers=32, decoder_layers=32, d_model=1280,
+                           encoder_attention_heads=20, decoder_attention_heads=20, encoder_ffn_dim=5120,
+                           decoder_ffn_dim=5120), {}),
+    },
     "qwen2_audio": {
         "tiny": (dict(num_mel_bins=80, max_source_positions=100, encoder_layers=1, encoder_attention_heads=2,
                       encoder_ffn_dim=32, d_model=16),
@@ -60,8 +70,47 @@ def tokenizer(family: str):
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=eos)
 
 
+def whisper_tokenizer():
+    """Base's multilingual tokenizer when the [base] extra is installed, else tiny.en's (bundled)."""
+    from tokenizers import Tokenizer
+
+    from ..models import bundled_model_path
+
+    try:
+        from ..models.whisper_base import _part_files
+
+        folder = _part_files()[0].parent  # part 1 holds the tokenizer; no need to join the weights
+    except ImportError:
+        folder = bundled_model_path("tiny.en")
+    return Tokenizer.from_file(str(folder / "tokenizer.json"))
+
+
+def build_whisper(size: str, device: torch.device, dtype: torch.dtype):
+    from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+    from ..models.whisper import WhisperAdapter
+
+    tok = whisper_tokenizer()
+    config = WhisperConfig(vocab_size=tok.get_vocab_size(), max_source_positions=1500, max_target_positions=448,
+                           decoder_start_token_id=tok.token_to_id("<|startoftranscript|>"),
+                           eos_token_id=tok.token_to_id("<|endoftext|>"), pad_token_id=tok.token_to_id("<|endoftext|>"),
+                           **SIZES["whisper"][size][0])
+    config._attn_implementation = "eager"
+    torch.manual_seed(0)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            model = WhisperForConditionalGeneration(config).eval()
+    finally:
+        torch.set_default_dtype(previous)
+    return WhisperAdapter(model, tok, name=f"random whisper {size}", language="en")
+
+
 def build(family: str, size: str, device: torch.device, dtype: torch.dtype):
     """A random model of ``family`` at ``size`` as its adapter, built on ``device`` in ``dtype``."""
+    if family == "whisper":
+        return build_whisper(size, device, dtype)
     from transformers import (Qwen2AudioConfig, Qwen2AudioForConditionalGeneration, VoxtralConfig,
                               VoxtralForConditionalGeneration)
 
@@ -119,27 +168,38 @@ def measure(adapter, seconds: float, n_tokens: int) -> list[tuple[str, float, fl
     return rows
 
 
+def parameters(adapter) -> int:
+    return sum(p.numel() for p in adapter.model.parameters())
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m leafx_widgets.bench.speech_llm_speed", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m leafx_widgets.bench.random_model_speed", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--family", choices=sorted(SIZES), default="qwen2_audio")
     parser.add_argument("--size", choices=("tiny", "realistic"), default="tiny")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", choices=("float16", "bfloat16", "float32"),
+                        help="default: float16 at realistic size, float32 at tiny")
     parser.add_argument("--seconds", type=float, default=None, help="audio length (default: one window)")
     parser.add_argument("--tokens", type=int, default=40, help="words of the forced transcript")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
-    if args.size == "realistic" and (device.type != "cuda" or not torch.cuda.is_available()):
-        print("--size realistic needs a CUDA device (float16, 9-16 GB of weights); pass --device cuda on a GPU "
-              "machine, or --size tiny here", file=sys.stderr)
+    cuda = device.type == "cuda" and torch.cuda.is_available()
+    if device.type == "cuda" and not cuda:
+        print("--device cuda: no CUDA device here, so nothing was measured", file=sys.stderr)
         return 2
-    dtype = torch.float16 if args.size == "realistic" else torch.float32
+    if args.size == "realistic" and not cuda and args.dtype != "float32":
+        print("--size realistic is meant for a CUDA device in float16 (3-16 GB of weights): no CUDA device was "
+              "asked for, so nothing was measured; pass --device cuda on a GPU machine, or --dtype float32 to run "
+              "it on the CPU (minutes, twice the memory)", file=sys.stderr)
+        return 2
+    dtype = getattr(torch, args.dtype or ("float16" if args.size == "realistic" else "float32"))
     adapter = build(args.family, args.size, device, dtype)
     seconds = args.seconds or adapter.window_samples / adapter.sample_rate
     rows = measure(adapter, seconds, args.tokens)
     base = rows[0][1]
-    print(f"{args.family} ({args.size}, {dtype}, {device}), {seconds:g} s of audio, "
-          f"{int(rows[-1][1])} forced tokens\n")
+    print(f"{args.family} ({args.size}, {parameters(adapter) / 1e6:,.1f} M parameters, {dtype}, {device}), "
+          f"{seconds:g} s of audio, {int(rows[-1][1])} forced tokens\n")
     print("| stage | seconds | x forced pass | peak GB |\n|---|---:|---:|---:|")
     for label, secs, peak in rows[:-1]:
         print(f"| {label} | {secs:.3f} | {secs / base:.1f} | {'' if peak is None else f'{peak:.1f}'} |")
