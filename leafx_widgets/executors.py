@@ -185,16 +185,35 @@ def _connect(ray, executor: str, options: dict) -> bool:
     except OSError as err:
         raise ExecutorError(f"cannot reach the Ray cluster at {executor}: {err.strerror or err} (is "
                             f"`ray start --head` running there, with its client port {port} open?)") from None
-    try:
-        ray.init(address=executor, **quiet, **options)
-    except Exception as err:
-        raise ExecutorError(f"cannot connect to the Ray cluster at {executor}: {_one_line(err)}") from None
+    for attempt in (1, 2):
+        try:
+            ray.init(address=executor, **quiet, **options)
+            return True
+        except ConnectionAbortedError as err:  # the head's per-client server did not start: once more
+            ray.shutdown()
+            if attempt == 2:
+                raise ExecutorError(f"cannot connect to the Ray cluster at {executor}: {_one_line(err)}") from None
+        except Exception as err:
+            ray.shutdown()
+            hint = AUTH_HINT if "connection timeout" in str(err) else ""
+            raise ExecutorError(f"cannot connect to the Ray cluster at {executor}: {_one_line(err)}{hint}") from None
     return True
 
 
+# A head with token authentication (Ray's default wherever ~/.ray/auth_token exists) ignores a client
+# without the token, which then only reports a timeout.
+AUTH_HINT = (" (if the cluster uses token authentication, set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN to the "
+             "head's token, printed by `ray get-auth-token` there)")
+
+
 def _one_line(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
+    """``Type: first line``; a message that only announces what follows (``...from server:``) gets the
+    last line too, where the reason is."""
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(err).__name__
+    text = lines[0] + (f" {lines[-1]}" if lines[0].endswith(":") and len(lines) > 1 else "")
+    return f"{type(err).__name__}: {text}"
 
 
 def _portable(err: Exception) -> Exception:

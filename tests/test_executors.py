@@ -1,6 +1,12 @@
-"""Executors: the bench's clips on a local Ray cluster and through a Ray client address give the
-records of the serial run; a worker killed mid-clip costs only that clip's retry; Ray missing or
-out of reach is one clear sentence. Every Ray process started here is stopped afterwards."""
+"""Executors: the bench's clips and the corpus audit on a Ray cluster (a driver connected to it, and
+the CLI through its client address) give the records and tables of the serial run; a worker killed
+mid-clip costs only that clip's retry; Ray missing or out of reach is one clear sentence.
+
+One ``ray start --head`` on 127.0.0.1 with two CPUs (two workers) serves the whole module and is
+stopped afterwards; token authentication is off on it (``RAY_AUTH_MODE=disabled`` in the head's and
+the clients' environments only): Ray 2.60 turns it on for ``ray start --head`` wherever
+``~/.ray/auth_token`` exists (any earlier local ``ray.init()`` writes one), and a client without the
+token then only times out."""
 import json
 import os
 import shutil
@@ -14,6 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import soundfile as sf
 
@@ -23,10 +30,13 @@ from leafx_widgets.bench import runner
 from leafx_widgets.executors import ExecutorError, run_jobs
 
 TEXTS = ["and mister john dashwood had then leisure", "to consider how much there might be"]
-CHEAP = runner.Settings(faith_per_clip=1, max_tokens_per_clip=2, n_inf=2, levels=(0.5,), stab=False, faith_methods=())
 METHODS = ["raa_last", "leafx_no_grad"]
-# a small local cluster: 2 CPUs, the smallest object store Ray takes, no dashboard
-SMALL = {"num_cpus": 2, "object_store_memory": 80 * 2**20}
+CHEAP_ARGS = ["--methods", *METHODS, "--no-stab", "--n-inf", "2", "--max-tokens-per-clip", "2",
+              "--faith-per-clip", "1", "--levels", "0.5"]
+# the CLI's settings for those options, so the serial run and the CLI's run compute the same things
+CHEAP = runner.settings_from_args(runner.build_parser().parse_args(["--manifest", "m.json", *CHEAP_ARGS]))
+OBJECT_STORE = 80 * 2**20  # the smallest object store Ray takes
+CARDS = Path("/usr/share/pocketsphinx/test/data/cards")
 
 
 def _children(pid: int) -> set[int]:
@@ -57,24 +67,6 @@ def no_ray_left_behind():
     while _children(os.getpid()) - before and time.time() < deadline:
         time.sleep(0.2)
     assert not _children(os.getpid()) - before, "processes left running"
-
-
-@pytest.fixture(scope="module")
-def local_cluster():
-    """One Ray cluster on this machine for the module (starting one costs seconds); ``run_jobs``
-    uses a connection that is already up and leaves it up."""
-    import ray
-
-    for attempt in range(3):  # on a loaded machine a Ray node can miss its 30 s start-up deadline
-        try:
-            ray.init(include_dashboard=False, log_to_driver=False, logging_level="warning", **SMALL)
-            break
-        except Exception:
-            ray.shutdown()
-            if attempt == 2:
-                raise
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -162,13 +154,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+TEST_ENV = {"OMP_NUM_THREADS": "1", "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+
+
 def _start_head(temp: str, gcs: int, client: int) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+    repo = str(Path(__file__).resolve().parents[1])  # the workers import this checkout's leafx_widgets
+    path = os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p)
     head = subprocess.Popen(
         ["ray", "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(gcs),
          "--ray-client-server-port", str(client), "--num-cpus", "2", "--include-dashboard", "false",
-         "--object-store-memory", str(SMALL["object_store_memory"]), "--temp-dir", temp],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+         "--object-store-memory", str(OBJECT_STORE), "--temp-dir", temp],
+        env={**os.environ, **TEST_ENV, "PYTHONPATH": path},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 120
     while time.time() < deadline and head.poll() is None:
         try:
@@ -194,41 +191,54 @@ def _stop_head(head: subprocess.Popen) -> None:
     head.wait()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def ray_head():
-    """``ray start --head`` on 127.0.0.1 with two CPUs; its client address; stopped afterwards."""
+    """``ray start --head`` on 127.0.0.1 with two CPUs for the module (starting one costs seconds);
+    its client address ``ray://127.0.0.1:PORT`` and GCS address; stopped afterwards. Ray turns
+    127.0.0.1 into the machine's own address for the cluster's processes, but the client port
+    listens on 127.0.0.1 too."""
     temp = tempfile.mkdtemp(prefix="lfray", dir="/tmp")  # Ray's socket paths must stay under 107 bytes
+    head = None
     try:
-        for attempt in range(3):  # on a loaded machine a Ray node can miss its 30 s start-up deadline
+        for attempt in range(3):  # on a loaded machine a Ray node can miss its start-up deadline
             gcs, client = _free_port(), _free_port()
             head = _start_head(temp, gcs, client)
             if head.poll() is None:
                 break
             _stop_head(head)
         assert head.poll() is None, "ray start --head failed three times"
-        yield f"ray://127.0.0.1:{client}"
-        _stop_head(head)
+        yield {"client": f"ray://127.0.0.1:{client}", "gcs": f"127.0.0.1:{gcs}"}
     finally:
-        if head.poll() is None:
+        if head is not None and head.poll() is None:
             _stop_head(head)
         shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture
+def connected(ray_head, monkeypatch):
+    """This process connected to the module's cluster as a driver: ``executor="ray"`` uses that
+    connection (as in a notebook after ``ray.init(address=...)``) and leaves it up."""
+    import ray
+
+    for key, value in TEST_ENV.items():
+        monkeypatch.setenv(key, value)
+    ray.init(address=ray_head["gcs"], log_to_driver=False, logging_level="warning")
+    yield
+    ray.shutdown()
 
 
 def test_the_cli_on_a_running_cluster_gives_the_serial_records(manifest, serial, ray_head, tmp_path):
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "leafx_widgets.bench.runner", "--manifest", str(manifest), "--out", str(out),
-           "--methods", *METHODS, "--no-stab", "--n-inf", "2", "--max-tokens-per-clip", "2", "--faith-per-clip", "1",
-           "--levels", "0.5", "--quiet", "--executor", ray_head, "--workers", "2"]
+           *CHEAP_ARGS, "--quiet", "--executor", ray_head["client"], "--workers", "2"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore",
-                               # the client server starts a process per client: slow on a loaded machine
-                               "RAY_CLIENT_INITIAL_CONNECTION_TIMEOUT_S": "30", "RAY_AUTH_MODE": "disabled"})
+                          env={**os.environ, **TEST_ENV, "PYTHONWARNINGS": "ignore"})
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     assert _untimed(json.loads((out / "records.json").read_text())) == serial["records.json"]
 
 
-def test_local_ray_cluster_gives_the_serial_records(manifest, serial, local_cluster, tmp_path):
+def test_a_connected_ray_cluster_gives_the_serial_records(manifest, serial, connected, tmp_path):
     logs = []
     result = runner.run_bench(manifest, "tiny.en", METHODS, tmp_path / "out", settings=CHEAP, log=logs.append,
                               executor="ray", workers=2)
@@ -256,7 +266,7 @@ def _kill_first_busy_worker(killed: list, stop: threading.Event):
         time.sleep(0.05)
 
 
-def test_a_worker_killed_mid_clip_costs_only_that_clip(manifest, serial, local_cluster, tmp_path):
+def test_a_worker_killed_mid_clip_costs_only_that_clip(manifest, serial, connected, tmp_path):
     killed, stop = [], threading.Event()
     killer = threading.Thread(target=_kill_first_busy_worker, args=(killed, stop), daemon=True)
     killer.start()
@@ -271,3 +281,79 @@ def test_a_worker_killed_mid_clip_costs_only_that_clip(manifest, serial, local_c
     assert any(line.startswith("a worker was lost") for line in logs)
     assert not result["failed"] and _comparable(result) == {k: serial[k] for k in ("records", "clips")}
     assert len(list((tmp_path / "out" / "cache").glob("*.json"))) == 3
+
+
+def test_the_corpus_audit_gives_the_serial_tables_on_ray(connected, tmp_path):
+    """``leafx-widgets audit`` with the Ray executor writes the local run's tokens.csv byte for byte:
+    stability's seeded noise and a substitution's contrast included."""
+    from leafx_widgets import cli
+
+    data = tmp_path / "data"
+    data.mkdir()
+    clips = []
+    for name, text in [("001.wav", "ten of hearts"), ("003.wav", "seven of clubs")]:  # "hearts": a substitution
+        shutil.copy(CARDS / name, data / name)
+        clips.append({"id": f"cards-{name[:3]}", "file": name, "text": text})
+    (data / "cards.json").write_text(json.dumps(clips))
+    argv = ["audit", "--manifest", str(data / "cards.json"), "--contrast-steps", "2", "--quiet"]
+    assert cli.main([*argv, "--out", str(tmp_path / "local")]) == 0
+    assert cli.main([*argv, "--out", str(tmp_path / "ray"), "--executor", "ray", "--workers", "2"]) == 0
+    local = (tmp_path / "local" / "tokens.csv").read_text()
+    assert (tmp_path / "ray" / "tokens.csv").read_text() == local
+    assert "cards-001" in local and "cards-003" in local and ",substitution," in local and ",hearts," in local
+    for name in ("clips.csv", "deletions.csv"):  # clips.csv without its wall times
+        tables = [pd.read_csv(tmp_path / run / name) for run in ("local", "ray")]
+        assert tables[0].drop(columns="seconds", errors="ignore").equals(tables[1].drop(columns="seconds", errors="ignore"))
+
+
+class _FakeRay:
+    """``ray`` whose client connection fails as told: a list of exceptions (None: connects)."""
+
+    def __init__(self, outcomes):
+        self.outcomes, self.inits, self.shutdowns = list(outcomes), 0, 0
+
+    def is_initialized(self):
+        return False
+
+    def init(self, **kwargs):
+        self.inits += 1
+        outcome = self.outcomes.pop(0)
+        if outcome is not None:
+            raise outcome
+
+    def shutdown(self):
+        self.shutdowns += 1
+
+
+@pytest.fixture
+def listening():
+    """A port something listens on (the client's port check passes), as ``ray://127.0.0.1:PORT``."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        yield f"ray://127.0.0.1:{s.getsockname()[1]}"
+
+
+SERVER_FAILED = ConnectionAbortedError("Initialization failure from server:\nTraceback (most recent call last):\n"
+                                       "  File \"proxier.py\", line 772\nRuntimeError: Starting Ray client server "
+                                       "failed. See ray_client_server_23000.err for detailed logs.")
+
+
+def test_a_client_server_that_fails_to_start_is_tried_once_more_then_named(listening):
+    fake = _FakeRay([SERVER_FAILED, None])
+    assert executors._connect(fake, listening, {}) is True and fake.inits == 2
+    fake = _FakeRay([SERVER_FAILED, SERVER_FAILED])
+    with pytest.raises(ExecutorError) as err:
+        executors._connect(fake, listening, {})
+    assert str(err.value) == (f"cannot connect to the Ray cluster at {listening}: ConnectionAbortedError: "
+                              "Initialization failure from server: RuntimeError: Starting Ray client server failed. "
+                              "See ray_client_server_23000.err for detailed logs.")
+    assert fake.shutdowns == 2
+
+
+def test_a_client_timeout_points_at_token_authentication(listening):
+    fake = _FakeRay([ConnectionError("ray client connection timeout")])
+    with pytest.raises(ExecutorError, match=r"ConnectionError: ray client connection timeout \(if the cluster uses "
+                                            r"token authentication, set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN"):
+        executors._connect(fake, listening, {})
+    assert fake.inits == 1
