@@ -255,7 +255,7 @@ def test_tune_sf_progress_bars(tmp_path, model, speech, capsys):
     assert "clips: 100%" in err and "grid" in err
 
 
-BENCH_CLIS = ["runner", "tune_sf", "diagnose", "speed", "manifests", "widget_speed"]
+BENCH_CLIS = ["runner", "tune_sf", "diagnose", "speed", "manifests", "widget_speed", "executor_speed"]
 HELP_SCRIPT = """
 import contextlib, io, runpy, sys
 for name in sys.argv[1:]:
