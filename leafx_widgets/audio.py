@@ -212,6 +212,9 @@ def _check_header(src: _Source, max_duration_s: float | None) -> None:
         raise AudioError(f"{name} holds no samples")
     duration = frames / src.rate
     if duration < MIN_DURATION_S:
+        if src.present is not None and src.present < src.frames:  # say why: a cut-off download, a crashed writer
+            raise AudioError(f"{name} is truncated: its header promises {src.frames / src.rate:.2f} s but only "
+                             f"{duration * 1000:.0f} ms are there, under the {MIN_DURATION_S * 1000:.0f} ms needed")
         raise AudioError(f"{name} lasts {duration * 1000:.0f} ms; at least {MIN_DURATION_S * 1000:.0f} ms are needed")
     if max_duration_s is None:
         return

@@ -83,6 +83,12 @@ def test_truncated_wav_is_refused_with_what_is_missing(tmp_path):
     assert "allow_truncated=True" in message
 
 
+def test_wav_cut_to_almost_nothing_is_called_truncated(tmp_path):
+    """Cut after 60 ms: too short to explain, and the reason is the cut, not the recording."""
+    message = refused(truncated_wav(tmp_path, keep_s=0.06))
+    assert "truncated" in message and "2.78 s" in message and "60 ms are there" in message
+
+
 def test_truncated_wav_is_read_with_a_warning_when_asked(tmp_path):
     with pytest.warns(UserWarning, match=r"2\.33 s missing.*using the 0\.45 s"):
         audio = load_audio(truncated_wav(tmp_path), allow_truncated=True)

@@ -124,3 +124,8 @@ def test_contrast_bad_input(cards_ex):
         cards_ex.contrast(2, foil="hearts", steps=0)
     with pytest.raises(IndexError, match="out of range"):
         cards_ex.contrast(99, foil="hearts")
+    # the word itself (as written, or as target=) would give delta 0 and a map of rounding noise
+    with pytest.raises(ValueError, match="the foil 'clubs' is the word itself"):
+        cards_ex.contrast(2, foil=" clubs. ", steps=1)
+    with pytest.raises(ValueError, match="the foil 'hearts' is the word itself"):
+        cards_ex.contrast(2, foil="hearts", target="hearts.", steps=1)

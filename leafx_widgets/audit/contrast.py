@@ -57,7 +57,9 @@ class Contrast:
         return float(self.map[(t + self.frame_s > start_s) & (t < end_s)].sum())
 
 
-def _strip(word: str) -> str:
+def bare_word(word: str) -> str:
+    """``word`` without surrounding spaces, punctuation and curly quotes (``" clubs." -> "clubs"``): the
+    form in which a target and a foil are forced and compared (the widget keys its contrasts by it)."""
     return word.strip().strip(string.punctuation + "\u201c\u201d\u2018\u2019 ")
 
 
@@ -66,7 +68,7 @@ def contrast(ex, token: int, foil: str, *, target: str | None = None, steps: int
     from ..models.base import INPUT_GRADIENTS
 
     tok = ex._check_token(token)
-    if not isinstance(foil, str) or not _strip(foil):
+    if not isinstance(foil, str) or not bare_word(foil):
         raise ValueError(f"foil must be a word (a non-empty string), got {foil!r}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a whole number >= 1, got {steps!r}")
@@ -76,13 +78,16 @@ def contrast(ex, token: int, foil: str, *, target: str | None = None, steps: int
     if INPUT_GRADIENTS not in adapter.supports:
         raise ValueError(f"contrast needs gradients through the input, which {ex.model_name!r} does not offer")
     word = ex.words[tok.word]
-    target = _strip(target if target is not None else word.text)
+    target = bare_word(target if target is not None else word.text)
     if not target:
         raise ValueError(f"token {token} belongs to {word.text!r}, which has no letters to contrast; "
                          "pick a token of a word, or pass target=")
+    foil = bare_word(foil)
+    if foil == target:  # delta would be 0 everywhere: a map with nothing to say
+        raise ValueError(f"the foil {foil!r} is the word itself; contrast {target!r} with another word")
     window = ex.windows[tok.window]
     prefix = list(window.ids[: window.position(word.tokens[0])])
-    target_ids, foil_ids = adapter.encode_text(target), adapter.encode_text(_strip(foil))
+    target_ids, foil_ids = adapter.encode_text(target), adapter.encode_text(foil)
     feats = window.features
     with torch.no_grad():
         clip = window.encoded.detach()
@@ -102,5 +107,5 @@ def contrast(ex, token: int, foil: str, *, target: str | None = None, steps: int
     frames = attr[: window.n_valid].detach().cpu().numpy()
     with torch.no_grad():
         clean, silent = float(delta(clip)), float(delta(silence))
-    return Contrast(token=tok.index, target=target, foil=_strip(foil), delta=clean,
+    return Contrast(token=tok.index, target=target, foil=foil, delta=clean,
                     delta_silence=silent, map=frames.astype(np.float32), start_frame=tok.start_frame, frame_s=ex.frame_s)

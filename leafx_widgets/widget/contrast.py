@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..audit.contrast import _strip as bare_word  # the engine's own rule: "clubs." -> "clubs"
+from ..audit.contrast import bare_word  # the engine's own rule: "clubs." -> "clubs"
 from ..models.base import INPUT_GRADIENTS
 from . import protocol
 from .layers import _model_supports

@@ -34,7 +34,7 @@ def lab_page(lab, browser, workdir):
     write_notebook(root / "contrast.ipynb", CELLS)
     page, console = new_page(browser)
     try:
-        open_and_run_all(page, f"{base}/lab/tree/contrast.ipynb")
+        open_and_run_all(page, f"{base}/lab/workspaces/leafx-contrast/tree/contrast.ipynb")  # its own tabs
         page.wait_for_function("() => document.querySelector('.leafx-root[data-ready]')", timeout=120_000)
     except Exception:
         dump_failure(page, console, workdir, "/tmp/leafx-contrast-e2e-failure.png")
