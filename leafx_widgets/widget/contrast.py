@@ -4,9 +4,9 @@ Asked for by the page (``{type: "contrast", token, foil}``), computed on the wor
 (``ex.contrast(token, foil)``, ``audit/contrast.py``: 16 Integrated-Gradients steps of two decoder
 passes each): a job in the map lane, so the selected token's comes first, identical requests are
 merged, a request for a token the page has left is dropped (or stopped at its next model layer) and
-the page's cancel control stops it. Results are kept here per key (``contrast_key``), so a token seen
-again, another view and ``save_html`` need no recomputation. Requests are checked before they queue:
-an empty foil, a foil that is the word itself, a token out of range or a model that cannot force a
+the page's cancel control stops it (``lazy.Lane``). Results are kept here per key (``contrast_key``),
+so a token seen again, another view and ``save_html`` need no recomputation. Requests are checked before
+they queue: an empty foil, a foil that is the word itself, a token out of range or a model that cannot force a
 transcript through its decoder with gradients get an "error" reply at once.
 """
 
@@ -21,7 +21,8 @@ from ..audit.contrast import bare_word  # the engine's own rule: "clubs." -> "cl
 from ..models.base import INPUT_GRADIENTS
 from . import protocol
 from .layers import _model_supports
-from .worker import DESELECTED, Cancelled, Job, Worker
+from .lazy import Lane
+from .worker import Job, Worker
 
 MAX_FOIL_CHARS = 64  # a word or a short phrase; longer input is a paste gone wrong
 
@@ -50,14 +51,12 @@ def reply_fields(c) -> dict:
             "dtype": "float32"}
 
 
-class Contrasts:
-    """``send(reply)`` posts one (content, buffers) reply; ``background=False`` computes inside the
-    message handler (tests)."""
+class Contrasts(Lane):
+    """The contrast lane's results, by ``contrast_key`` (``lazy.Lane``)."""
 
     def __init__(self, explanation, worker: Worker, send: Callable[[protocol.Reply], None], background: bool):
-        self.explanation, self.worker, self.send, self.background = explanation, worker, send, background
+        super().__init__(explanation, worker, send, background)
         self.supported = supported(explanation)
-        self._results: dict = {}  # contrast_key -> audit.contrast.Contrast
 
     # ---- checking and computing -------------------------------------------------------------
     def check(self, token, foil) -> tuple[int, str]:
@@ -91,13 +90,7 @@ class Contrasts:
     def run_now(self, token: int, foil: str):
         """``compute`` on the worker, waited for (the Python API and ``save_html``)."""
         token, foil = self.check(token, foil)
-        if not self.background:
-            return self.compute(token, foil)
-        return self.worker.run_now(lambda: self.compute(token, foil))
-
-    def computed(self) -> dict:
-        """Every contrast computed so far, by ``contrast_key``."""
-        return dict(self._results)
+        return self.wait(lambda: self.compute(token, foil))
 
     # ---- requests from the page ----------------------------------------------------------------
     def request(self, req_id, key, token, foil, selection: int) -> None:
@@ -106,41 +99,12 @@ class Contrasts:
         job = Job("map", self._run, key=("contrast", own), token=token, selection=selection)
         job.state["foil"] = foil
         job.requesters[req_id] = key if key is not None else own
-        if not self.background:
-            self._run(job)
-            return
-        # map work asked for another selection is dropped, and its requesters told
-        for reply in protocol.cancelled_replies(self.worker.select(selection), DESELECTED):
-            self.send(reply)
-        w = self.worker
-        with w.cond:
-            cached = own in self._results
-            if not cached:
-                w.submit_or_join(job)
-        if cached:
-            self._run(job)  # answered at once, not queued behind slow work
+        self.submit(job, own)
 
-    def _run(self, job: Job) -> bool:
-        result = error = None
-        try:
-            result = self.compute(job.token, job.state["foil"])
-        except Cancelled:
-            pass
-        except Exception as exc:
-            error = exc
-        with self.worker.cond:
-            job.done = True
-            requesters = dict(job.requesters)
-        groups = protocol.by_key(requesters).items()
-        if error is not None:
-            for key, ids in groups:
-                self.send(protocol.error_reply(ids[0], key, error, ids))
-        elif result is None:
-            for reply in protocol.cancelled_replies(requesters, job.reason):
-                self.send(reply)
-        else:
-            arr = np.ascontiguousarray(result.map, dtype=np.float32)
-            for key, ids in groups:
-                self.send(({"type": "contrast", "id": ids[0], "ids": ids, "key": key, **reply_fields(result)},
-                           [memoryview(arr).cast("B")]))
-        return False
+    def compute_job(self, job: Job):
+        return self.compute(job.token, job.state["foil"])
+
+    def reply(self, job: Job, result, key: str, ids: list) -> protocol.Reply:
+        arr = np.ascontiguousarray(result.map, dtype=np.float32)
+        return ({"type": "contrast", "id": ids[0], "ids": ids, "key": key, **reply_fields(result)},
+                [memoryview(arr).cast("B")])

@@ -3,8 +3,8 @@
 Asked for by the page (``{type: "lens"}``, ``{type: "patching"}``), computed on the worker like the
 maps: a job in the map lane, so the selected token's comes first, newest first, identical requests
 are merged, a request for a token the page has left is dropped (or stopped at its next model layer)
-and the page's cancel control stops it. Results are kept here per key (``layers_key``), as the
-JSON the page draws, so a token seen again, another view and ``save_html`` need no recomputation.
+and the page's cancel control stops it (``lazy.Lane``). Results are kept here per key (``layers_key``),
+as the JSON the page draws, so a token seen again, another view and ``save_html`` need no recomputation.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from typing import Any
 
 from ..patching import DEFAULT_SPANS
 from . import protocol
-from .worker import DESELECTED, Cancelled, Job, Worker
+from .lazy import Lane
+from .worker import Job, Worker
 
 LENS, PATCHING = "lens", "patching"
 CORRUPTIONS = ("noise", "silence")  # what the pane offers as the corrupted input
@@ -68,14 +69,12 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
-class Layers:
-    """``send(reply)`` posts one (content, buffers) reply; ``background=False`` computes inside the
-    message handler (tests)."""
+class Layers(Lane):
+    """The layers pane's results, by ``layers_key``, as the JSON the page draws (``lazy.Lane``)."""
 
     def __init__(self, explanation, worker: Worker, send: Callable[[protocol.Reply], None], background: bool):
-        self.explanation, self.worker, self.send, self.background = explanation, worker, send, background
+        super().__init__(explanation, worker, send, background)
         self.supports = capabilities(explanation)
-        self._results: dict[str, dict] = {}  # layers_key -> the JSON the page draws
 
     # ---- computing ------------------------------------------------------------------------
     def check(self, kind: str, corrupt: str | None = None) -> str | None:
@@ -104,13 +103,7 @@ class Layers:
         n = len(self.explanation.tokens)
         token = protocol.token_index(token, n, "token")
         corrupt = self.check(kind, corrupt)
-        if not self.background:
-            return self.compute(kind, token, corrupt)
-        return self.worker.run_now(lambda: self.compute(kind, token, corrupt))
-
-    def computed(self) -> dict[str, dict]:
-        """Every result computed so far, by ``layers_key``."""
-        return dict(self._results)
+        return self.wait(lambda: self.compute(kind, token, corrupt))
 
     # ---- requests from the page ------------------------------------------------------------
     def request(self, kind: str, req_id, key, token: int, corrupt: str | None, selection: int) -> None:
@@ -119,43 +112,12 @@ class Layers:
         job = Job("map", self._run, key=("layers", own), token=token, selection=selection)
         job.state.update(kind=kind, corrupt=corrupt)
         job.requesters[req_id] = key if key is not None else own
-        if not self.background:
-            self._run(job)
-            return
-        # map or layers work asked for another selection is dropped, and its requesters told
-        self.send_all(protocol.cancelled_replies(self.worker.select(selection), DESELECTED))
-        w = self.worker
-        with w.cond:
-            cached = own in self._results
-            if not cached:
-                w.submit_or_join(job)
-        if cached:
-            self._run(job)  # answered at once, not queued behind slow work
+        self.submit(job, own)
 
-    def _run(self, job: Job) -> bool:
-        kind, corrupt, token = job.state["kind"], job.state["corrupt"], job.token
-        result = error = None
-        try:
-            result = self.compute(kind, token, corrupt)
-        except Cancelled:
-            pass
-        except Exception as exc:
-            error = exc
-        with self.worker.cond:
-            job.done = True
-            requesters = dict(job.requesters)
-        groups = protocol.by_key(requesters).items()
-        if error is not None:
-            for key, ids in groups:
-                self.send(protocol.error_reply(ids[0], key, error, ids))
-        elif result is None:
-            self.send_all(protocol.cancelled_replies(requesters, job.reason))
-        else:
-            for key, ids in groups:
-                self.send(({"type": kind, "id": ids[0], "ids": ids, "key": key, "token": token,
-                            "corrupt": corrupt, kind: result}, []))
-        return False
+    def compute_job(self, job: Job) -> dict:
+        return self.compute(job.state["kind"], job.token, job.state["corrupt"])
 
-    def send_all(self, replies) -> None:
-        for reply in replies:
-            self.send(reply)
+    def reply(self, job: Job, result: dict, key: str, ids: list) -> protocol.Reply:
+        kind = job.state["kind"]
+        return ({"type": kind, "id": ids[0], "ids": ids, "key": key, "token": job.token,
+                 "corrupt": job.state["corrupt"], kind: result}, [])

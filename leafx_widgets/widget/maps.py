@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import _codecs
 from . import protocol
+from .lazy import attempt, close, send_failure
 from .worker import BY_USER, DESELECTED, Cancelled, Job, Worker
 
 OVERVIEW_MAX_BINS = 2000
@@ -84,8 +85,7 @@ class Maps:
         self._tell_cancelled(self.worker.cancel(ids), BY_USER)
 
     def _tell_cancelled(self, requesters: Mapping, reason: str) -> None:
-        for reply in protocol.cancelled_replies(requesters, reason):
-            self.send(reply)
+        send_failure(self.send, requesters, None, reason)
 
     def _run_map_job(self, job: Job) -> bool:
         token, method, params = job.token, job.state["method"], job.state["params"]
@@ -94,22 +94,11 @@ class Maps:
         if slow and job.key not in self._computed:
             self._send_progress(job, okey)
         t0 = time.perf_counter()
-        arr = error = None
-        try:
-            arr = self.compute(token, method, params)
-        except Cancelled:
-            pass
-        except Exception as exc:
-            error = exc
+        arr, error = attempt(lambda: self.compute(token, method, params))
         elapsed = time.perf_counter() - t0
-        with self.worker.cond:
-            job.done = True  # from here on, identical requests are served from the cache
-            requesters = dict(job.requesters)
-        if error is not None:
-            for key, ids in protocol.by_key(requesters).items():
-                self.send(protocol.error_reply(ids[0], key, error, ids))
-        elif arr is None:
-            self._tell_cancelled(requesters, job.reason)
+        requesters = close(self.worker, job)
+        if error is not None or arr is None:
+            send_failure(self.send, requesters, error, job.reason)
         else:
             if slow and elapsed > SLOW_NOTE_MIN_S:
                 self._expected_s[okey] = elapsed
