@@ -1,87 +1,30 @@
 // The layers pane's data: logit lens and patching results asked for by key, cached, and the small
 // pure helpers that turn them into what the pane draws (no DOM here; tested in js/test).
+import { RequestStore } from "./requeststore.js";
 
 /** "{token}|lens" or "{token}|patching|{corrupt}": layers_key in leafx_widgets/widget/layers.py. */
 export function layersKey(kind, token, corrupt) {
   return kind === "lens" ? `${token}|lens` : `${token}|patching|${corrupt}`;
 }
 
-/** A request the kernel dropped or stopped (the user moved on, cancelled, or the widget closed). */
-export class LayersCancelled extends Error {
-  constructor(reason) {
-    super(`cancelled (${reason})`);
-    this.cancelled = true;
-    this.reason = reason;
-  }
-}
-
-export class LayerStore {
-  /** send(content) posts a request to the kernel. */
-  constructor(send) {
-    this.send = send;
-    this.cache = new Map(); // key -> result JSON
-    this.pending = new Map(); // key -> {id, kind, token, promise, resolve, reject, since}
-    this.byId = new Map();
-    this.prefix = `L${Math.random().toString(36).slice(2, 8)}`;
-    this.counter = 0;
-  }
+export class LayerStore extends RequestStore {
+  /** send(content) posts a request to the kernel. The cache: key -> result JSON. */
+  constructor(send) { super(send, "L"); }
 
   get(kind, token, corrupt) { return this.cache.get(layersKey(kind, token, corrupt)); }
   pendingOf(kind, token, corrupt) { return this.pending.get(layersKey(kind, token, corrupt)); }
 
   /** Promise of the result JSON; one request per key in flight. */
   request(kind, token, corrupt) {
-    const key = layersKey(kind, token, corrupt);
-    const hit = this.cache.get(key);
-    if (hit) return Promise.resolve(hit);
-    const inflight = this.pending.get(key);
-    if (inflight) return inflight.promise;
-    const id = `${this.prefix}-${++this.counter}`;
-    let resolve, reject;
-    const promise = new Promise((res, rej) => { resolve = res; reject = rej; });
-    const entry = { id, key, kind, token, promise, resolve, reject, since: Date.now() };
-    this.pending.set(key, entry);
-    this.byId.set(id, entry);
-    const msg = { type: kind, id, key, token, selected: token };
-    if (kind === "patching") msg.corrupt = corrupt;
-    this.send(msg);
-    return promise;
+    const fields = kind === "patching" ? { token, selected: token, corrupt } : { token, selected: token };
+    return this._ask(layersKey(kind, token, corrupt), kind, fields, { kind, token, since: Date.now() });
   }
 
-  /** Asks the kernel to stop every pending request (the pane was closed); the replies reject them. */
-  cancel() {
-    const ids = [...this.byId.keys()];
-    if (ids.length) this.send({ type: "cancel", ids });
-    return ids.length;
-  }
-
-  _entry(msg) {
-    for (const id of [msg.id, ...(msg.ids ?? [])]) {
-      const e = this.byId.get(id);
-      if (e) return e;
-    }
-    return null;
-  }
-
-  /** Handles a kernel reply; true when it was a layers reply (results of other views fill the cache). */
-  receive(msg) {
-    const ours = msg.type === "lens" || msg.type === "patching";
-    const entry = this._entry(msg);
-    if (!ours && !(entry && (msg.type === "error" || msg.type === "cancelled"))) return false;
-    if (ours) {
-      const value = msg[msg.type];
-      this.cache.set(layersKey(msg.type, msg.token, msg.corrupt), value);
-      entry?.resolve(value);
-    } else if (msg.type === "error") {
-      entry.reject(new Error(msg.message));
-    } else {
-      entry.reject(new LayersCancelled(msg.reason));
-    }
-    if (entry) {
-      this.pending.delete(entry.key);
-      this.byId.delete(entry.id);
-    }
-    return true;
+  /** Lens and patching replies (results of other views fill the cache too). */
+  _result(msg) {
+    if (msg.type !== "lens" && msg.type !== "patching") return null;
+    const value = msg[msg.type];
+    return [layersKey(msg.type, msg.token, msg.corrupt), value, value];
   }
 }
 

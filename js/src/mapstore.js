@@ -1,5 +1,8 @@
 // Attribution maps on demand: request ids, a cache by key, busy state and progress (no DOM here).
 import { typedArray } from "./codecs.js";
+import { RequestStore } from "./requeststore.js";
+
+export { CancelledError } from "./requeststore.js";
 
 /** Cache key of one map, "token|method|p1=v1|p2=v2" over the parameters that `method` declares,
  * sorted by name: map_key in leafx_widgets/widget/protocol.py builds the same string (the format is
@@ -10,43 +13,33 @@ export function mapKey(token, method, params, methods) {
 }
 
 /**
- * Per pixel column of `axis`, the largest map value over the frames that the column
- * touches. map covers global frames [startFrame, startFrame + map.length), `frameS` each.
+ * Per pixel column of `axis`, the map value of the frames the column touches that `better(v, m)` prefers
+ * over the best so far (from 0; 0 where the column touches no frame). map covers global frames
+ * [startFrame, startFrame + map.length), `frameS` each.
  */
-export function pixelMax(map, startFrame, frameS, axis, out = new Float32Array(Math.ceil(axis.width))) {
+export function pixelPick(map, startFrame, frameS, axis, out, better) {
   out.fill(0);
   const n = map.length;
   for (let p = 0; p < out.length; p++) {
     const a = Math.floor(axis.xToTime(p) / frameS + 1e-9) - startFrame;
     const b = Math.ceil(axis.xToTime(p + 1) / frameS - 1e-9) - startFrame;
     let m = 0;
-    for (let f = Math.max(a, 0); f < Math.min(b, n); f++) if (map[f] > m) m = map[f];
+    for (let f = Math.max(a, 0); f < Math.min(b, n); f++) if (better(map[f], m)) m = map[f];
     out[p] = m;
   }
   return out;
 }
 
-/** A request the kernel dropped or stopped: the user moved on ("deselected"), pressed cancel ("user"),
- * or the widget closed ("closed"). Not an error to show. */
-export class CancelledError extends Error {
-  constructor(reason) {
-    super(reason === "user" ? "cancelled" : `cancelled (${reason})`);
-    this.name = "CancelledError";
-    this.cancelled = true;
-    this.reason = reason;
-  }
+/** Per pixel column of `axis`, the largest map value over the frames that the column touches. */
+export function pixelMax(map, startFrame, frameS, axis, out = new Float32Array(Math.ceil(axis.width))) {
+  return pixelPick(map, startFrame, frameS, axis, out, (v, m) => v > m);
 }
 
-export class MapStore {
+export class MapStore extends RequestStore {
   /** send(content) posts a request to the kernel; methods is meta.methods by name. */
   constructor(send, methods) {
-    this.send = send;
-    this.methods = methods;
-    this.cache = new Map(); // key -> {map, startFrame, ms}
-    this.pending = new Map(); // key -> {id, promise, resolve, reject, t0}
-    this.byId = new Map();
-    this.prefix = Math.random().toString(36).slice(2, 8);
-    this.counter = 0;
+    super(send);
+    this.methods = methods; // the cache: key -> {map, startFrame, ms}; pending entries carry t0
     this.listeners = new Set();
   }
   get busy() { return this.pending.size > 0; }
@@ -55,6 +48,7 @@ export class MapStore {
   running() { return [...this.pending.values()].filter((e) => e.running); }
   onChange(fn) { this.listeners.add(fn); return () => this.listeners.delete(fn); }
   _emit() { for (const fn of this.listeners) fn(this); }
+  _changed() { this._emit(); }
 
   key(token, method, params) { return mapKey(token, method, params, this.methods); }
   get(token, method, params) { return this.cache.get(this.key(token, method, params)); }
@@ -63,68 +57,36 @@ export class MapStore {
    * token the view shows (a prefetch of a neighbour passes the selected token): the kernel
    * drops requests made for a selection the user has left. */
   request(token, method, params, { selected = token } = {}) {
-    const key = this.key(token, method, params);
-    const hit = this.cache.get(key);
-    if (hit) return Promise.resolve({ ...hit, cached: true });
-    const inflight = this.pending.get(key);
-    if (inflight) return inflight.promise;
-    const id = `${this.prefix}-${++this.counter}`;
     const own = {};
     for (const k of Object.keys(this.methods[method]?.params ?? {})) own[k] = params[k];
-    let resolve, reject;
-    const promise = new Promise((res, rej) => { resolve = res; reject = rej; });
-    const entry = { id, key, promise, resolve, reject, t0: performance.now() };
-    this.pending.set(key, entry);
-    this.byId.set(id, entry);
-    this.send({ type: "map", id, key, token, method, params: own, selected });
-    this._emit();
-    return promise;
+    return this._ask(this.key(token, method, params), "map", { token, method, params: own, selected },
+      { t0: performance.now() });
   }
 
-  /** Asks the kernel to stop this view's pending requests; each is rejected with a
-   * CancelledError when the kernel confirms. Returns how many were pending. */
-  cancel() {
-    const ids = [...this.byId.keys()];
-    if (ids.length) this.send({ type: "cancel", ids });
-    return ids.length;
-  }
+  _hit(value) { return { ...value, cached: true }; }
 
   /** The pending entry a reply answers: any of its ids (merged requests), else its key. */
   _entry(msg) {
-    for (const id of [msg.id, ...(msg.ids ?? [])]) {
-      const e = this.byId.get(id);
-      if (e) return e;
-    }
-    return this.pending.get(msg.key);
+    return super._entry(msg) ?? this.pending.get(msg.key);
   }
 
-  /** Handles a kernel reply; replies to other views' requests still fill the cache. */
+  /** Handles a kernel reply (map, progress, error, cancelled); replies to other views' requests
+   * still fill the cache. */
   receive(msg, buffers) {
+    if (msg.type !== "progress") return super.receive(msg, buffers);
     const entry = this._entry(msg);
-    if (msg.type === "progress") {
-      if (entry) {
-        entry.running = { note: msg.note, since: performance.now(), expectedS: msg.expected_s ?? null };
-        this._emit();
-      }
-      return;
-    }
-    if (msg.type === "map") {
-      const map = typedArray(msg.dtype ?? "float32", buffers[0]);
-      const ms = entry ? performance.now() - entry.t0 : null;
-      const value = { map, startFrame: msg.start_frame, ms };
-      this.cache.set(msg.key, value);
-      if (entry) entry.resolve({ ...value, cached: false });
-    } else if (msg.type === "error" && entry) {
-      entry.reject(new Error(msg.message));
-    } else if (msg.type === "cancelled" && entry) {
-      entry.reject(new CancelledError(msg.reason));
-    } else {
-      return;
-    }
     if (entry) {
-      this.pending.delete(entry.key);
-      this.byId.delete(entry.id);
+      entry.running = { note: msg.note, since: performance.now(), expectedS: msg.expected_s ?? null };
+      this._emit();
     }
-    this._emit();
+    return true;
+  }
+
+  _result(msg, buffers, entry) {
+    if (msg.type !== "map") return null;
+    const map = typedArray(msg.dtype ?? "float32", buffers[0]);
+    const ms = entry ? performance.now() - entry.t0 : null;
+    const value = { map, startFrame: msg.start_frame, ms };
+    return [msg.key, value, { ...value, cached: false }];
   }
 }
