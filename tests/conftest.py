@@ -1,4 +1,5 @@
-"""Shared fixtures: the bundled tiny.en model and real LibriVox speech (Debian pocketsphinx-testdata)."""
+"""Shared fixtures: the bundled tiny.en model, real LibriVox speech (Debian pocketsphinx-testdata) and a
+widget on a test module's stand-in Explanation."""
 from __future__ import annotations
 
 import glob
@@ -23,6 +24,19 @@ def sample_explanation(model):
     import leafx_widgets as lw
 
     return lw.explain(model, lw.sample_path())
+
+
+@pytest.fixture
+def w(fake):
+    """A widget on the test module's ``fake`` (tests/widget_fakes.py), its first work done; closed after."""
+    from widget_fakes import METHODS
+
+    from leafx_widgets.widget import LeafXWidget
+
+    widget = LeafXWidget(fake, methods=METHODS)
+    widget.wait_idle()
+    yield widget
+    widget.close()
 
 
 @pytest.fixture(scope="session")

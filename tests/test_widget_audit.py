@@ -7,39 +7,15 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 
 import numpy as np
 import pytest
-from widget_fakes import METHODS, FakeExplanation
+from widget_fakes import METHODS, FakeExplanation, Recorder
 
 from leafx_widgets.widget import LeafXWidget
 from leafx_widgets.widget.audit import audit_rows
 from leafx_widgets.widget.worker import Cancelled
-
-
-class Recorder:
-    """What the widget sends, in order (from the kernel thread and the worker), with a wait."""
-
-    def __init__(self, widget):
-        self.sent = []
-        self.cond = threading.Condition()
-
-        def send(content, buffers=None):
-            with self.cond:
-                self.sent.append(content)
-                self.cond.notify_all()
-
-        widget.send = send
-
-    def of(self, kind, **match):
-        with self.cond:
-            return [c for c in self.sent if c["type"] == kind and all(c.get(k) == v for k, v in match.items())]
-
-    def wait_for(self, test, timeout=30.0):
-        with self.cond:
-            assert self.cond.wait_for(lambda: test(self), timeout), f"not sent within {timeout} s"
 
 
 def ready(rec):
@@ -47,16 +23,8 @@ def ready(rec):
 
 
 @pytest.fixture
-def fake():
+def fake():  # ``w``, a widget on it: tests/conftest.py
     return FakeExplanation(words=tuple(f"w{i}" for i in range(12)))
-
-
-@pytest.fixture
-def w(fake):
-    widget = LeafXWidget(fake, methods=METHODS)
-    widget.wait_idle()
-    yield widget
-    widget.close()
 
 
 def ask(widget):

@@ -10,60 +10,19 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 
 import numpy as np
 import pytest
-from widget_fakes import METHODS, FakeExplanation
+from widget_fakes import METHODS, FakeExplanation, Recorder, hold, page_request, wait_for
 
-from leafx_widgets.widget import LeafXWidget, _call_job
+from leafx_widgets.widget import LeafXWidget
 from leafx_widgets.widget.contrast import contrast_key
 
 
-class Recorder:
-    """What the widget sends, with its binary buffers (replies come from the worker thread)."""
-
-    def __init__(self, widget):
-        self.sent = []
-        widget.send = lambda content, buffers=None: self.sent.append((content, buffers))
-
-    def of(self, kind):
-        return [c for c, _ in list(self.sent) if c["type"] == kind]
-
-    def map_of(self, reply):
-        (buf,) = next(b for c, b in list(self.sent) if c is reply)
-        return np.frombuffer(bytes(buf), dtype=reply["dtype"])
-
-    def answered(self):
-        """request id -> the kinds of reply that named it."""
-        out = {}
-        for c, _ in list(self.sent):
-            if c["type"] in ("contrast", "map", "cancelled", "error"):
-                for i in c.get("ids", [c.get("id")]):
-                    out.setdefault(i, []).append(c["type"])
-        return out
-
-
-def wait_for(predicate, timeout=10.0):
-    t0 = time.perf_counter()
-    while not predicate():
-        if time.perf_counter() - t0 > timeout:
-            raise AssertionError("timed out")
-        time.sleep(0.002)
-
-
 @pytest.fixture
-def fake():
+def fake():  # ``w``, a widget on it: tests/conftest.py
     return FakeExplanation(words=tuple(f"w{i}" for i in range(8)), slow_s=0.3, layers=True)
-
-
-@pytest.fixture
-def w(fake):
-    widget = LeafXWidget(fake, methods=METHODS)
-    widget.wait_idle()
-    yield widget
-    widget.close()
 
 
 _n = iter(range(10**9))
@@ -71,18 +30,7 @@ _n = iter(range(10**9))
 
 def ask(w, token, foil, selected=None, **extra):
     content = {"type": "contrast", "id": f"c-{token}-{next(_n)}", "token": token, "foil": foil, **extra}
-    if selected is not None:
-        content["selected"] = selected
-    w._on_custom_msg(w, content, [])
-    return content["id"]
-
-
-def hold(w):
-    """Keeps the worker busy until the returned event is set."""
-    gate = threading.Event()
-    w._worker.submit(_call_job(lambda: gate.wait(20)))
-    wait_for(lambda: w._worker.running is not None)
-    return gate
+    return page_request(w, content, selected)
 
 
 def contrasts(fake):

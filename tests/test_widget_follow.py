@@ -6,73 +6,24 @@ cancellation is in tests/test_widget_load.py."""
 
 from __future__ import annotations
 
-import threading
 import time
 
 import numpy as np
 import pytest
-from widget_fakes import METHODS, FakeExplanation
+from widget_fakes import METHODS, FakeExplanation, Recorder, hold, page_request, wait_for
 
-from leafx_widgets.widget import LeafXWidget, _call_job
-
-
-class Recorder:
-    """What the widget sends, with the time it was sent (replies come from the worker thread)."""
-
-    def __init__(self, widget):
-        self.sent = []
-        widget.send = lambda content, buffers=None: self.sent.append((content, buffers or [], time.perf_counter()))
-
-    def of(self, kind, **match):
-        return [(c, b) for c, b, _ in list(self.sent)
-                if c["type"] == kind and all(c.get(k) == v for k, v in match.items())]
-
-    def answered(self):
-        """request id -> the kinds of reply that named it."""
-        out = {}
-        for c, _, _ in list(self.sent):
-            if c["type"] in ("map", "cancelled", "error"):
-                for i in c.get("ids", [c.get("id")]):
-                    out.setdefault(i, []).append(c["type"])
-        return out
-
-
-def wait_for(predicate, timeout=10.0):
-    t0 = time.perf_counter()
-    while not predicate():
-        if time.perf_counter() - t0 > timeout:
-            raise AssertionError("timed out")
-        time.sleep(0.002)
+from leafx_widgets.widget import LeafXWidget
 
 
 @pytest.fixture
-def fake():
+def fake():  # ``w``, a widget on it: tests/conftest.py
     return FakeExplanation(words=tuple(f"w{i}" for i in range(12)), slow_s=0.5)
-
-
-@pytest.fixture
-def w(fake):
-    widget = LeafXWidget(fake, methods=METHODS)
-    widget.wait_idle()
-    yield widget
-    widget.close()
 
 
 def ask(w, token, method="steps", selected=None, id=None, **extra):
     content = {"type": "map", "id": id or f"{token}-{method}-{time.perf_counter_ns()}",
                "key": f"{token}|{method}|", "token": token, "method": method, "params": {}, **extra}
-    if selected is not None:
-        content["selected"] = selected
-    w._on_custom_msg(w, content, [])
-    return content["id"]
-
-
-def hold(w):
-    """Keeps the worker busy until the returned event is set (a Python call waiting)."""
-    gate = threading.Event()
-    w._worker.submit(_call_job(lambda: gate.wait(20)))
-    wait_for(lambda: w._worker.running is not None)
-    return gate
+    return page_request(w, content, selected)
 
 
 def test_the_selected_tokens_newest_request_goes_first(w, fake):
@@ -85,18 +36,18 @@ def test_the_selected_tokens_newest_request_goes_first(w, fake):
     ask(w, 5, "causal", selected=5)  # the compare variant, asked last
     gate.set()
     w.wait_idle()
-    order = [(c["token"], c["method"]) for c, _ in rec.of("map")]
+    order = [(c["token"], c["method"]) for c in rec.of("map")]
     assert order == [(5, "causal"), (5, "grad"), (6, "base"), (4, "base")]
-    first_row = next(i for i, (c, _, _) in enumerate(rec.sent) if c["type"] == "overview")
-    assert first_row > max(i for i, (c, _, _) in enumerate(rec.sent) if c["type"] == "map"), "maps before overview rows"
+    first_row = next(i for i, c in enumerate(rec.sent) if c["type"] == "overview")
+    assert first_row > max(i for i, c in enumerate(rec.sent) if c["type"] == "map"), "maps before overview rows"
 
 
 def test_requests_for_a_selection_the_user_left_are_dropped_and_the_page_told(w, fake):
     rec = Recorder(w)
     gate = hold(w)
     ids = [ask(w, k, "grad", selected=k) for k in range(6)]  # clicking through six tokens
-    assert [c["ids"] for c, _ in rec.of("cancelled")] == [[i] for i in ids[:5]], "told at once, before any start"
-    assert {c["reason"] for c, _ in rec.of("cancelled")} == {"deselected"}
+    assert [c["ids"] for c in rec.of("cancelled")] == [[i] for i in ids[:5]], "told at once, before any start"
+    assert {c["reason"] for c in rec.of("cancelled")} == {"deselected"}
     gate.set()
     w.wait_idle()
     assert [c[:2] for c in fake.calls] == [(5, "grad")], "only the selected token's map was computed"
@@ -123,7 +74,7 @@ def test_a_running_map_stops_when_the_user_moves_on(w, fake):
     new = ask(w, 2, selected=2)
     wait_for(lambda: rec.of("cancelled"))
     assert time.perf_counter() - t0 < 1.0, "stopped at its next layer, not after 5 s"
-    (c, _), = rec.of("cancelled")
+    (c,) = rec.of("cancelled")
     assert c["ids"] == [old] and c["reason"] == "deselected"
     fake.slow_s = 0.2
     w.wait_idle()
@@ -138,7 +89,7 @@ def test_identical_requests_are_merged_into_one_computation(w, fake):
     gate.set()
     w.wait_idle()
     assert len(fake.calls) == 1
-    (reply, buffers), = rec.of("map")
+    (reply, buffers), = rec.with_buffers("map")
     assert reply["ids"] == ids and reply["id"] == "r0"
     np.testing.assert_array_equal(np.frombuffer(buffers[0], np.float32), fake.map(3, "grad"))
     # two views with their own keys for the same map: one computation, one reply per key
@@ -150,7 +101,7 @@ def test_identical_requests_are_merged_into_one_computation(w, fake):
     gate.set()
     w.wait_idle()
     assert len(fake.calls) == 1
-    assert sorted((c["key"], c["ids"]) for c, _ in rec.of("map", token=4)) == [("4|grad|", ["a"]), ("view2", ["b"])]
+    assert sorted((c["key"], c["ids"]) for c in rec.of("map", token=4)) == [("4|grad|", ["a"]), ("view2", ["b"])]
 
 
 def test_the_overview_is_computed_once_per_key(w, fake):
@@ -162,7 +113,7 @@ def test_the_overview_is_computed_once_per_key(w, fake):
     gate.set()
     w.wait_idle()
     assert len(fake.calls) == n, "one map per token, not one per request"
-    chunks = rec.of("overview")
+    chunks = rec.with_buffers("overview")
     assert sum(c["n_rows"] for c, _ in chunks) == n, "the rows went out once"
     rows = np.zeros((n, chunks[0][0]["n_bins"]), np.uint8)
     for c, b in chunks:
@@ -170,7 +121,7 @@ def test_the_overview_is_computed_once_per_key(w, fake):
     np.testing.assert_array_equal(rows, w.overview("grad"))
     # a view asking later gets the finished rows in one message, computed by nobody again
     w._on_custom_msg(w, {"type": "overview", "method": "grad", "params": {}}, [])
-    assert len(fake.calls) == n and rec.of("overview")[-1][0]["n_rows"] == n
+    assert len(fake.calls) == n and rec.of("overview")[-1]["n_rows"] == n
 
 
 def test_a_view_joining_a_running_overview_gets_the_rows_already_sent(w, fake):
@@ -183,7 +134,7 @@ def test_a_view_joining_a_running_overview_gets_the_rows_already_sent(w, fake):
     n = len(fake.tokens)
     assert len(fake.calls) == n
     covered = np.zeros(n, int)
-    for c, _ in rec.of("overview"):
+    for c in rec.of("overview"):
         covered[c["row0"]:c["row0"] + c["n_rows"]] += 1
     assert covered.min() >= 1 and covered.max() <= 2, "every row reached the second view, none thrice"
 
@@ -193,14 +144,14 @@ def test_cancel_from_the_page_stops_the_computation(w, fake):
     rec = Recorder(w)
     running = ask(w, 1, selected=1, id="run")
     wait_for(lambda: rec.of("progress"))
-    (p, _), = rec.of("progress")
+    (p,) = rec.of("progress")
     assert p["ids"] == ["run"] and "stepwise" in p["note"] and "token 1" in p["note"]
     t0 = time.perf_counter()
     w._on_custom_msg(w, {"type": "cancel", "ids": ["run"]}, [])
     w.wait_idle(timeout=2)
     assert time.perf_counter() - t0 < 1.0
     assert fake.finished == [] and rec.answered() == {running: ["cancelled"]}
-    assert rec.of("cancelled")[0][0]["reason"] == "user"
+    assert rec.of("cancelled")[0]["reason"] == "user"
     # cancelling one of two merged requests leaves the other's computation running
     fake.slow_s = 0.3
     gate = hold(w)
@@ -226,7 +177,7 @@ def test_progress_notes_report_the_last_time_taken(w, fake):
     w.wait_idle()
     ask(w, 2, selected=2)
     w.wait_idle()
-    first, second = (c for c, _ in rec.of("progress"))
+    first, second = rec.of("progress")
     assert first["expected_s"] is None and 0.25 < second["expected_s"] < 2.0
     assert "token 2" in second["note"]
     ask(w, 3, "base", selected=3)
@@ -276,7 +227,7 @@ def test_page_parameters_are_checked(w, fake, change, match):
     content = {"type": "map", "id": "bad", "key": "k", "token": 1, "method": "base", "params": {}, **change}
     w._on_custom_msg(w, content, [])
     w.wait_idle()
-    (err, _), = rec.of("error")
+    (err,) = rec.of("error")
     assert err["id"] == change.get("id", "bad")
     assert err["message"].startswith("ValueError: ") and match in err["message"]
     assert rec.of("map") == [] and fake.calls == []
@@ -288,7 +239,7 @@ def test_page_parameters_are_checked(w, fake, change, match):
 def test_cancel_with_bad_ids_is_an_error_reply(w):
     rec = Recorder(w)
     w._on_custom_msg(w, {"type": "cancel", "ids": "all"}, [])
-    assert "cancel ids must be a list" in rec.of("error")[0][0]["message"]
+    assert "cancel ids must be a list" in rec.of("error")[0]["message"]
 
 
 def test_tau_trait_must_be_finite(w):

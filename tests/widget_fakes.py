@@ -3,6 +3,7 @@ on model weights or speed (the real engine is exercised end to end in tests/e2e)
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 
@@ -51,6 +52,84 @@ METHODS = {
     "broken": Method("broken", "always fails", "fast", {}),
     "steps": Method("steps", "stepwise", "slow", {}),
 }
+
+
+# ---- driving a widget as its page does ------------------------------------------------------------
+def page_request(widget, content: dict, selected=None) -> str:
+    """Sends the page's request ``content`` (with ``selected`` when given); returns its id."""
+    if selected is not None:
+        content["selected"] = selected
+    widget._on_custom_msg(widget, content, [])
+    return content["id"]
+
+
+def wait_for(predicate, timeout=10.0):
+    t0 = time.perf_counter()
+    while not predicate():
+        if time.perf_counter() - t0 > timeout:
+            raise AssertionError("timed out")
+        time.sleep(0.002)
+
+
+def hold(widget):
+    """Keeps the worker busy until the returned event is set (a Python call waiting)."""
+    from leafx_widgets.widget import _call_job
+
+    gate = threading.Event()
+    widget._worker.submit(_call_job(lambda: gate.wait(20)))
+    wait_for(lambda: widget._worker.running is not None)
+    return gate
+
+
+class Recorder:
+    """What a widget sends, in order, with its binary buffers (from the kernel thread and the worker)."""
+
+    ANSWERS = ("map", "lens", "patching", "contrast", "cancelled", "error")  # the replies that end a request
+
+    def __init__(self, widget):
+        self.replies = []  # (content, buffers)
+        self.cond = threading.Condition()
+
+        def send(content, buffers=None):
+            with self.cond:
+                self.replies.append((content, buffers or []))
+                self.cond.notify_all()
+
+        widget.send = send
+
+    @property
+    def sent(self) -> list:
+        with self.cond:
+            return [c for c, _ in self.replies]
+
+    def with_buffers(self, kind, **match) -> list:
+        """(content, buffers) of each reply of type ``kind`` whose fields equal ``match``."""
+        with self.cond:
+            return [(c, b) for c, b in self.replies
+                    if c["type"] == kind and all(c.get(k) == v for k, v in match.items())]
+
+    def of(self, kind, **match) -> list:
+        return [c for c, _ in self.with_buffers(kind, **match)]
+
+    def map_of(self, reply) -> np.ndarray:
+        """The array sent with ``reply``."""
+        (buf,) = next(b for c, b in self.with_buffers(reply["type"]) if c is reply)
+        return np.frombuffer(bytes(buf), dtype=reply["dtype"])
+
+    def answered(self) -> dict:
+        """request id -> the kinds of reply that named it."""
+        out = {}
+        for c in self.sent:
+            if c["type"] in self.ANSWERS:
+                for i in c.get("ids", [c.get("id")]):
+                    out.setdefault(i, []).append(c["type"])
+        return out
+
+    def wait_for(self, test, timeout=30.0):
+        with self.cond:
+            assert self.cond.wait_for(lambda: test(self), timeout), f"not sent within {timeout} s"
+
+
 class FakeModel:
     """What the layers pane asks of a model: its capabilities (every one, so the ladder is unchanged)."""
 
