@@ -94,6 +94,39 @@ def open_and_run_all(page, url: str) -> None:
     page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
 
 
+SAMPLE_WIDGET_CELLS = ["""\
+from leafx_widgets import load_model, explain, sample_path
+from leafx_widgets.widget import LeafXWidget
+model = load_model("tiny.en")
+w = LeafXWidget(explain(model, sample_path()))
+w
+"""]  # a notebook with one widget: tiny.en's explanation of the bundled sample
+
+
+def widget_notebook(lab, browser, workdir: pathlib.Path, name: str, cells: list[str] = SAMPLE_WIDGET_CELLS):
+    """A module fixture's body: the notebook ``{name}.ipynb`` of ``cells`` opened in JupyterLab's own
+    workspace ``leafx-{name}`` (its own tabs), run, its widget ready; yields (page, root, console) and
+    closes the page after. A failure to get there is dumped (screenshot /tmp/leafx-{name}-e2e-failure.png)."""
+    base, root = lab
+    write_notebook(root / f"{name}.ipynb", cells)
+    page, console = new_page(browser)
+    try:
+        open_and_run_all(page, f"{base}/lab/workspaces/leafx-{name}/tree/{name}.ipynb")
+        page.wait_for_function("() => document.querySelector('.leafx-root[data-ready]')", timeout=120_000)
+    except Exception:
+        dump_failure(page, console, workdir, f"/tmp/leafx-{name}-e2e-failure.png")
+        raise
+    yield page, root, console
+    page.close()
+
+
+def kernel_execute(page, code):
+    """Runs code in the notebook's kernel (as another cell would) and waits for it."""
+    page.evaluate("""async (code) => {
+        const panel = [...window.jupyterapp.shell.widgets('main')].find((w) => w.sessionContext);
+        await panel.sessionContext.session.kernel.requestExecute({ code }).done; }""", code)
+
+
 def view_eval(page, i, body, arg=None):
     """Evaluates `body` (a JS arrow function of (view, arg)) on widget i's View."""
     return page.evaluate(f"([i, arg]) => ({body})(({VIEW})(i), arg)", [i, arg])

@@ -8,39 +8,14 @@ import json
 
 import pytest
 
-from harness import dump_failure, new_page, nonblank_pixels, open_and_run_all, view_eval, write_notebook
+from harness import kernel_execute, nonblank_pixels, view_eval, widget_notebook
 
 pytestmark = pytest.mark.e2e
-
-CELLS = ["""\
-from leafx_widgets import load_model, explain, sample_path
-from leafx_widgets.widget import LeafXWidget
-model = load_model("tiny.en")
-w = LeafXWidget(explain(model, sample_path()))
-w
-"""]
-
-
-def kernel_execute(page, code):
-    """Runs code in the notebook's kernel (as another cell would) and waits for it."""
-    page.evaluate("""async (code) => {
-        const panel = [...window.jupyterapp.shell.widgets('main')].find((w) => w.sessionContext);
-        await panel.sessionContext.session.kernel.requestExecute({ code }).done; }""", code)
 
 
 @pytest.fixture(scope="module")
 def lab_page(lab, browser, workdir):
-    base, root = lab
-    write_notebook(root / "contrast.ipynb", CELLS)
-    page, console = new_page(browser)
-    try:
-        open_and_run_all(page, f"{base}/lab/workspaces/leafx-contrast/tree/contrast.ipynb")  # its own tabs
-        page.wait_for_function("() => document.querySelector('.leafx-root[data-ready]')", timeout=120_000)
-    except Exception:
-        dump_failure(page, console, workdir, "/tmp/leafx-contrast-e2e-failure.png")
-        raise
-    yield page, root, console
-    page.close()
+    yield from widget_notebook(lab, browser, workdir, "contrast")
 
 
 def test_typing_a_foil_draws_the_kernels_contrast_lane(lab_page, browser):
