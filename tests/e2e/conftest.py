@@ -3,6 +3,7 @@ JupyterLab 4 (/lab/...) and, through the `notebook` package's server extension, 
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import shutil
@@ -64,6 +65,17 @@ def lab(workdir):
     except subprocess.TimeoutExpired:
         proc.kill()
     log.close()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def kernels_end_with_their_module(lab):
+    """Every kernel a module started is shut down after it (its pages are closed by then): a kernel left
+    running, still decoding a long recording, would slow every test after it."""
+    yield
+    base, _ = lab
+    for kernel in json.load(urllib.request.urlopen(f"{base}/api/kernels", timeout=10)):
+        request = urllib.request.Request(f"{base}/api/kernels/{kernel['id']}", method="DELETE")
+        urllib.request.urlopen(request, timeout=30)
 
 
 @pytest.fixture(scope="session")
