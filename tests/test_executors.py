@@ -69,6 +69,18 @@ def no_ray_left_behind():
     assert not _children(os.getpid()) - before, "processes left running"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread_like_the_workers():
+    """The serial runs here compute with one torch thread, as each Ray worker does (one CPU each):
+    float sums in another order differ in their last digits, and the tables are compared byte for byte."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def manifest(tmp_path_factory):
     """Three short clips of the bundled LibriVox sample."""
