@@ -124,6 +124,15 @@ def token_index(value, n: int, name: str) -> int:
     return value
 
 
+def token_request(widget, content: dict) -> tuple:
+    """(id, key, token, selected) of a request about one token of the take shown, each checked."""
+    req_id, key = request_ids(content)
+    widget._need_take()
+    n = len(widget.explanation.tokens)
+    token = token_index(content.get("token"), n, "token")
+    return req_id, key, token, token_index(content.get("selected", token), n, "selected")
+
+
 def request_ids(content: dict):
     req_id, key = content.get("id"), content.get("key")
     for name, value in (("id", req_id), ("key", key)):
@@ -300,10 +309,7 @@ def _send_audio_chunk(widget, stream: str) -> None:
 
 @handles("map")
 def on_map(widget, content: dict) -> None:
-    req_id, key = request_ids(content)
-    n = len(widget.explanation.tokens)
-    token = token_index(content.get("token"), n, "token")
-    selection = token_index(content.get("selected", token), n, "selected")
+    req_id, key, token, selection = token_request(widget, content)
     method = content.get("method")
     params = widget.method_params(method, page_params(content))
     widget._maps.request(req_id, key, token, method, params, selection)
@@ -322,21 +328,14 @@ def on_cancel(widget, content: dict) -> None:
 @handles("patching")
 def on_layers(widget, content: dict) -> None:
     """The layers pane: the selected token's logit lens, or its patching lane (``layers.py``)."""
-    req_id, key = request_ids(content)
-    n = len(widget.explanation.tokens)
-    token = token_index(content.get("token"), n, "token")
-    selection = token_index(content.get("selected", token), n, "selected")
+    req_id, key, token, selection = token_request(widget, content)
     widget._layers.request(content["type"], req_id, key, token, content.get("corrupt"), selection)
 
 
 @handles("contrast")
 def on_contrast(widget, content: dict) -> None:
     """The contrast lane: the selected token's word against the foil the user typed (``contrast.py``)."""
-    req_id, key = request_ids(content)
-    widget._need_take()
-    n = len(widget.explanation.tokens)
-    token = token_index(content.get("token"), n, "token")
-    selection = token_index(content.get("selected", token), n, "selected")
+    req_id, key, token, selection = token_request(widget, content)
     widget._contrasts.request(req_id, key, token, content.get("foil"), selection)
 
 
