@@ -103,20 +103,28 @@ w
 """]  # a notebook with one widget: tiny.en's explanation of the bundled sample
 
 
-def widget_notebook(lab, browser, workdir: pathlib.Path, name: str, cells: list[str] = SAMPLE_WIDGET_CELLS):
-    """A module fixture's body: the notebook ``{name}.ipynb`` of ``cells`` opened in JupyterLab's own
-    workspace ``leafx-{name}`` (its own tabs), run, its widget ready; yields (page, root, console) and
-    closes the page after. A failure to get there is dumped (screenshot /tmp/leafx-{name}-e2e-failure.png)."""
+def open_notebook(lab, browser, workdir: pathlib.Path, name: str, cells: list[str],
+                  ready: str = ".leafx-root[data-ready]"):
+    """The notebook ``{name}.ipynb`` of ``cells`` opened in JupyterLab's own workspace ``leafx-{name}`` (its
+    own tabs: the notebooks other tests opened are not restored next to it), run, until ``ready`` (a CSS
+    selector) shows; (page, console). A failure to get there is dumped (/tmp/leafx-{name}-e2e-failure.png)."""
     base, root = lab
     write_notebook(root / f"{name}.ipynb", cells)
     page, console = new_page(browser)
     try:
         open_and_run_all(page, f"{base}/lab/workspaces/leafx-{name}/tree/{name}.ipynb")
-        page.wait_for_function("() => document.querySelector('.leafx-root[data-ready]')", timeout=120_000)
+        page.wait_for_selector(ready, timeout=120_000)
     except Exception:
         dump_failure(page, console, workdir, f"/tmp/leafx-{name}-e2e-failure.png")
         raise
-    yield page, root, console
+    return page, console
+
+
+def widget_notebook(lab, browser, workdir: pathlib.Path, name: str, cells: list[str] = SAMPLE_WIDGET_CELLS):
+    """A module fixture's body: ``open_notebook`` until its widget is ready; yields (page, root, console)
+    and closes the page after."""
+    page, console = open_notebook(lab, browser, workdir, name, cells)
+    yield page, lab[1], console
     page.close()
 
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from harness import (CHROMIUM, dump_failure, fake_microphone_args, new_page, nonblank_pixels, open_and_run_all,
-                     view_eval, wait_key, write_notebook)
+from harness import (CHROMIUM, dump_failure, fake_microphone_args, kernel_execute, nonblank_pixels, open_notebook,
+                     view_eval, wait_key)
 
 pytestmark = pytest.mark.e2e
 
@@ -40,25 +40,8 @@ def launch(browser, args):
 
 
 def open_recorder(lab, browser, workdir, name):
-    base, root = lab
-    write_notebook(root / f"{name}.ipynb", [
-        "import leafx_widgets as lw\nw = lw.record('tiny.en', max_seconds=20)\nw",
-    ])
-    page, console = new_page(browser)
-    try:
-        # a workspace of its own: the notebooks other tests opened are not restored next to it
-        open_and_run_all(page, f"{base}/lab/workspaces/{name}/tree/{name}.ipynb")
-        page.wait_for_selector(".leafx-recorder .lx-record:not([disabled])", timeout=120_000)
-    except Exception:
-        dump_failure(page, console, workdir, f"/tmp/leafx-e2e-{name}.png")
-        raise
-    return page, console
-
-
-def kernel_execute(page, code):
-    page.evaluate("""async (code) => {
-        const panel = [...window.jupyterapp.shell.widgets('main')].find((w) => w.sessionContext);
-        await panel.sessionContext.session.kernel.requestExecute({ code }).done; }""", code)
+    cells = ["import leafx_widgets as lw\nw = lw.record('tiny.en', max_seconds=20)\nw"]
+    return open_notebook(lab, browser, workdir, name, cells, ready=".leafx-recorder .lx-record:not([disabled])")
 
 
 def best_correlation(take, reference, period):
