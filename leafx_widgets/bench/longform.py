@@ -4,7 +4,8 @@
 keeps every reference word's span in it; ``evaluate`` aligns an explanation of that recording to
 the references: word recall, the words that cross a fixed 30 s boundary, and whether each matched
 word's map peaks inside its own clip. ``python -m leafx_widgets.bench.longform`` prints the table
-the README quotes (long-form recall against decoding each clip on its own).
+the README quotes (long-form recall against decoding each clip on its own, and against transformers'
+own long-form ``generate`` with openai-whisper's defaults on the same recording).
 """
 from __future__ import annotations
 
@@ -123,6 +124,16 @@ def clip_by_clip_recall(model, clips: list[Clip]) -> float:
     return recall(" ".join(hyp), " ".join(ref))[0]
 
 
+def reference_row(model, stitched: Stitched, **options) -> dict:
+    """Recall of transformers' own long-form ``generate`` with openai-whisper's transcribe defaults (fallback,
+    thresholds, conditioning; ``options`` override them) on the same recording: the reference implementation."""
+    from .speed import WHISPER_TRANSCRIBE, hf_transcribe
+
+    value, alignment = recall(hf_transcribe(model, stitched.samples, **{**WHISPER_TRANSCRIBE, **options}),
+                              [p for c in stitched.clips for p in align.fold_words(c.text)])
+    return {"recall": value, "matched": len(alignment.matches()), "n_ref": alignment.n_ref}
+
+
 def main(argv=None) -> int:
     from ..models import load_model
     from .console import HelpFormatter
@@ -149,6 +160,11 @@ def main(argv=None) -> int:
         row = evaluate(ex, stitched, method=args.method)
         row.update(label=label, seconds=round(time.perf_counter() - t0, 1))
         rows.append(row)
+    for label, options in (("transformers generate, Whisper's defaults", {}),
+                           ("transformers generate, no conditioning", {"condition_on_prev_tokens": False})):
+        t0 = time.perf_counter()
+        rows.append(reference_row(model, stitched, **options))
+        rows[-1].update(label=label, seconds=round(time.perf_counter() - t0, 1))
     clipwise = clip_by_clip_recall(model, clips)
     print(f"{len(clips)} clips x{args.repeat}, {stitched.duration_s:.1f} s, gaps {args.gap} s; "
           f"clip-by-clip recall {clipwise:.3f}")

@@ -152,8 +152,15 @@ def hf_generation_config(adapter):
     return gc
 
 
-def hf_transcribe(adapter, samples: np.ndarray, generation_config=None) -> str:
-    """Plain long-form transcription with transformers' ``generate(..., return_timestamps=True)``."""
+# openai-whisper's ``transcribe`` defaults (temperature fallback, its two thresholds, the no-speech skip and
+# conditioning on earlier text) as transformers' long-form generate takes them
+WHISPER_TRANSCRIBE = {"temperature": (0.0, 0.2, 0.4, 0.6, 0.8, 1.0), "compression_ratio_threshold": 2.4,
+                      "logprob_threshold": -1.0, "no_speech_threshold": 0.6, "condition_on_prev_tokens": True}
+
+
+def hf_transcribe(adapter, samples: np.ndarray, generation_config=None, **generate_kwargs) -> str:
+    """Long-form transcription with transformers' ``generate(..., return_timestamps=True)``: plain (greedy, no
+    conditioning) by default, or with ``**WHISPER_TRANSCRIBE`` (then seeded: sampling at T > 0 repeats)."""
     import torch
     from transformers import WhisperFeatureExtractor
 
@@ -165,11 +172,12 @@ def hf_transcribe(adapter, samples: np.ndarray, generation_config=None) -> str:
     verbosity = logging.get_verbosity()
     logging.set_verbosity_error()  # Whisper's generate warns about its own suppress-token arguments
     try:
+        torch.manual_seed(0)
         with torch.no_grad():
             out = adapter.model.generate(inputs.input_features.to(adapter.device, adapter.dtype),
                                          attention_mask=inputs.attention_mask.to(adapter.device),
                                          generation_config=generation_config or hf_generation_config(adapter),
-                                         return_timestamps=True)
+                                         return_timestamps=True, **generate_kwargs)
     finally:
         logging.set_verbosity(verbosity)
     ids = out.sequences[0] if hasattr(out, "sequences") else out[0]
