@@ -13,7 +13,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
     examples kept as written."""
 
     def _get_help_string(self, action):
-        if action.required and action.option_strings:
+        if action.required:  # an option marked required, or a positional that must be given
             return f"{action.help} (required)"
         if "(default:" in (action.help or ""):  # the help words its own default
             return action.help

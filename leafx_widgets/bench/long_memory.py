@@ -102,11 +102,16 @@ def table(rows, sample_rate: int = 16000) -> str:
     return "\n".join(lines)
 
 
+EXAMPLES = """examples:
+  python -m leafx_widgets.bench.long_memory --minutes 10,60 --threads 1
+  python -m leafx_widgets.bench.long_memory --minutes 5,20 --manifest espeak.json --json memory.json"""
+
+
 def main(argv=None) -> int:
     from .console import HelpFormatter
 
     parser = argparse.ArgumentParser(prog="python -m leafx_widgets.bench.long_memory", description=__doc__,
-                                     formatter_class=HelpFormatter)
+                                     formatter_class=HelpFormatter, epilog=EXAMPLES)
     parser.add_argument("--minutes", default="10,60", help="recording lengths in minutes, comma-separated")
     parser.add_argument("--model", default="tiny.en", help="tiny.en (bundled), a folder, or a Hugging Face id")
     parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, mps ...")

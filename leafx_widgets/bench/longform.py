@@ -134,13 +134,19 @@ def reference_row(model, stitched: Stitched, **options) -> dict:
     return {"recall": value, "matched": len(alignment.matches()), "n_ref": alignment.n_ref}
 
 
+EXAMPLES = """examples:
+  python -m leafx_widgets.bench.longform --manifest librivox.json --manifest espeak.json --method leafx_sf
+  python -m leafx_widgets.bench.longform --manifest cards.json --gap 0 --repeat 2"""
+
+
 def main(argv=None) -> int:
     from ..models import load_model
     from .console import HelpFormatter
     from .manifests import load_manifests
 
     parser = argparse.ArgumentParser(prog="python -m leafx_widgets.bench.longform", formatter_class=HelpFormatter,
-                                     description="Long-form transcription of recordings stitched from manifest clips.")
+                                     description="Long-form transcription of recordings stitched from manifest clips.",
+                                     epilog=EXAMPLES)
     parser.add_argument("--manifest", action="append", required=True, help="manifest JSON (repeatable)")
     parser.add_argument("--model", default="tiny.en", help="model name or folder")
     parser.add_argument("--gap", type=float, default=0.8, help="seconds of silence between clips")

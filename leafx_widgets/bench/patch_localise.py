@@ -59,12 +59,20 @@ def localisation(model, clips, *, corrupt: str = "silence", seed: int = 0) -> di
             "mean_effect_elsewhere": float(np.mean(other_effects)) if other_effects else None, "corrupt": corrupt}
 
 
+EXAMPLES = """examples:
+  python -m leafx_widgets.bench.patch_localise librivox.json espeak.json
+  python -m leafx_widgets.bench.patch_localise cards.json --corrupt noise --seed 1"""
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("manifests", nargs="+")
-    parser.add_argument("--model", default="tiny.en")
-    parser.add_argument("--corrupt", default="silence", choices=("silence", "noise"))
-    parser.add_argument("--seed", type=int, default=0)
+    from .console import HelpFormatter
+
+    parser = argparse.ArgumentParser(prog="python -m leafx_widgets.bench.patch_localise", formatter_class=HelpFormatter,
+                                     description=__doc__.split("\n\n")[0], epilog=EXAMPLES)
+    parser.add_argument("manifests", nargs="+", help="manifest JSON files whose words are patched")
+    parser.add_argument("--model", default="tiny.en", help="model name or folder")
+    parser.add_argument("--corrupt", default="silence", choices=("silence", "noise"), help="what replaces the audio")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the noise and of the spans elsewhere")
     args = parser.parse_args(argv)
     import leafx_widgets as lw
 

@@ -172,14 +172,22 @@ def parameters(adapter) -> int:
     return sum(p.numel() for p in adapter.model.parameters())
 
 
+EXAMPLES = """examples:
+  python -m leafx_widgets.bench.random_model_speed --family canary
+  python -m leafx_widgets.bench.random_model_speed --family voxtral --size realistic --device cuda"""
+
+
 def main(argv=None) -> int:
+    from .console import HelpFormatter
+
     parser = argparse.ArgumentParser(prog="python -m leafx_widgets.bench.random_model_speed", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--family", choices=sorted(SIZES), default="qwen2_audio")
-    parser.add_argument("--size", choices=("tiny", "realistic"), default="tiny")
-    parser.add_argument("--device", default="cpu")
+                                     formatter_class=HelpFormatter, epilog=EXAMPLES)
+    parser.add_argument("--family", choices=sorted(SIZES), default="qwen2_audio", help="model family")
+    parser.add_argument("--size", choices=("tiny", "realistic"), default="tiny",
+                        help="tiny (seconds on a CPU) or the released model's sizes (a GPU)")
+    parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, mps ...")
     parser.add_argument("--dtype", choices=("float16", "bfloat16", "float32"),
-                        help="default: float16 at realistic size, float32 at tiny")
+                        help="weights' dtype (default: float16 at realistic size, float32 at tiny)")
     parser.add_argument("--seconds", type=float, default=None, help="audio length (default: one window)")
     parser.add_argument("--tokens", type=int, default=40, help="words of the forced transcript")
     args = parser.parse_args(argv)
