@@ -5,8 +5,9 @@ decoder's final norm and output projection, gives the distribution of the next t
 One teacher-forced pass per window captures every layer's residual for every token, and one output
 projection reads all of them out (both cached with the window); a token's lens is then a lookup.
 
-Encoder lens: an encoder layer's output, through the encoder's final norm, fed to the decoder as if
-it were the whole encoder's: where in the encoder the words become decodable.
+Encoder lens: an encoder layer's output, through the rest of the encoder's path to the decoder (Whisper:
+its final norm; a speech LLM: the audio tower's pooling and norm and the projector), fed to the decoder as
+if it were the whole encoder's: where in the encoder the words become decodable.
 """
 from __future__ import annotations
 
@@ -113,10 +114,11 @@ def logit_lens(window, position: int, token_index: int, k: int = DEFAULT_TOP_K) 
 
 
 def encoder_layer_states(window) -> list[torch.Tensor]:
+    """The window's every encoder layer output, over the frames its encoder output has (cached)."""
     cache = window.cache
     states = cache.get(ENCODER_KEY)
     if states is None:
-        states = cache[ENCODER_KEY] = window.adapter.encoder_states(window.features)
+        states = cache[ENCODER_KEY] = window.adapter.encoder_states(window.features, n_frames=window.encoded.shape[1])
     return states
 
 

@@ -13,6 +13,10 @@ carry. Sites:
     ("time", t0, t1)     the encoder output's frames in [t0, t1) seconds of the recording
     ("enc.L", t0, t1)    encoder layer L's output in that span
 
+A decoder-only speech LLM has no cross-attention (its language model reads the audio embeddings
+through self-attention): "dec.L" is its language model's residual, "encoder" its audio embeddings,
+"enc.L" its audio tower's layers, and time spans are whole embeddings (40 ms, 80 ms) of the window.
+
 Every pass teacher-forces the whole window, so one pass gives every token's log-prob; results
 are cached per (window, corruption, restored sites) and a token's ``patching`` reuses them. The
 clean and corrupted encoder outputs are computed once per window: restoring encoder frames or
@@ -152,9 +156,17 @@ def parse_site(site, window) -> Site:
     if enc_layer is not None:
         return Site("enc", _index(int(enc_layer), adapter.n_encoder_layers, "encoder layer", site), label=site)
     layer = _index(int(dec_layer), adapter.n_layers, "decoder layer", site)
+    if cross:
+        _require_cross(adapter, f"site {site!r}")
     if head is not None:
         return Site("cross", layer, _index(int(head), adapter.n_heads, "head", site), label=site)
     return Site("cross" if cross else "dec", layer, label=site)
+
+
+def _require_cross(adapter, what: str) -> None:
+    if base.CROSS_HEADS not in adapter.supports:
+        raise PatchingError(f"{what}: {adapter.name} has no cross-attention (its decoder reads the audio through "
+                            "self-attention); patch 'dec.L', 'enc.L', 'encoder' or a time span instead")
 
 
 def _index(value: int, size: int, what: str, site) -> int:
@@ -192,8 +204,11 @@ def spans(window, n_spans: int) -> list[tuple[float, float]]:
 
 def sites_over(adapter, over: str) -> list[str]:
     if over == "layers":
+        if base.CROSS_HEADS not in adapter.supports:  # the residual stream only
+            return [f"dec.{l}" for l in range(adapter.n_layers)]
         return [s for l in range(adapter.n_layers) for s in (f"dec.{l}.cross", f"dec.{l}")]
     if over == "heads":
+        _require_cross(adapter, "patching over='heads'")
         return [f"dec.{l}.cross.{h}" for l in range(adapter.n_layers) for h in range(adapter.n_heads)]
     raise PatchingError(f"over must be one of {', '.join(map(repr, OVER))}, got {over!r}")
 
@@ -208,7 +223,8 @@ class Patcher:
         lens.require(self.adapter, base.PATCHING, "activation patching")
 
     def _corrupt_inputs(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The corrupted window's features and encoder output, computed once per window."""
+        """The corrupted window's features and encoder output (as many frames as the clean one's), computed
+        once per window."""
         key = ("inside.corrupt", self.corrupt.key)
         cache = self.window.cache
         if key not in cache:
@@ -216,7 +232,7 @@ class Patcher:
             chunk = self.corrupt.samples[w.offset_samples: w.offset_samples + self.adapter.window_samples]
             features = self.adapter.features(chunk)
             with torch.no_grad():
-                cache[key] = (features, self.adapter.encode(features))
+                cache[key] = (features, self.adapter.encode_frames(features, w.encoded.shape[1]))
         return cache[key]
 
     def logprobs(self, restores: list[tuple[Site, ...]]) -> np.ndarray:
@@ -240,16 +256,17 @@ class Patcher:
         enc_layers = sorted({s.layer for r in restores for s in r if s.kind == "enc"})
         if enc_layers:  # encoder layer sites: run the encoder on the corrupted input with them restored
             clean_layers = lens.encoder_layer_states(w)
+            per = adapter.encoder_frames_per_frame  # a span of attended frames is this many encoder-layer frames each
             replace = {}
             for l in enc_layers:
-                mask = torch.zeros(n, S, dtype=torch.bool)
+                mask = torch.zeros(n, clean_layers[l].shape[1], dtype=torch.bool)
                 for i, r in enumerate(restores):
                     for s in r:
                         if s.kind == "enc" and s.layer == l:
-                            mask[i, slice(*s.frames) if s.frames else slice(None)] = True
+                            mask[i, slice(s.frames[0] * per, s.frames[1] * per) if s.frames else slice(None)] = True
                 replace[l] = (mask, clean_layers[l])
             rows = [i for i, r in enumerate(restores) if any(s.kind == "enc" for s in r)]
-            states = adapter.encoder_states(features.expand(len(rows), -1, -1),
+            states = adapter.encoder_states(features.expand(len(rows), -1, -1), n_frames=S,
                                             replace={l: (m[rows], v) for l, (m, v) in replace.items()})
             encoded[rows] = adapter.encoder_readout(states[-1]).to(encoded.dtype)
         for i, r in enumerate(restores):  # encoder output frames: copied from the cached clean output
@@ -293,7 +310,8 @@ def patch(window, position: int, corrupt: Corruption, restore, results: dict) ->
 def patching(window, position: int, token_index: int, corrupt: Corruption, over: str, results: dict, *,
              n_spans: int = DEFAULT_SPANS) -> Patching:
     """The effect of restoring each site of ``over`` on the token at ``position``: "layers" (each decoder
-    layer's cross-attention output and residual), "heads" (each cross-attention head), "time"
+    layer's cross-attention output, where the model has one, and residual), "heads" (each cross-attention
+    head; a ValueError for a model without cross-attention), "time"
     (``n_spans`` equal stretches of the window's encoder output)."""
     if over not in OVER:
         raise PatchingError(f"over must be one of {', '.join(map(repr, OVER))}, got {over!r}")

@@ -71,12 +71,14 @@ def _clips(manifest):
 
 
 def encoder_frames(model, clip) -> tuple[list[np.ndarray], int]:
-    """Every encoder layer's output over the clip's real frames (its first window): ([n_layers x (n, d)], n)."""
+    """Every encoder layer's output over the clip's real frames (its first window), at the layers' own frame
+    rate (``encoder_frames_per_frame`` per attended frame): ([n_layers x (n, d)], n)."""
     from .audio import load_audio
 
     audio = load_audio(clip.path, target_rate=model.sample_rate).samples[: model.window_samples]
-    n = model.valid_frames(len(audio))
-    states = model.encoder_states(model.features(audio))
+    n_attended = model.valid_frames(len(audio))
+    n = n_attended * model.encoder_frames_per_frame
+    states = model.encoder_states(model.features(audio), n_frames=n_attended)
     return [s[0, :n].float().cpu().numpy() for s in states], n
 
 
@@ -118,7 +120,8 @@ def probe(model, manifest, *, layer=None, label: str = "speech", test_fraction: 
             states, n = encoder_frames(model, clip)
             for j, l in enumerate(layers):
                 feats[j].append(states[l])
-            labels.append(frame_labels(clip.words, n, model.frame_s, label, boundary_s))
+            frame_s = model.frame_s / model.encoder_frames_per_frame  # the encoder layers' own frames
+            labels.append(frame_labels(clip.words, n, frame_s, label, boundary_s))
             groups.append(np.full(n, i))
     y, g = np.concatenate(labels), np.concatenate(groups)
     test = np.isin(g, list(test_set))

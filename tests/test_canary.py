@@ -12,6 +12,8 @@ import leafx_widgets as lw
 from leafx_widgets.methods import available_methods
 from leafx_widgets.models.canary import CanaryAdapter
 
+import inside_checks
+
 RATE = 16000
 WINDOW_S = 2.0  # the checkpoint's chunk_length: 25 encoder frames of 80 ms
 SPECIALS = ["<unk>", "<|nospeech|>", "<pad>", "<|endoftext|>", "<|startoftranscript|>", "<|pnc|>", "<|nopnc|>",
@@ -255,3 +257,26 @@ def test_long_audio_is_explained_window_by_window(canary, audio):
     np.testing.assert_allclose(maps.sum(1), 1, atol=1e-4)
     second = [t.index for t in ex.tokens if t.window == 1]
     assert maps[second, :25].sum() == 0 and ex.tokens[second[0]].start_frame == 25
+
+
+# -- inside the model: logit lens, encoder lens, patching, probes (tests/inside_checks.py) -------------
+def test_logit_lens_last_layer_is_canarys_output(canary, forced):
+    assert {"logit_lens", "encoder_lens", "patching", "cross_heads"} <= canary.supports
+    inside_checks.check_last_lens_layer_is_the_models_output(canary, forced)
+
+
+def test_patching_restores_what_it_names(canary, forced):
+    token = len(forced.tokens) - 1
+    inside_checks.check_restoring_nothing_or_everything(canary, forced, token)
+    inside_checks.check_heads_make_the_cross_site(canary, forced, token)
+    inside_checks.check_over_layers(canary, forced, token)
+    one = forced.patch(token, "silence", restore=("dec.2.cross.0",))
+    assert abs(one - forced.patch(token, "silence", restore=("dec.2.cross",))) > 1e-4  # one head is not the block
+
+
+def test_encoder_lens_and_probes_read_the_fastconformer_blocks(canary, forced, audio, tmp_path):
+    assert canary.n_encoder_layers == 2 and canary.encoder_frames_per_frame == 1
+    inside_checks.check_encoder_lens_top_is_the_transcript(canary, forced)
+    inside_checks.check_encoder_replacement_frames(canary, forced)
+    inside_checks.check_probe_frames(canary, audio, RATE, tmp_path)
+    assert forced.encoder_lens(0).layer == 0

@@ -11,16 +11,11 @@ import torch
 
 from leafx_widgets import lens
 
+import inside_checks
+
 
 def test_last_layer_is_the_models_own_log_prob(model, sample_explanation):
-    ex = sample_explanation
-    w = ex.windows[0]
-    with torch.no_grad():
-        own = model.teacher_forced(w.encoded, w.prompt, w.ids).logprobs.double().numpy()
-    for tok in ex.tokens:
-        lensed = ex.logit_lens(tok.index)
-        assert lensed.layers == [f"dec.{l}" for l in range(model.n_layers)]
-        assert abs(lensed.logprob[-1] - own[w.position(tok.index)]) < 1e-4, tok.text
+    inside_checks.check_last_lens_layer_is_the_models_output(model, sample_explanation)
 
 
 def test_rank_and_top_agree_with_the_log_probs(sample_explanation):
@@ -42,6 +37,7 @@ def test_rank_and_top_agree_with_the_log_probs(sample_explanation):
 
 def test_encoder_lens_reads_the_transcript_only_from_the_top(model, sample_explanation):
     ex = sample_explanation
+    inside_checks.check_encoder_lens_top_is_the_transcript(model, ex)
     top = ex.encoder_lens(model.n_encoder_layers - 1)
     assert top.text == ex.text and top.to_json()["layer"] == model.n_encoder_layers - 1
     assert ex.encoder_lens(-1).text == top.text

@@ -11,6 +11,8 @@ import torch
 
 from leafx_widgets import patching
 
+import inside_checks
+
 JOHN_S = (0.63, 0.98)
 
 
@@ -19,36 +21,23 @@ def john(sample_explanation):
     return next(t.index for t in sample_explanation.tokens if t.text == " John")
 
 
-def corrupted_logprobs(model, ex, samples):
-    """The teacher-forced log-probs on a corrupted recording, computed without the patching engine."""
-    w = ex.windows[0]
-    with torch.no_grad():
-        return model.score(model.features(samples), w.prompt, w.ids)[0].double().numpy()
-
-
 def test_nothing_restored_is_corrupted_and_the_encoder_restored_is_clean(model, sample_explanation, john):
     ex, w = sample_explanation, sample_explanation.windows[0]
+    assert patching.DEFAULT_SNR_DB == -10.0
+    inside_checks.check_restoring_nothing_or_everything(model, ex, john)  # "noise" at -10 dB and "silence"
     at = w.position(john)
-    noisy = patching.corruption("noise", ex.audio, snr_db=-10.0, seed=0).samples
-    assert abs(ex.patch(john, "noise", snr_db=-10.0) - corrupted_logprobs(model, ex, noisy)[at]) < 1e-4
-    assert abs(ex.patch(john, "silence") - corrupted_logprobs(model, ex, np.zeros_like(ex.audio))[at]) < 1e-4
     other = ex.audio[::-1].copy()  # another recording of the same length
-    assert abs(ex.patch(john, other) - corrupted_logprobs(model, ex, other)[at]) < 1e-4
-    with torch.no_grad():
-        clean = model.teacher_forced(w.encoded, w.prompt, w.ids).logprobs[at].item()
-    for corrupt in ("noise", "silence", other):
-        assert abs(ex.patch(john, corrupt, restore=("encoder",)) - clean) < 1e-4
-        # the residual of every decoder layer restored: clean too (the last one alone already is)
-        assert abs(ex.patch(john, corrupt, restore=tuple(f"dec.{l}" for l in range(model.n_layers))) - clean) < 1e-4
+    assert abs(ex.patch(john, other) - inside_checks.corrupted_logprobs(model, w, other)[at]) < 1e-4
+    clean = inside_checks.own_logprobs(model, w)[at]
+    assert abs(ex.patch(john, other, restore=("encoder",)) - clean) < 1e-4
+    # the residual of every decoder layer restored: clean too (the last one alone already is)
+    assert abs(ex.patch(john, other, restore=tuple(f"dec.{l}" for l in range(model.n_layers))) - clean) < 1e-4
     assert ex.patch(john, "silence") < clean - 1.0  # the corruption matters
 
 
 def test_all_heads_of_a_layer_are_the_layers_cross_attention(model, sample_explanation, john):
     ex = sample_explanation
-    for layer in range(model.n_layers):
-        heads = tuple(f"dec.{layer}.cross.{h}" for h in range(model.n_heads))
-        whole = ex.patch(john, "silence", restore=(f"dec.{layer}.cross",))
-        assert abs(ex.patch(john, "silence", restore=heads) - whole) < 1e-4
+    inside_checks.check_heads_make_the_cross_site(model, ex, john)
     one = ex.patch(john, "silence", restore=("dec.3.cross.0",))
     assert abs(one - ex.patch(john, "silence", restore=("dec.3.cross",))) > 1e-3  # one head is not the block
 
@@ -71,9 +60,7 @@ def test_patching_over_time_finds_the_word(sample_explanation, john):
 
 def test_patching_over_layers_and_heads(model, sample_explanation, john):
     ex = sample_explanation
-    layers = ex.patching(john, "silence", over="layers")
-    assert layers.sites == [s for l in range(model.n_layers) for s in (f"dec.{l}.cross", f"dec.{l}")]
-    assert layers.effect[-1] == pytest.approx(1.0)  # the last residual is the output
+    inside_checks.check_over_layers(model, ex, john)
     heads = ex.patching(john, "silence", over="heads")
     assert len(heads.sites) == model.n_layers * model.n_heads and heads.start_s is None
 

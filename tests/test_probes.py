@@ -10,6 +10,8 @@ import leafx_widgets as lw
 from leafx_widgets.bench.manifests import build_librivox, write_manifest, load_manifest
 from leafx_widgets.probes import frame_labels
 
+import inside_checks
+
 
 @pytest.fixture(scope="module")
 def librivox(tmp_path_factory):
@@ -32,6 +34,12 @@ def test_speech_is_linearly_decodable_from_every_encoder_layer(model, librivox):
     assert np.all(result.accuracy > result.chance + 0.05), result
     doc = json.loads(json.dumps(result.to_json(), allow_nan=False))
     assert doc["label"] == "speech" and len(doc["accuracy"]) == 4
+
+
+def test_probes_read_every_encoder_frame_of_the_real_audio(model, sample_explanation, tmp_path):
+    assert model.encoder_frames_per_frame == 1
+    inside_checks.check_probe_frames(model, sample_explanation.audio, model.sample_rate, tmp_path)
+    inside_checks.check_encoder_replacement_frames(model, sample_explanation)
 
 
 def test_bad_input(model, librivox, tmp_path):

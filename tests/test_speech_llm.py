@@ -7,11 +7,14 @@ import pytest
 import torch
 
 import leafx_widgets as lw
+from leafx_widgets import patching
 from leafx_widgets.methods.registry import available_methods
 from leafx_widgets.models import save_pretrained
 from leafx_widgets.models.autograd_gradients import TokenGradients
 from leafx_widgets.models.qwen2_audio import Qwen2AudioAdapter
 from leafx_widgets.models.voxtral import VoxtralAdapter
+
+import inside_checks
 
 SENTENCES = ["the quick brown fox jumps over the lazy dog", "hello world this is a test of speech",
              "she sells sea shells by the sea shore", "a small random model reads audio"]
@@ -350,3 +353,35 @@ def test_voxtral_loads_with_only_mistrals_tekken_json(tmp_path):
     ex = lw.explain(adapter, speech_like(), sample_rate=RATE, text=TEXT)
     assert ex.text.strip() == TEXT and [w.text.strip() for w in ex.words] == TEXT.split()
     assert abs(ex.map(0, "leafx_sf").sum() - 1) < 1e-4
+
+
+# -- inside the model: logit lens, encoder lens, patching, probes (tests/inside_checks.py) -------------
+def test_logit_lens_reads_the_language_models_layers(llm, forced):
+    assert {"logit_lens", "encoder_lens", "patching"} <= llm.supports and "cross_heads" not in llm.supports
+    inside_checks.check_last_lens_layer_is_the_models_output(llm, forced, atol=1e-9)
+    w = forced.windows[0]
+    states = llm.decoder_states(w.encoded, w.prompt, w.ids)
+    assert states.cross == [] and states.residual[0].shape == (1, len(w.prompt) + len(w.ids), 32)
+
+
+def test_patching_the_embeddings_the_tower_and_the_residual(llm, forced):
+    token = len(forced.tokens) - 1
+    inside_checks.check_restoring_nothing_or_everything(llm, forced, token, atol=1e-9)
+    inside_checks.check_over_layers(llm, forced, token)
+    inside_checks.check_no_cross_attention_sites(llm, forced)
+    # time spans are whole audio embeddings: 40 ms (Qwen2-Audio) or 80 ms (Voxtral)
+    site = patching.parse_site(("time", 0.1, 0.3), forced.windows[0])
+    assert site.frames == (int(0.1 / llm.frame_s + 1e-6), int(np.ceil(0.3 / llm.frame_s - 1e-6)))
+    over = forced.patching(token, "silence", over="time", n_spans=5)
+    assert len(over.sites) == 5 and over.end_s[-1] == pytest.approx(forced.n_frames * llm.frame_s)
+    span = forced.patch(token, "silence", restore=(("enc.0", 0.0, 0.5),))
+    ends = forced.patch(token, "silence"), forced.patch(token, "silence", ("encoder",))
+    assert np.isfinite(span) and min(abs(span - e) for e in ends) > 1e-9  # part of the tower: neither end
+
+
+def test_encoder_lens_and_probes_read_the_audio_tower(family, llm, forced, tmp_path):
+    per = {"qwen2_audio": 2, "voxtral": 4}[family]  # tower frames (20 ms) pooled or stacked into one embedding
+    assert llm.encoder_frames_per_frame == per and llm.n_encoder_layers == 1
+    inside_checks.check_encoder_lens_top_is_the_transcript(llm, forced)
+    inside_checks.check_encoder_replacement_frames(llm, forced)
+    inside_checks.check_probe_frames(llm, speech_like(1.3, silence_s=0.3), RATE, tmp_path)

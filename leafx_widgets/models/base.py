@@ -79,9 +79,12 @@ DTW_TIMING = "dtw_timing"  # cross-attention heads that track time monotonically
 LOGIT_LENS = "logit_lens"  # decoder_states() + lens_logits(): every decoder layer read through the output head
 ENCODER_LENS = "encoder_lens"  # encoder_states() + encoder_readout(): every encoder layer's output, decodable
 PATCHING = "patching"  # decoder_states(replace=...) and encoder_states(replace=...): activation patching
+# DecoderStates.cross: each cross-attention head's output, patchable ("dec.L.cross.H"); a decoder-only
+# speech LLM has no cross-attention (TeacherPass.cross is its self-attention onto the audio)
+CROSS_HEADS = "cross_heads"
 CAPABILITIES = frozenset({CROSS_ATTENTION, SELF_ATTENTION, BYPASS, TOKEN_GRADIENTS, VALUE_NORMS,
                           ALIGNMENT_HEADS, INPUT_GRADIENTS, PREFIX_MASKING, TIMESTAMPS, DTW_TIMING,
-                          LOGIT_LENS, ENCODER_LENS, PATCHING})
+                          LOGIT_LENS, ENCODER_LENS, PATCHING, CROSS_HEADS})
 
 
 @dataclass
@@ -91,7 +94,7 @@ class DecoderStates:
     ``residual[l]``: (B, P, d) the residual stream after decoder layer l (before the final norm).
     ``cross[l]``: (B, P, H * dh) what layer l's cross-attention heads computed, before the output
     projection (head h is the slice ``h * dh : (h + 1) * dh``), so that restoring every head's slice
-    restores the whole block exactly.
+    restores the whole block exactly. Empty for a model without cross-attention (no ``"cross_heads"``).
     """
 
     residual: list[torch.Tensor]
@@ -101,7 +104,8 @@ class DecoderStates:
 # activation replacements for decoder_states(replace=...): {("dec", l) or ("cross", l): (mask, values)}.
 # ("dec", l): mask (B,) bool rows whose residual after layer l becomes ``values`` (1 | B, P, d);
 # ("cross", l): mask (B, H) bool heads whose cross-attention output becomes theirs in ``values`` (1 | B, P, H*dh).
-# encoder_states(replace=...): {l: (mask (B, S) bool frames, values (1 | B, S, d))} after encoder layer l.
+# encoder_states(replace=...): {l: (mask (B, S) bool frames, values (1 | B, S, d))} after encoder layer l,
+# S the layer's frames (``encoder_frames_per_frame`` per attended frame).
 Replacements = dict
 
 
@@ -283,6 +287,18 @@ class SpeechAdapter(abc.ABC):
         """Encoder layers whose outputs ``encoder_states`` returns (needs ``"encoder_lens"``)."""
         raise ValueError(f"{self.name} does not expose its encoder layers")
 
+    @property
+    def encoder_frames_per_frame(self) -> int:
+        """Encoder-layer frames per attended frame: 1 when the decoder attends to the encoder's own frames
+        (Whisper, Canary); a speech LLM pools (Qwen2-Audio: 2) or stacks (Voxtral: 4) them into one embedding."""
+        return 1
+
+    def encode_frames(self, features: torch.Tensor, n_frames: int) -> torch.Tensor:
+        """``encode`` with ``n_frames`` attended frames: a model that reads only the real audio's frames
+        (Qwen2-Audio) is told how many, so a corrupted input lines up with the clean one; one that reads
+        the whole window ignores it."""
+        return self.encode(features)
+
     def decoder_states(self, encoded: torch.Tensor, prompt: list[int], ids: list[int], *,
                        replace: Replacements | None = None) -> DecoderStates:
         """One teacher-forced pass over ``prompt + ids`` for each row of ``encoded`` (B, S, d), returning
@@ -291,18 +307,22 @@ class SpeechAdapter(abc.ABC):
         raise ValueError(f"{self.name} does not expose its decoder layers (no logit lens or patching)")
 
     def lens_logits(self, residual: torch.Tensor) -> torch.Tensor:
-        """Residual (..., d) -> next-token logits (..., vocab), float32: the decoder's final norm and output
+        """Residual (..., d) -> next-token logits (..., vocab), in at least float32: the decoder's final norm and output
         projection. On the last layer's residual this is the model's own output."""
         raise ValueError(f"{self.name} does not expose its output head (no logit lens)")
 
-    def encoder_states(self, features: torch.Tensor, *, replace: Replacements | None = None) -> list[torch.Tensor]:
+    def encoder_states(self, features: torch.Tensor, *, n_frames: int | None = None,
+                       replace: Replacements | None = None) -> list[torch.Tensor]:
         """(B, n_mels, T) -> every encoder layer's output (B, S, d) before the final norm, with ``replace``
-        swapped in after the named layers (needs ``"encoder_lens"``)."""
+        swapped in after the named layers (needs ``"encoder_lens"``). S is ``encoder_frames_per_frame`` x the
+        attended frames: ``n_frames`` of them as ``encode_frames`` (None: as ``encode``) for a model that reads
+        only the real audio, the whole window for the others."""
         raise ValueError(f"{self.name} does not expose its encoder layers (no encoder lens or probes)")
 
     def encoder_readout(self, hidden: torch.Tensor) -> torch.Tensor:
-        """An encoder layer's output (B, S, d) -> what the decoder attends to (the encoder's final norm);
-        ``encoder_readout(encoder_states(f)[-1])`` equals ``encode(f)``."""
+        """An encoder layer's output (B, S, d) -> what the decoder attends to (Whisper: the encoder's final
+        norm; a speech LLM: its pooling, norm and projector); ``encoder_readout(encoder_states(f)[-1])``
+        equals ``encode(f)``."""
         raise ValueError(f"{self.name} does not expose its encoder layers (no encoder lens)")
 
     # -- text --------------------------------------------------------------------------

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
-from . import base
+from . import base, inside
 from .base import Decoded, Reduce, SpeechAdapter, TeacherPass
 
 DEFAULT_WINDOW_S = 40.0
@@ -131,7 +131,8 @@ class CanaryAdapter(SpeechAdapter):
     @property
     def supports(self) -> frozenset[str]:
         return frozenset({base.CROSS_ATTENTION, base.SELF_ATTENTION, base.BYPASS, base.TOKEN_GRADIENTS,
-                          base.VALUE_NORMS, base.INPUT_GRADIENTS, base.PREFIX_MASKING})
+                          base.VALUE_NORMS, base.INPUT_GRADIENTS, base.PREFIX_MASKING, base.LOGIT_LENS,
+                          base.ENCODER_LENS, base.PATCHING, base.CROSS_HEADS})
 
     def __repr__(self):
         return (f"CanaryAdapter({self.name!r}, layers={self.n_layers}, heads={self.n_heads}, "
@@ -320,6 +321,40 @@ class CanaryAdapter(SpeechAdapter):
             embeds = embeds * keep[..., None].to(embeds.dtype)
         hidden = self.model.model.decoder(inputs_embeds=embeds, encoder_hidden_states=encoded).last_hidden_state
         return self.token_logprobs(hidden, prompt, ids)
+
+    # -- inside the model: lenses and patching (forward hooks, ``inside``) ---------------
+    @property
+    def n_encoder_layers(self) -> int:
+        return self.model.config.encoder_config.num_hidden_layers
+
+    @torch.no_grad()
+    def decoder_states(self, encoded: torch.Tensor, prompt: list[int], ids: list[int], *,
+                       replace: base.Replacements | None = None) -> base.DecoderStates:
+        """Teacher-forced pass over ``prompt + ids`` for each row of ``encoded``: each layer's residual and each
+        cross-attention's per-head output (the input of its ``o_proj``), swapping in ``replace``."""
+        self._check_length(prompt, ids)
+        tokens = torch.tensor([list(prompt) + list(ids)], device=self.device).expand(len(encoded), -1)
+        decoder = self.model.model.decoder
+        return inside.cross_decoder_states(decoder, tokens, encoded, replace,
+                                           head_dim=decoder.layers[0].encoder_attn.head_dim,
+                                           projections=[layer.encoder_attn.o_proj for layer in decoder.layers])
+
+    def lens_logits(self, residual: torch.Tensor) -> torch.Tensor:
+        """The decoder's final LayerNorm and output projection."""
+        return inside.lens_float(self.model.proj_out(self.model.model.decoder.norm(residual)))
+
+    @torch.no_grad()
+    def encoder_states(self, features: torch.Tensor, *, n_frames: int | None = None,
+                       replace: base.Replacements | None = None) -> list[torch.Tensor]:
+        """Every FastConformer block's output (B, n_window_frames, d); ``n_frames`` is ignored (it reads the window)."""
+        outputs = []
+        with inside.layer_outputs(self.model.model.encoder.layers, outputs, replace):
+            self.encode(features)
+        return outputs
+
+    def encoder_readout(self, hidden: torch.Tensor) -> torch.Tensor:
+        # identity: the FastConformer encoder has no final norm, the decoder attends to its last block's output
+        return hidden
 
     # -- text --------------------------------------------------------------------------
     def token_piece(self, token_id: int) -> str:

@@ -57,8 +57,12 @@ class Qwen2AudioAdapter(SpeechLLMAdapter):
         columns = int(loud.nonzero().max()) + 1 if loud.any() else 1
         return min(self.n_window_frames, -(-columns // self.input_frames_per_frame))
 
-    def _encode(self, features: torch.Tensor, n_tokens: int) -> torch.Tensor:
-        """Qwen2AudioModel's audio path with an attention mask over the frames of ``n_tokens`` embeddings."""
+    @property
+    def encoder_frames_per_frame(self) -> int:
+        return self._pool
+
+    def _tower(self, features: torch.Tensor, n_tokens: int) -> torch.Tensor:
+        """Qwen2AudioModel's audio tower with an attention mask over the frames of ``n_tokens`` embeddings."""
         from transformers.masking_utils import create_bidirectional_mask
 
         tower = self.model.model.audio_tower
@@ -67,8 +71,18 @@ class Qwen2AudioAdapter(SpeechLLMAdapter):
         mask_2d = mask_2d[None].expand(len(features), -1)
         dummy = torch.zeros(len(features), n_conv, 1, dtype=features.dtype, device=features.device)
         mask = create_bidirectional_mask(config=tower.config, inputs_embeds=dummy, attention_mask=mask_2d)
-        hidden = tower(features, attention_mask=mask).last_hidden_state
-        return self.model.model.multi_modal_projector(hidden)[:, :n_tokens]
+        return tower(features, attention_mask=mask).last_hidden_state
+
+    def _encode(self, features: torch.Tensor, n_tokens: int) -> torch.Tensor:
+        """Qwen2AudioModel's audio path: the tower (pooled, normed), then the projector."""
+        return self.model.model.multi_modal_projector(self._tower(features, n_tokens))[:, :n_tokens]
+
+    def encoder_readout(self, hidden: torch.Tensor) -> torch.Tensor:
+        """A tower layer's frames (B, 2k, d) -> k audio embeddings: the tower's average pooling and final
+        norm, then the projector, as the model applies them after its last layer."""
+        tower = self.model.model.audio_tower
+        pooled = tower.avg_pooler(hidden.transpose(1, 2)).transpose(1, 2)
+        return self.model.model.multi_modal_projector(tower.layer_norm(pooled))
 
 
 def load_qwen2_audio(folder: Path, *, name: str, device: torch.device, dtype: torch.dtype,

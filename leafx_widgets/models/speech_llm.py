@@ -16,6 +16,12 @@ self-attention from a position to the audio-embedding positions plays its part.
   masked before the softmax, so that layer reads the text only); the audio positions keep theirs.
 - No timestamps, no alignment heads, no value norms: Whisper's DTW timing and the "-vn" variants
   are not offered.
+- Inside the model: the logit lens reads the language model's layers through its final norm and
+  ``lm_head``; the encoder lens and probes read the audio tower's layers (``encoder_frames_per_frame``
+  of them per audio embedding), read out through the rest of the tower and the projector as the model
+  applies them; patching restores the language model's residual ("dec.L"), the audio embeddings
+  ("encoder", time spans of whole embeddings) and the tower's layers ("enc.L"). There is no
+  cross-attention, so no "dec.L.cross" sites.
 """
 from __future__ import annotations
 
@@ -29,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import base
+from . import base, inside
 from .autograd_gradients import TokenGradients
 from .base import Decoded, Reduce, SpeechAdapter, TeacherPass
 
@@ -165,8 +171,10 @@ class SpeechLLMAdapter(SpeechAdapter):
     @property
     def supports(self) -> frozenset[str]:
         # TeacherPass.cross is the self-attention's audio slice; no DTW_TIMING: no heads known to track time
+        # no CROSS_HEADS: nothing but self-attention, so no cross-attention heads to patch
         return frozenset({base.CROSS_ATTENTION, base.SELF_ATTENTION, base.BYPASS, base.TOKEN_GRADIENTS,
-                          base.INPUT_GRADIENTS, base.PREFIX_MASKING})
+                          base.INPUT_GRADIENTS, base.PREFIX_MASKING, base.LOGIT_LENS, base.ENCODER_LENS,
+                          base.PATCHING})
 
     @property
     def max_text_positions(self) -> int:
@@ -206,6 +214,29 @@ class SpeechLLMAdapter(SpeechAdapter):
     def encode(self, features: torch.Tensor) -> torch.Tensor:
         features = features.to(self.device, self.dtype)
         return self._encode(features, self.n_audio_tokens(features[:1]))
+
+    def encode_frames(self, features: torch.Tensor, n_frames: int) -> torch.Tensor:
+        return self._encode(features.to(self.device, self.dtype), int(n_frames))
+
+    @abc.abstractmethod
+    def _tower(self, features: torch.Tensor, n_tokens: int) -> torch.Tensor:
+        """The audio tower's output for (B, n_mels, T), run as ``_encode`` runs it for ``n_tokens`` embeddings."""
+
+    @property
+    def n_encoder_layers(self) -> int:
+        return len(self.model.model.audio_tower.layers)
+
+    @torch.no_grad()
+    def encoder_states(self, features: torch.Tensor, *, n_frames: int | None = None,
+                       replace: base.Replacements | None = None) -> list[torch.Tensor]:
+        """Every audio-tower layer's output over the frames of ``n_frames`` embeddings (None: as ``encode``):
+        (B, n_frames * encoder_frames_per_frame, d_audio) each."""
+        features = features.to(self.device, self.dtype)
+        n = self.n_audio_tokens(features[:1]) if n_frames is None else int(n_frames)
+        outputs = []
+        with inside.layer_outputs(self.model.model.audio_tower.layers, outputs, replace):
+            self._tower(features, n)
+        return [o[:, : n * self.encoder_frames_per_frame] for o in outputs]
 
     # -- prompt and positions ----------------------------------------------------------
     def check_language(self, language: str | None, task: str = "transcribe") -> None:
@@ -290,6 +321,25 @@ class SpeechLLMAdapter(SpeechAdapter):
     def token_gradients(self, encoded: torch.Tensor, prompt: list[int], ids: list[int]) -> TokenGradients:
         """Per-token gradients with respect to the captured attention, by autograd."""
         return TokenGradients(self, encoded, prompt, ids)
+
+    @torch.no_grad()
+    def decoder_states(self, encoded: torch.Tensor, prompt: list[int], ids: list[int], *,
+                       replace: base.Replacements | None = None) -> base.DecoderStates:
+        """One language-model pass over ``prompt + ids`` per row of ``encoded`` (its audio spliced in), capturing
+        every layer's residual at every position (the audio's too) with ``replace[("dec", l)]`` swapped in;
+        ``cross`` stays empty: there is no cross-attention."""
+        if any(kind != "dec" for kind, _ in (replace or {})):
+            raise ValueError(f"{self.name} has no cross-attention: only the residual ('dec', l) can be replaced")
+        where = self.audio_positions(prompt, ids)
+        self._check_audio(encoded, where)
+        tokens = torch.tensor([list(prompt) + list(ids)], device=self.device).expand(len(encoded), -1)
+        with inside.decoder_capture(self.lm.layers, replace) as states:
+            self.lm(inputs_embeds=self._embeds(tokens, encoded, where), use_cache=False)
+        return states
+
+    def lens_logits(self, residual: torch.Tensor) -> torch.Tensor:
+        """The language model's final norm and ``lm_head``."""
+        return inside.lens_float(self.model.lm_head(self.lm.norm(residual)))
 
     def value_norms(self, encoded: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"{self.name} has no value norms (the '-vn' variants are not offered for it)")

@@ -46,11 +46,26 @@ class VoxtralAdapter(SpeechLLMAdapter):
     def input_frames_per_frame(self) -> int:
         return self._conv_stride * self._stack
 
+    @property
+    def encoder_frames_per_frame(self) -> int:
+        return self._stack
+
+    def _tower(self, features: torch.Tensor, n_tokens: int) -> torch.Tensor:
+        """The Whisper encoder over the whole window (Voxtral reads every window's frames)."""
+        return self.model.model.audio_tower(features).last_hidden_state  # (B, 1500, d)
+
     def _encode(self, features: torch.Tensor, n_tokens: int) -> torch.Tensor:
         """VoxtralModel.get_audio_features, one window per batch row."""
-        hidden = self.model.model.audio_tower(features).last_hidden_state  # (B, 1500, d)
+        hidden = self._tower(features, n_tokens)
         stacked = hidden.reshape(len(features), -1, self.model.config.audio_config.intermediate_size)
         return self.model.model.multi_modal_projector(stacked)[:, :n_tokens]
+
+    def encoder_readout(self, hidden: torch.Tensor) -> torch.Tensor:
+        """A tower layer's frames (B, 4k, d) -> k audio embeddings: the encoder's final norm, the stacking of
+        consecutive frames and the projector, as the model applies them after its last layer."""
+        hidden = self.model.model.audio_tower.layer_norm(hidden)
+        stacked = hidden.reshape(len(hidden), -1, self.model.config.audio_config.intermediate_size)
+        return self.model.model.multi_modal_projector(stacked)
 
 
 def load_voxtral(folder: Path, *, name: str, device: torch.device, dtype: torch.dtype,

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
-from . import base
+from . import base, inside
 from .base import Decoded, Reduce, SpeechAdapter, TeacherPass
 from .whisper_backward import TokenGradients
 
@@ -121,7 +121,7 @@ class WhisperAdapter(SpeechAdapter):
     def supports(self) -> frozenset[str]:
         caps = {base.CROSS_ATTENTION, base.SELF_ATTENTION, base.BYPASS, base.TOKEN_GRADIENTS, base.VALUE_NORMS,
                 base.INPUT_GRADIENTS, base.PREFIX_MASKING, base.DTW_TIMING, base.LOGIT_LENS, base.ENCODER_LENS,
-                base.PATCHING}
+                base.PATCHING, base.CROSS_HEADS}
         caps |= {base.TIMESTAMPS} if self.start_of_prev is not None and cfg_has_timestamps(self) else set()
         return frozenset(caps | ({base.ALIGNMENT_HEADS} if self._alignment_heads else set()))
 
@@ -440,65 +440,23 @@ class WhisperAdapter(SpeechAdapter):
     def decoder_states(self, encoded: torch.Tensor, prompt: list[int], ids: list[int], *,
                        replace: base.Replacements | None = None) -> base.DecoderStates:
         """Teacher-forced pass over ``prompt + ids`` for each row of ``encoded``, capturing each layer's
-        residual (a forward hook on the layer) and each cross-attention's per-head output (a pre-hook on its
-        output projection, whose input is the heads' outputs side by side), swapping in ``replace``."""
-        replace = replace or {}
+        residual and each cross-attention's per-head output (``inside.decoder_capture``), swapping in ``replace``."""
         tokens = torch.tensor([list(prompt) + list(ids)], device=self.device).expand(len(encoded), -1)
-        residual, cross, handles = [], [], []
-        head_dim = self.model.config.d_model // self.n_heads
-
-        def swap(current, mask, values):
-            return torch.where(mask, values.to(current.dtype), current)
-
-        for l, layer in enumerate(self.model.model.decoder.layers):
-            def on_layer(module, args, output, l=l):
-                hidden = output[0] if isinstance(output, tuple) else output
-                if ("dec", l) in replace:
-                    rows, values = replace[("dec", l)]
-                    hidden = swap(hidden, rows.to(hidden.device)[:, None, None], values)
-                residual.append(hidden)
-                return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
-
-            def on_heads(module, args, l=l):
-                heads = args[0]  # (B, P, H * dh)
-                if ("cross", l) in replace:
-                    mask, values = replace[("cross", l)]
-                    mask = mask.to(heads.device).repeat_interleave(head_dim, dim=-1)[:, None, :]  # (B, 1, H * dh)
-                    heads = swap(heads, mask, values)
-                cross.append(heads)
-                return (heads, *args[1:])
-
-            handles.append(layer.register_forward_hook(on_layer))
-            handles.append(layer.encoder_attn.out_proj.register_forward_pre_hook(on_heads))
-        try:
-            self.model.model.decoder(input_ids=tokens, encoder_hidden_states=encoded)
-        finally:
-            for h in handles:
-                h.remove()
-        return base.DecoderStates(residual=residual, cross=cross)
+        decoder = self.model.model.decoder
+        return inside.cross_decoder_states(decoder, tokens, encoded, replace,
+                                           head_dim=self.model.config.d_model // self.n_heads,
+                                           projections=[layer.encoder_attn.out_proj for layer in decoder.layers])
 
     def lens_logits(self, residual: torch.Tensor) -> torch.Tensor:
-        return self.model.proj_out(self.model.model.decoder.layer_norm(residual)).float()
+        return inside.lens_float(self.model.proj_out(self.model.model.decoder.layer_norm(residual)))
 
     @torch.no_grad()
-    def encoder_states(self, features: torch.Tensor, *, replace: base.Replacements | None = None) -> list[torch.Tensor]:
-        replace = replace or {}
-        outputs, handles = [], []
-        for l, layer in enumerate(self.model.model.encoder.layers):
-            def on_layer(module, args, output, l=l):
-                hidden = output[0] if isinstance(output, tuple) else output
-                if l in replace:
-                    frames, values = replace[l]
-                    hidden = torch.where(frames.to(hidden.device)[..., None], values.to(hidden.dtype), hidden)
-                outputs.append(hidden)
-                return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
-
-            handles.append(layer.register_forward_hook(on_layer))
-        try:
+    def encoder_states(self, features: torch.Tensor, *, n_frames: int | None = None,
+                       replace: base.Replacements | None = None) -> list[torch.Tensor]:
+        """Every encoder layer's output (B, n_window_frames, d); ``n_frames`` is ignored (the window is read whole)."""
+        outputs = []
+        with inside.layer_outputs(self.model.model.encoder.layers, outputs, replace):
             self.model.model.encoder(features.to(self.device, self.dtype))
-        finally:
-            for h in handles:
-                h.remove()
         return outputs
 
     def encoder_readout(self, hidden: torch.Tensor) -> torch.Tensor:
