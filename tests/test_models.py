@@ -134,6 +134,9 @@ def test_device_and_dtype_are_honoured():
     ("no-such-org/not-a-whisper-model", ValueError, "cannot reach the Hugging Face hub .* not in the local cache"),
     ("./missing-folder", FileNotFoundError, "does not exist"),
     ("large-v3", ValueError, "unknown model 'large-v3'"),
+    # openai-whisper's names with a dot are names, not folders: the hub id to use is suggested
+    ("small.en", ValueError, r"unknown model 'small.en': use a bundled one \(tiny.en, base\).*'openai/whisper-small.en'"),
+    ("models/tiny/v2", FileNotFoundError, "model folder 'models/tiny/v2' does not exist"),
 ])
 def test_unknown_model_names(name, error, message, monkeypatch, tmp_path):
     from huggingface_hub import constants

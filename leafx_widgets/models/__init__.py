@@ -83,11 +83,11 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL, *, device: str | torch.
     else:
         folder = Path(name).expanduser()
         if not folder.is_dir():
-            if Path(name).suffix or name.startswith((".", "/", "~")):
+            if name.startswith((".", "/", "~")) or name.count("/") > 1:
                 raise FileNotFoundError(f"model folder {name!r} does not exist")
-            if name.count("/") != 1:
-                raise ValueError(f"unknown model {name!r}: use the bundled {DEFAULT_MODEL!r}, a folder, "
-                                 f"or a Hugging Face id such as 'openai/whisper-small'")
+            if name.count("/") != 1:  # a bare name such as "small.en": openai-whisper's names are hub ids here
+                raise ValueError(f"unknown model {name!r}: use a bundled one ({', '.join(BUNDLED)}), a folder, "
+                                 f"or a Hugging Face id such as 'openai/whisper-{name}'")
             folder = _hub_snapshot(name)
     return _loader(folder)(folder, name=name, device=device, dtype=dtype, language=language)
 
