@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import leafx_widgets as lw
 from leafx_widgets import cli
 from leafx_widgets.audit import corpus
 from leafx_widgets.audit.corpus import AuditSettings, run_audit
@@ -86,6 +87,9 @@ def test_cli_audit_records_a_failure_then_resumes_from_the_cache(tiny_manifest, 
     page = (out / "report.html").read_text()
     assert "Token audit" in page and "cards-003" in page and "cdn.bokeh.org" not in page
     assert "8 tokens" in capsys.readouterr().out
+    meta = json.loads((out / "audit.json").read_text())
+    assert meta["model"] == "tiny.en" and meta["language"] == "en" and meta["leafx_widgets"] == lw.__version__
+    assert (meta["planned_clips"], meta["done_clips"], meta["failed_clips"]) == (2, 2, 0)
 
 
 def test_ctrl_c_finishes_the_clip_writes_the_tables_and_resumes(tiny_manifest, tmp_path, monkeypatch):

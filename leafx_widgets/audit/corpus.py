@@ -221,7 +221,7 @@ def run_audit(manifests=None, audio_dir=None, out_dir="audit_out", *, model="tin
             clip_bar.close()
         interrupted = stop.requested
     outcome = write_outputs(out, [results[i] for i in sorted(results)], sorted(failed, key=lambda f: f["order"]),
-                            settings=settings, model_name=model_name, wall_s=time.time() - started,
+                            settings=settings, model_name=model_name, language=language, wall_s=time.time() - started,
                             planned=len(jobs), interrupted=interrupted)
     return outcome
 
@@ -237,7 +237,7 @@ def _read_cache_file(path) -> dict | None:
 
 
 def write_outputs(out: Path, results: list[dict], failed: list[dict], *, settings: AuditSettings,
-                  model_name: str, wall_s: float, planned: int, interrupted: bool) -> dict:
+                  model_name: str, language: str | None = None, wall_s: float, planned: int, interrupted: bool) -> dict:
     """tokens.csv/.parquet, clips.csv, deletions.csv, failed.csv and report.html, each written atomically."""
     import pandas as pd
 
@@ -259,7 +259,11 @@ def write_outputs(out: Path, results: list[dict], failed: list[dict], *, setting
     atomic_write(out / "clips.csv", clips.to_csv(index=False))
     atomic_write(out / "deletions.csv", deletions.to_csv(index=False))
     atomic_write(out / "failed.csv", failed_df.to_csv(index=False))
-    meta = {"model": model_name, "settings": asdict(settings), "planned_clips": planned, "done_clips": len(results),
+    from .. import __version__
+
+    # enough to tell two audits apart: the model, the language asked for (None: each clip's own, detected or the
+    # model's only one), the settings and the package's version
+    meta = {"model": model_name, "language": language, "leafx_widgets": __version__, "settings": asdict(settings), "planned_clips": planned, "done_clips": len(results),
             "failed_clips": len(failed), "interrupted": interrupted, "wall_s": round(wall_s, 1)}
     atomic_write(out / "audit.json", json.dumps(meta, indent=1))
     from .report import html_report
