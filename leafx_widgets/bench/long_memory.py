@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 
-BYTES_PER_SAMPLE = 4  # the explanation holds the recording as float32
+BYTES_PER_SAMPLE = 4  # the yardstick: the audio difference as float32 in memory
 MB = 2**20
 
 
