@@ -12,7 +12,10 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from .spilled import SpilledSamples
+
 PCM16_SCALE = 32768.0
+PCM16_BLOCK = 1 << 20  # samples converted at a time
 
 
 def encode_array(a: np.ndarray, dtype: str) -> dict:
@@ -24,15 +27,22 @@ def encode_array(a: np.ndarray, dtype: str) -> dict:
     return {"view": memoryview(a).cast("B"), "dtype": dtype, "shape": list(a.shape)}
 
 
-def to_pcm16(audio: np.ndarray) -> np.ndarray:
-    """float audio in [-1, 1] -> int16 PCM (clipped). shape = (n_samples,)"""
-    audio = np.asarray(audio)
+def to_pcm16(audio, *, block: int = PCM16_BLOCK) -> np.ndarray:
+    """float audio in [-1, 1] -> int16 PCM (clipped). shape = (n_samples,)
+
+    Converted ``block`` samples at a time, so a long recording costs its int16 PCM and no float
+    copy of the whole; ``audio`` may be spilled samples (``spilled.py``), read slice by slice."""
+    if not isinstance(audio, SpilledSamples):
+        audio = np.asarray(audio)
     if audio.ndim != 1:
         raise ValueError(f"expected mono audio of shape (n_samples,), got {audio.shape}")
     if not np.issubdtype(audio.dtype, np.floating):
         raise ValueError(f"expected float audio, got {audio.dtype}")
-    scaled = np.clip(np.nan_to_num(audio, nan=0.0) * PCM16_SCALE, -32768, 32767)
-    return np.round(scaled).astype(np.int16)
+    pcm = np.empty(len(audio), np.int16)
+    for start in range(0, len(audio), block):
+        part = np.nan_to_num(audio[start: start + block], nan=0.0)
+        pcm[start: start + len(part)] = np.round(np.clip(part * PCM16_SCALE, -32768, 32767))
+    return pcm
 
 
 def quantize_uint8(x: np.ndarray) -> tuple[np.ndarray, float, float]:

@@ -2,7 +2,9 @@
 
 Everything is read in blocks: the header (or the array's shape) is checked first, a first pass
 counts the frames that are really there and looks for NaN, clipping and silence without keeping
-anything, and only then is the mono signal built, block by block, and resampled.
+anything, and only then is the mono signal built, block by block, and resampled. A file longer than
+``SPILL_AFTER_S`` is built into an anonymous temporary file instead of memory (``spilled.py``), its
+resampling streamed too: an hour of audio then costs no more memory than a minute.
 """
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from .spilled import SpilledSamples, can_spill, spill
+
 TARGET_RATE = 16000
 MIN_DURATION_S = 0.1
 DEFAULT_MAX_DURATION_S = 3 * 3600.0  # a guard against mistaken inputs; pass max_duration_s=None to lift it
@@ -22,6 +26,8 @@ SILENCE_PEAK = 1e-4  # below this peak amplitude nothing is audible and Whisper 
 MAX_CHANNELS = 16
 MIN_RATE, MAX_RATE = 1000, 384000
 BLOCK_FRAMES = 1 << 16  # frames decoded at a time
+SPILL_AFTER_S = 300.0  # files longer than this are kept in a temporary file, not in memory
+RESAMPLE_QUALITY = "HQ"  # soxr's; librosa.resample's default res_type "soxr_hq" is the same filter
 # writers that stream (ffmpeg 0xFFFFFFFF, sox 0x7FFFFFFF, espeak-ng --stdout 0x7FFFF000) cannot know the
 # length and write a data size near 2 or 4 GiB: such a WAV is read to its end, not called truncated
 STREAMING_DATA_SIZE = 0x7FFF0000
@@ -33,7 +39,7 @@ class AudioError(ValueError):
 
 @dataclass
 class Audio:
-    samples: np.ndarray  # (n,) float32 mono at ``sample_rate``
+    samples: np.ndarray | SpilledSamples  # (n,) float32 mono at ``sample_rate``; spilled when read from a long file
     sample_rate: int
     path: str | None = None
     original_rate: int | None = None
@@ -53,6 +59,7 @@ class _Source:
     frames: int  # frames the header promises
     blocks: Callable[[], Iterator[np.ndarray]]  # (n, channels) float64 in [-1, 1]-ish, in order
     present: int | None = None  # frames really in the file, when the header alone tells (WAV)
+    spillable: bool = False  # a file (or audio spilled before), not an array the user holds anyway
 
 
 def load_audio(source, sample_rate: int | None = None, *, target_rate: int = TARGET_RATE,
@@ -76,11 +83,16 @@ def load_audio(source, sample_rate: int | None = None, *, target_rate: int = TAR
     _check_header(src, max_duration_s)
     frames = _scan(src, allow_truncated)
     mono = _mixdown(src, frames)
-    if src.rate != target_rate:
-        import librosa
+    if src.spillable and frames / src.rate > SPILL_AFTER_S and can_spill():
+        samples = spill(_resample_stream(mono, src.rate, target_rate, frames))
+    else:
+        samples = _gather(mono, frames)
+        if src.rate != target_rate:
+            import librosa
 
-        mono = librosa.resample(mono, orig_sr=src.rate, target_sr=target_rate).astype(np.float32)
-    return Audio(samples=np.ascontiguousarray(mono), sample_rate=target_rate, path=path, original_rate=src.rate)
+            samples = librosa.resample(samples, orig_sr=src.rate, target_sr=target_rate).astype(np.float32)
+        samples = np.ascontiguousarray(samples)
+    return Audio(samples=samples, sample_rate=target_rate, path=path, original_rate=src.rate)
 
 
 # -- sources ------------------------------------------------------------------------------------------
@@ -104,8 +116,9 @@ def _to_unit(block: np.ndarray) -> np.ndarray:
 
 def _array_source(source, rate, name) -> _Source:
     name = name or "the audio array"
+    spilled = isinstance(source, SpilledSamples)  # an Audio loaded before: read back block by block
     try:
-        arr = np.asarray(source)
+        arr = source if spilled else np.asarray(source)
     except Exception as err:
         raise AudioError(f"audio must be an array of samples, got {type(source).__name__}: {err}") from None
     if arr.dtype.kind not in "iuf":
@@ -113,7 +126,7 @@ def _array_source(source, rate, name) -> _Source:
     if arr.size == 0:
         raise AudioError(f"{name} holds no samples")
     if arr.ndim == 1:
-        arr = arr[:, None]
+        arr = arr if spilled else arr[:, None]
     elif arr.ndim != 2:
         raise AudioError(f"audio must be 1-D (mono) or 2-D (channels), got shape {arr.shape}")
     elif arr.shape[0] < arr.shape[1]:  # accept (samples, channels) and (channels, samples): channels is the short side
@@ -122,9 +135,11 @@ def _array_source(source, rate, name) -> _Source:
 
     def blocks():
         for start in range(0, arr.shape[0], BLOCK_FRAMES):
-            yield _to_unit(arr[start : start + BLOCK_FRAMES])
+            block = arr[start : start + BLOCK_FRAMES]
+            yield _to_unit(block if block.ndim == 2 else block[:, None])
 
-    return _Source(name=name, rate=rate, channels=arr.shape[1], frames=arr.shape[0], blocks=blocks)
+    return _Source(name=name, rate=rate, channels=arr.shape[1] if arr.ndim == 2 else 1, frames=arr.shape[0],
+                   blocks=blocks, spillable=spilled)
 
 
 def check_path(path: Path) -> None:
@@ -155,7 +170,8 @@ def _file_source(path: Path, max_duration_s: float | None) -> _Source:
     claimed = _wav_claimed_frames(path)
     if claimed is not None and claimed > frames:  # libsndfile quietly reads a short data chunk
         frames, present = claimed, int(info.frames)
-    return _Source(name=name, rate=rate, channels=int(info.channels), frames=frames, blocks=blocks, present=present)
+    return _Source(name=name, rate=rate, channels=int(info.channels), frames=frames, blocks=blocks, present=present,
+                   spillable=True)
 
 
 def _wav_claimed_frames(path: Path) -> int | None:
@@ -199,7 +215,9 @@ def _fallback_source(path: Path, max_duration_s, sf_err) -> _Source:
         raise
     except Exception:
         raise unreadable from None
-    return _array_source(np.atleast_2d(samples), rate, str(path))
+    src = _array_source(np.atleast_2d(samples), rate, str(path))
+    src.spillable = True  # the decoded array is dropped once the recording is built
+    return src
 
 
 # -- checks ---------------------------------------------------------------------------------------------
@@ -274,15 +292,52 @@ def _truncated(src: _Source, count: int, error, allow_truncated: bool) -> None:
     warnings.warn(f"{what}; using the {there:.2f} s that are there", stacklevel=4)
 
 
-def _mixdown(src: _Source, frames: int) -> np.ndarray:
-    """Second pass: the mono signal, one block of channels at a time."""
-    mono, at = np.empty(frames, dtype=np.float32), 0
+def _mixdown(src: _Source, frames: int) -> Iterator[np.ndarray]:
+    """Second pass: the mono signal as float32 blocks, one block of channels at a time."""
+    at = 0
     for block in src.blocks():
         block = block[: frames - at]
-        mono[at : at + len(block)] = block.mean(axis=1)
+        yield block.mean(axis=1).astype(np.float32)
         at += len(block)
         if at >= frames:  # stop where the first pass stopped, before any decoder error it met
             break
     if at < frames:
         raise AudioError(f"{src.name} changed while it was read ({at} of {frames} frames the second time)")
+
+
+def _gather(blocks: Iterator[np.ndarray], frames: int) -> np.ndarray:
+    """The blocks in one array of ``frames`` samples (no second copy: filled in place)."""
+    mono, at = np.empty(frames, dtype=np.float32), 0
+    for block in blocks:
+        mono[at : at + len(block)] = block
+        at += len(block)
     return mono
+
+
+def _resample_stream(blocks: Iterator[np.ndarray], rate: int, target_rate: int, frames: int) -> Iterator[np.ndarray]:
+    """The blocks at ``target_rate``, streamed through soxr; as long as ``librosa.resample`` makes the
+    whole signal (``ceil(frames * ratio)`` samples: cut, or zero-padded at the end)."""
+    if rate == target_rate:
+        yield from blocks
+        return
+    import soxr
+
+    stream = soxr.ResampleStream(rate, target_rate, 1, dtype="float32", quality=RESAMPLE_QUALITY)
+    want, made = int(np.ceil(frames * (float(target_rate) / rate))), 0
+    for block, last in _with_last(blocks):
+        out = stream.resample_chunk(block, last=last)[: want - made]
+        made += len(out)
+        yield out
+    if made < want:
+        yield np.zeros(want - made, np.float32)
+
+
+def _with_last(blocks: Iterator[np.ndarray]) -> Iterator[tuple[np.ndarray, bool]]:
+    """Each block with whether it is the last one (soxr flushes its filter on the last)."""
+    previous = None
+    for block in blocks:
+        if previous is not None:
+            yield previous, False
+        previous = block
+    if previous is not None:
+        yield previous, True

@@ -13,6 +13,7 @@ import torch
 from . import schema
 from . import longform
 from .audio import DEFAULT_MAX_DURATION_S, Audio, load_audio
+from .spilled import SpilledSamples
 from .longform import DecodeOptions
 from .windows import DEFAULT_KEPT_WINDOWS, Window, WindowStore
 from ._progress import progress as _progress
@@ -308,9 +309,13 @@ class Explanation:
 
     # -- audio and features -------------------------------------------------------------
     @property
-    def audio(self) -> np.ndarray | None:
-        """The mono samples at ``sample_rate``; None for an explanation read from JSON, unless
-        ``from_json`` was given the recording (``audio=`` or ``load_audio=True``)."""
+    def audio(self) -> "np.ndarray | SpilledSamples | None":
+        """The mono float32 samples at ``sample_rate``; None for an explanation read from JSON, unless
+        ``from_json`` was given the recording (``audio=`` or ``load_audio=True``).
+
+        An ndarray, except for a file longer than ``audio.SPILL_AFTER_S`` (5 minutes): then a read-only
+        ``SpilledSamples`` kept in a temporary file, with ``len``, ``shape``, ``dtype`` and ``[int]`` /
+        ``[slice]`` giving fresh ndarrays; ``np.asarray(ex.audio)`` reads it whole into memory."""
         return None if self._audio is None else self._audio.samples
 
     @property

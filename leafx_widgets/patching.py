@@ -112,13 +112,14 @@ class Corruption:
 def corruption(corrupt, clean: np.ndarray, *, snr_db: float = DEFAULT_SNR_DB, seed: int = 0) -> Corruption:
     """``"noise"``: the clean recording plus white noise at ``snr_db`` (relative to the power of its
     non-silent samples, drawn with ``seed``); ``"silence"``: zeros; an array: that recording."""
-    n = len(clean)
+    n = len(clean)  # ``clean`` may be spilled samples (a long file): read whole only for "noise"
     if isinstance(corrupt, str):
         if corrupt == "silence":
             return Corruption(("silence",), np.zeros(n, np.float32))
         if corrupt == "noise":
             if not np.isfinite(snr_db):
                 raise PatchingError(f"snr_db must be a finite number of dB, got {snr_db!r}")
+            clean = np.asarray(clean)  # the noisy recording is built whole, as long as the clean one
             sound = clean[np.abs(clean) > 0]
             power = float(np.mean(np.square(sound, dtype=np.float64))) if len(sound) else 1e-6
             noise = np.random.default_rng(seed).standard_normal(n) * np.sqrt(power / 10 ** (snr_db / 10))

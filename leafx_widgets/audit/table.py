@@ -205,8 +205,8 @@ def audit(ex, reference=None, *, method: str | None = None, stability: bool = Tr
     if stability and ex.tokens:
         from ..explanation import explain
 
-        speech = ex.audio[np.abs(ex.audio) > 0]
-        noisy_audio = add_noise(ex.audio, noise_snr_db, seed=seed, reference=speech)
+        clean = np.asarray(ex.audio)  # whole: the noisy twin is a whole recording, explained again
+        noisy_audio = add_noise(clean, noise_snr_db, seed=seed, reference=clean[np.abs(clean) > 0])
         noisy = explain(ex.model, noisy_audio, sample_rate=ex.sample_rate, progress=False, precompute=())
         twins = _noisy_twins(ex, noisy)
     per_word, deletions, wer = word_errors(ex, ref) if ref is not None else (None, [], None)

@@ -282,7 +282,7 @@ def evaluate_clip(model, clip: Clip, dataset: str, specs: list[MethodSpec], sett
     # perturbed clips for STAB
     stab_ex = {}
     if "perturbed_decodes" in needs:
-        audio = ex.audio
+        audio = np.asarray(ex.audio)  # whole: the perturbed versions are whole clips (seconds long)
         versions = perturbed_versions(audio, ex.sample_rate, ex.frame_s, settings, settings.seed + 7).items()
         for kind, (pert, shift_frames) in bar(versions, "stab: decode perturbed", enabled=bars, unit="clip"):
             stab_ex[kind] = (explain(model, pert, sample_rate=ex.sample_rate), shift_frames)

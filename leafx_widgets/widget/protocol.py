@@ -196,8 +196,8 @@ def audio_payload(ex) -> tuple[dict, list[str]]:
                      "audio= or load_audio=True to Explanation.from_json): silence is shown instead.")
         audio = np.zeros(int(round(ex.duration_s * ex.sample_rate)), dtype=np.float32)
     else:
-        audio = np.asarray(ex.audio, dtype=np.float32)
-    pcm = _codecs.to_pcm16(audio)
+        audio = ex.audio  # an array, or a long file's spilled samples: converted block by block
+    pcm = _codecs.to_pcm16(audio)  # kept whole for playback and export: 2 bytes a sample, half the float32
     try:
         mel = np.asarray(ex.log_mel(), dtype=np.float32)  # shape = (n_mels, n_cols)
     except ValueError as err:  # no model features, e.g. read from JSON
