@@ -70,6 +70,10 @@ def load_audio(source, sample_rate: int | None = None, *, target_rate: int = TAR
     non-finite, truncated, too long or otherwise absurd input with an ``AudioError``.
     ``allow_truncated=True`` reads what a truncated file holds, with a warning saying how much is missing.
     """
+    if isinstance(source, Audio) and isinstance(source.samples, SpilledSamples) and source.sample_rate == target_rate:
+        # loaded (and checked) before, in a temporary file: reading it again would only copy the file
+        _check_header(_array_source(source.samples, source.sample_rate, source.path), max_duration_s)
+        return source
     if isinstance(source, Audio):
         src, path = _array_source(source.samples, source.sample_rate, source.path), source.path
     elif isinstance(source, (str, Path)):

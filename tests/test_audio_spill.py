@@ -15,7 +15,7 @@ import soundfile
 
 import leafx_widgets as lw
 from leafx_widgets import audio, spilled
-from leafx_widgets.audio import Audio, load_audio
+from leafx_widgets.audio import Audio, AudioError, load_audio
 from leafx_widgets.spilled import SpilledSamples, spill
 
 SR = 16000
@@ -65,6 +65,9 @@ def test_spilled_audio_loaded_again_stays_spilled(tmp_path, monkeypatch):
     again = load_audio(Audio(spilt.samples, SR, path="again"))  # e.g. explain(model, ex_audio_object)
     assert isinstance(again.samples, SpilledSamples)
     assert np.array_equal(np.asarray(again.samples), in_memory.samples)
+    assert load_audio(spilt).samples is spilt.samples  # the CLI's load then explain: one temporary file, not two
+    with pytest.raises(AudioError, match="over the limit"):
+        load_audio(spilt, max_duration_s=1.0)
 
 
 @pytest.mark.parametrize("rate, channels, fmt", [(44100, 2, "flac"), (8000, 1, "wav"), (22050, 1, "wav")])
