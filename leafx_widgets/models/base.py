@@ -259,6 +259,10 @@ class SpeechAdapter(abc.ABC):
         """True for a timestamp token (never a text token; needs ``"timestamps"``)."""
         return False
 
+    def forced_tokens(self, prompt: Sequence[int], ids: Sequence[int], rows: int = 1) -> torch.Tensor:
+        """``prompt + ids`` as the (rows, P) token tensor a teacher-forced pass reads, one row per ``encoded`` row."""
+        return torch.tensor([list(prompt) + list(ids)], device=self.device).expand(rows, -1)
+
     @abc.abstractmethod
     def teacher_forced(self, encoded: torch.Tensor, prompt: list[int], ids: list[int], *,
                        bypass_layer: int | None = None, reduce_cross: Reduce | None = None,

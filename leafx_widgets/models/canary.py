@@ -264,7 +264,7 @@ class CanaryAdapter(SpeechAdapter):
         if bypass_layer is not None and not 0 <= bypass_layer < self.n_layers:
             raise ValueError(f"bypass_layer must be in [0, {self.n_layers}), got {bypass_layer}")
         self._check_length(prompt, ids)
-        tokens = torch.tensor([list(prompt) + list(ids)], device=self.device)
+        tokens = self.forced_tokens(prompt, ids)
         cross, selfs = [], []
         with self._hooks(bypass_layer, reduce_cross, reduce_self, cross, selfs):
             hidden = self.model.model.decoder(input_ids=tokens, encoder_hidden_states=encoded).last_hidden_state
@@ -314,7 +314,7 @@ class CanaryAdapter(SpeechAdapter):
         encoded = self.encode(features)
         if keep_tokens is not None and len(features) == 1 and len(keep_tokens) > 1:
             encoded = encoded.expand(len(keep_tokens), -1, -1)
-        tokens = torch.tensor([list(prompt) + list(ids)], device=self.device).expand(len(encoded), -1)
+        tokens = self.forced_tokens(prompt, ids, len(encoded))
         embeds = self.model.model.decoder.embed_tokens(tokens)
         if keep_tokens is not None:
             keep = base.text_keep_mask(len(tokens), len(prompt), keep_tokens, self.device)
@@ -333,7 +333,7 @@ class CanaryAdapter(SpeechAdapter):
         """Teacher-forced pass over ``prompt + ids`` for each row of ``encoded``: each layer's residual and each
         cross-attention's per-head output (the input of its ``o_proj``), swapping in ``replace``."""
         self._check_length(prompt, ids)
-        tokens = torch.tensor([list(prompt) + list(ids)], device=self.device).expand(len(encoded), -1)
+        tokens = self.forced_tokens(prompt, ids, len(encoded))
         decoder = self.model.model.decoder
         return inside.cross_decoder_states(decoder, tokens, encoded, replace,
                                            head_dim=decoder.layers[0].encoder_attn.head_dim,

@@ -298,7 +298,7 @@ class SpeechLLMAdapter(SpeechAdapter):
             raise ValueError(f"bypass_layer must be in [0, {self.n_layers}), got {bypass_layer}")
         where = self.audio_positions(prompt, ids)
         self._check_audio(encoded, where)
-        tokens = torch.tensor([list(prompt) + list(ids)], device=self.device)
+        tokens = self.forced_tokens(prompt, ids)
         captures = [_Capture(l, where, self.n_window_frames, l == bypass_layer, reduce_cross, reduce_self)
                     for l in range(self.n_layers)]
         layers = self.lm.layers
@@ -332,7 +332,7 @@ class SpeechLLMAdapter(SpeechAdapter):
             raise ValueError(f"{self.name} has no cross-attention: only the residual ('dec', l) can be replaced")
         where = self.audio_positions(prompt, ids)
         self._check_audio(encoded, where)
-        tokens = torch.tensor([list(prompt) + list(ids)], device=self.device).expand(len(encoded), -1)
+        tokens = self.forced_tokens(prompt, ids, len(encoded))
         with inside.decoder_capture(self.lm.layers, replace) as states:
             self.lm(inputs_embeds=self._embeds(tokens, encoded, where), use_cache=False)
         return states
@@ -355,7 +355,7 @@ class SpeechLLMAdapter(SpeechAdapter):
             if len(features) == 1 and len(keep_tokens) > 1:
                 encoded = encoded.expand(len(keep_tokens), -1, -1)
             keep = base.text_keep_mask(len(encoded), len(prompt), keep_tokens, self.device)
-        tokens = torch.tensor([list(prompt) + list(ids)], device=self.device).expand(len(encoded), -1)
+        tokens = self.forced_tokens(prompt, ids, len(encoded))
         hidden = self.lm(inputs_embeds=self._embeds(tokens, encoded, where, keep), use_cache=False).last_hidden_state
         return self.token_logprobs(hidden, prompt, ids)
 

@@ -56,16 +56,17 @@ class VoxtralAdapter(SpeechLLMAdapter):
 
     def _encode(self, features: torch.Tensor, n_tokens: int) -> torch.Tensor:
         """VoxtralModel.get_audio_features, one window per batch row."""
-        hidden = self._tower(features, n_tokens)
-        stacked = hidden.reshape(len(features), -1, self.model.config.audio_config.intermediate_size)
-        return self.model.model.multi_modal_projector(stacked)[:, :n_tokens]
+        return self._stack_and_project(self._tower(features, n_tokens))[:, :n_tokens]
+
+    def _stack_and_project(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The tower's normed frames (B, 4k, d) -> k audio embeddings: 4 consecutive frames side by side, projected."""
+        stacked = hidden.reshape(len(hidden), -1, self.model.config.audio_config.intermediate_size)
+        return self.model.model.multi_modal_projector(stacked)
 
     def encoder_readout(self, hidden: torch.Tensor) -> torch.Tensor:
         """A tower layer's frames (B, 4k, d) -> k audio embeddings: the encoder's final norm, the stacking of
         consecutive frames and the projector, as the model applies them after its last layer."""
-        hidden = self.model.model.audio_tower.layer_norm(hidden)
-        stacked = hidden.reshape(len(hidden), -1, self.model.config.audio_config.intermediate_size)
-        return self.model.model.multi_modal_projector(stacked)
+        return self._stack_and_project(self.model.model.audio_tower.layer_norm(hidden))
 
 
 def load_voxtral(folder: Path, *, name: str, device: torch.device, dtype: torch.dtype,
